@@ -1,0 +1,15 @@
+//! Wire types of the mechanism protocol: digests, canonical JSON, artifacts, schemas,
+//! error codes, message framing and the content-addressed object store.
+//!
+//! Nothing here starts processes, touches git or needs an async runtime.
+
+pub mod artifact;
+pub mod canonical;
+pub mod digest;
+pub mod error;
+pub mod framing;
+pub mod schema;
+pub mod store;
+
+pub use digest::Digest;
+pub use error::ErrorCode;
