@@ -1,0 +1,1 @@
+//! Typed views of every artifact kind (in progress).
