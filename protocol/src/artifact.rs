@@ -13,6 +13,7 @@ use serde_json::{Map, Value};
 use crate::canonical::{self, CanonError};
 use crate::digest::Digest;
 
+pub mod effect;
 pub mod kinds;
 
 /// A typed artifact view that knows its `kind` string.

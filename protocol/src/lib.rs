@@ -10,6 +10,7 @@ pub mod error;
 pub mod framing;
 pub mod schema;
 pub mod store;
+pub mod verbs;
 
 pub use digest::Digest;
 pub use error::ErrorCode;

@@ -1,0 +1,1 @@
+//! Verb params and results (in progress).
