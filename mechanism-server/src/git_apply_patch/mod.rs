@@ -1,0 +1,1 @@
+//! git_apply_patch (in progress).
