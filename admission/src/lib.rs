@@ -1,0 +1,6 @@
+//! The admission side of the mechanism protocol.
+
+pub mod cli;
+pub mod commands;
+pub mod exit;
+pub mod logging;
