@@ -44,7 +44,9 @@ fn canonical_digest(c: &mut Criterion) {
 }
 
 fn blob_hash(c: &mut Criterion) {
-    let blob: Vec<u8> = (0..64u32 << 20).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+    let blob: Vec<u8> = (0..64u32 << 20)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
     let mut group = c.benchmark_group("blob_64MiB");
     group.sample_size(10);
     group.throughput(Throughput::Bytes(blob.len() as u64));

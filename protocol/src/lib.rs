@@ -8,6 +8,7 @@ pub mod canonical;
 pub mod digest;
 pub mod error;
 pub mod framing;
+pub mod jsonrpc;
 pub mod schema;
 pub mod store;
 pub mod verbs;

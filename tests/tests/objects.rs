@@ -10,8 +10,14 @@ fn stdout_of(output: &std::process::Output) -> String {
 #[test]
 fn digest_of_an_artifact_ignores_formatting_and_key_order() {
     let s = Scratch::new();
-    s.write("a.json", r#"{ "kind": "mechanism.plan/v0", "b": [1, 2.50], "a": "x" }"#);
-    s.write("b.json", "{\"a\":\"x\",\n\"b\":[1,2.5],\"kind\":\"mechanism.plan/v0\"}\n");
+    s.write(
+        "a.json",
+        r#"{ "kind": "mechanism.plan/v0", "b": [1, 2.50], "a": "x" }"#,
+    );
+    s.write(
+        "b.json",
+        "{\"a\":\"x\",\n\"b\":[1,2.5],\"kind\":\"mechanism.plan/v0\"}\n",
+    );
     let a = s.admission().args(["digest", "a.json"]).assert().success();
     let b = s.admission().args(["digest", "b.json"]).assert().success();
     let a = stdout_of(a.get_output());
@@ -30,7 +36,11 @@ fn digest_of_an_artifact_ignores_formatting_and_key_order() {
 fn non_ijson_input_is_refused_with_the_problem_named() {
     let s = Scratch::new();
     for (name, text, needle) in [
-        ("dup.json", r#"{"a":{"k":1,"k":2}}"#, "duplicate key \"k\" at $.a"),
+        (
+            "dup.json",
+            r#"{"a":{"k":1,"k":2}}"#,
+            "duplicate key \"k\" at $.a",
+        ),
         ("big.json", r#"{"n":[9007199254740993]}"#, "$.n[0]"),
         ("surrogate.json", r#"["\udead"]"#, "lone surrogate"),
         ("broken.json", r#"{"a":"#, "invalid JSON"),
@@ -40,7 +50,10 @@ fn non_ijson_input_is_refused_with_the_problem_named() {
             let out = s.admission().args([command, name]).assert().code(2);
             let stderr = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
             assert!(stderr.contains(needle), "{command} {name}: {stderr}");
-            assert!(out.get_output().stdout.is_empty(), "{command} {name} printed output");
+            assert!(
+                out.get_output().stdout.is_empty(),
+                "{command} {name} printed output"
+            );
         }
     }
     s.write("utf8.json", b"{\"a\":\"\xc3\x28\"}");
@@ -52,7 +65,11 @@ fn non_ijson_input_is_refused_with_the_problem_named() {
 fn raw_digest_hashes_the_bytes() {
     let s = Scratch::new();
     s.write("patch.diff", "not json at all\n");
-    let out = s.admission().args(["digest", "--raw", "patch.diff"]).assert().success();
+    let out = s
+        .admission()
+        .args(["digest", "--raw", "patch.diff"])
+        .assert()
+        .success();
     assert_eq!(
         stdout_of(out.get_output()).trim(),
         Digest::of_bytes(b"not json at all\n").to_string()
@@ -64,11 +81,19 @@ fn put_then_cat_round_trips_and_json_output_is_machine_readable() {
     let s = Scratch::new();
     let payload: Vec<u8> = (0..300_000u32).flat_map(|i| i.to_le_bytes()).collect();
     s.write("blob.bin", &payload);
-    let out = s.admission().args(["--json", "put", "blob.bin"]).assert().success();
+    let out = s
+        .admission()
+        .args(["--json", "put", "blob.bin"])
+        .assert()
+        .success();
     let reply: serde_json::Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
     let digest = reply["digest"].as_str().unwrap().to_owned();
     assert_eq!(digest, Digest::of_bytes(&payload).to_string());
-    assert!(s.path(".mechanism/objects/sha256").join(&digest[7..9]).join(&digest[9..]).exists());
+    assert!(s
+        .path(".mechanism/objects/sha256")
+        .join(&digest[7..9])
+        .join(&digest[9..])
+        .exists());
 
     let cat = s.admission().args(["cat", &digest]).assert().success();
     assert_eq!(cat.get_output().stdout, payload);
@@ -78,9 +103,16 @@ fn put_then_cat_round_trips_and_json_output_is_machine_readable() {
 fn cat_of_a_corrupted_object_fails_with_integrity_mismatch_and_prints_nothing() {
     let s = Scratch::new();
     s.write("blob.txt", "hello, store\n");
-    let out = s.admission().args(["--store", "st", "put", "blob.txt"]).assert().success();
+    let out = s
+        .admission()
+        .args(["--store", "st", "put", "blob.txt"])
+        .assert()
+        .success();
     let digest = stdout_of(out.get_output()).trim().to_owned();
-    let object = s.path("st/objects/sha256").join(&digest[7..9]).join(&digest[9..]);
+    let object = s
+        .path("st/objects/sha256")
+        .join(&digest[7..9])
+        .join(&digest[9..]);
     let mut perms = std::fs::metadata(&object).unwrap().permissions();
     #[allow(clippy::permissions_set_readonly_false)]
     perms.set_readonly(false);
@@ -89,12 +121,20 @@ fn cat_of_a_corrupted_object_fails_with_integrity_mismatch_and_prints_nothing() 
     bytes[0] ^= 0x01;
     std::fs::write(&object, bytes).unwrap();
 
-    let out = s.admission().args(["--store", "st", "cat", &digest]).assert().code(2);
+    let out = s
+        .admission()
+        .args(["--store", "st", "cat", &digest])
+        .assert()
+        .code(2);
     let stderr = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
     assert!(stderr.contains("INTEGRITY_MISMATCH"), "{stderr}");
     assert!(out.get_output().stdout.is_empty());
 
-    let out = s.admission().args(["--json", "--store", "st", "cat", &digest]).assert().code(2);
+    let out = s
+        .admission()
+        .args(["--json", "--store", "st", "cat", &digest])
+        .assert()
+        .code(2);
     let reply: serde_json::Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
     assert_eq!(reply["error"]["code"], "INTEGRITY_MISMATCH");
 }

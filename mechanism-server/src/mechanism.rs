@@ -1,0 +1,168 @@
+//! The `Mechanism` trait: what one kind of effect must provide; the runtime does the rest.
+//!
+//! A mechanism only predicts and applies. Storing plans, recomputing them on execute,
+//! checking admissions and force-acks, recording results and witnesses, idempotence and
+//! concurrency are the runtime's job (see [`crate::server`]), so every mechanism gets them
+//! the same way.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use protocol::artifact::effect::Effect;
+use protocol::artifact::kinds::Plan;
+use protocol::store::Store;
+use protocol::verbs::{Operation, ProgressParams};
+use protocol::{Digest, ErrorCode};
+use serde_json::Value;
+
+/// A mechanism: one kind of effect, planned exactly and applied only as planned.
+pub trait Mechanism: Send + Sync + 'static {
+    /// The mechanism's id, e.g. `git_apply_patch`.
+    fn id(&self) -> &str;
+
+    /// Its version, pinned by registries.
+    fn version(&self) -> &str;
+
+    /// Its operations: params schema, effect types, destructiveness, determinism, examples.
+    fn operations(&self) -> Vec<Operation>;
+
+    /// Computes the plan of `request` against the current state. The same request on the
+    /// same state must give the same plan, byte for byte: no clock, no randomness.
+    fn plan(&self, env: &Env, request: &PlanRequest) -> Result<Planned, MechanismError>;
+
+    /// Applies a plan the runtime has just recomputed and found identical to the admitted
+    /// one. Checks `ctx` for cancellation and the deadline before the point of no return.
+    fn execute(
+        &self,
+        env: &Env,
+        planned: &Planned,
+        ctx: &ExecContext,
+    ) -> Result<Executed, MechanismError>;
+
+    /// Whether the effects of an executed plan still hold (for git: the branch is at the
+    /// predicted commit), so that executing it again returns the recorded result.
+    fn still_applied(&self, env: &Env, plan: &Plan) -> Result<bool, MechanismError>;
+}
+
+/// Where a mechanism may act: its root, which bounds every path, and the object store.
+#[derive(Debug, Clone)]
+pub struct Env {
+    /// Every path the mechanism touches lies under this directory.
+    pub root: PathBuf,
+    /// The shared object store (inputs in, plans and results out).
+    pub store: Store,
+}
+
+/// What to plan.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlanRequest {
+    /// The operation name.
+    pub operation: String,
+    /// Its params, already validated against the operation's schema.
+    pub params: Value,
+    /// Named input blobs, by digest.
+    pub inputs: BTreeMap<String, Digest>,
+}
+
+/// A computed plan and its human preview.
+#[derive(Debug, Clone)]
+pub struct Planned {
+    /// The plan, as it will be hashed.
+    pub plan: Plan,
+    /// A readable preview (a diff for git); not part of the hash.
+    pub preview: Option<String>,
+}
+
+/// What an execution did.
+#[derive(Debug, Clone)]
+pub struct Executed {
+    /// The effects applied, comparable one to one with the plan's intended effects.
+    pub effects_applied: Vec<Effect>,
+    /// Structured evidence: ids, hashes.
+    pub evidence: Value,
+    /// What the execution produced, as in-toto subjects: name and digest map.
+    pub subjects: Vec<(String, BTreeMap<String, String>)>,
+    /// The state before, as facts.
+    pub state_before: Value,
+    /// The state after, as facts.
+    pub state_after: Value,
+}
+
+/// A mechanism's refusal or failure, with its stable code.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{code}: {message}")]
+pub struct MechanismError {
+    /// The protocol error code.
+    pub code: ErrorCode,
+    /// What went wrong, for people.
+    pub message: String,
+}
+
+impl MechanismError {
+    /// An error with a code and a message.
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+/// Per-execution controls: deadline, cancellation and progress.
+#[derive(Clone)]
+pub struct ExecContext {
+    deadline: Option<Instant>,
+    cancelled: Arc<AtomicBool>,
+    progress: Arc<dyn Fn(ProgressParams) + Send + Sync>,
+    plan_hash: Digest,
+}
+
+impl ExecContext {
+    /// A context for one execution of `plan_hash`.
+    pub fn new(
+        plan_hash: Digest,
+        deadline: Option<Instant>,
+        cancelled: Arc<AtomicBool>,
+        progress: Arc<dyn Fn(ProgressParams) + Send + Sync>,
+    ) -> Self {
+        Self {
+            deadline,
+            cancelled,
+            progress,
+            plan_hash,
+        }
+    }
+
+    /// The deadline, if one was set.
+    pub fn deadline(&self) -> Option<Instant> {
+        self.deadline
+    }
+
+    /// Fails with `CANCELLED` or `DEADLINE_EXCEEDED` when the work must stop now. Call it
+    /// before the point of no return, never after.
+    pub fn checkpoint(&self) -> Result<(), MechanismError> {
+        if self.cancelled.load(Ordering::SeqCst) {
+            return Err(MechanismError::new(ErrorCode::Cancelled, "cancelled by the client"));
+        }
+        if self.deadline.is_some_and(|d| Instant::now() >= d) {
+            return Err(MechanismError::new(
+                ErrorCode::DeadlineExceeded,
+                "the execute deadline passed before the effect was applied",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Reports progress to the client as a `progress` notification.
+    pub fn progress(&self, done: u64, total: u64, message: &str) {
+        (self.progress)(ProgressParams {
+            plan_hash: self.plan_hash,
+            done,
+            total,
+            message: message.to_owned(),
+        });
+    }
+}
