@@ -7,6 +7,7 @@ pub mod artifact;
 pub mod canonical;
 pub mod digest;
 pub mod error;
+pub mod force_ack;
 pub mod framing;
 pub mod jsonrpc;
 pub mod schema;
