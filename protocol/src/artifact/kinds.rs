@@ -1,1 +1,42 @@
-//! Typed views of every artifact kind (in progress).
+//! Typed views of every artifact kind.
+//!
+//! Each view is a plain struct implementing [`Kind`]; its `kind` string is not a field:
+//! [`Artifact::from_typed`](crate::artifact::Artifact::from_typed) inserts it and
+//! [`Artifact::view`](crate::artifact::Artifact::view) checks it. The views deliberately
+//! accept unknown fields, so a newer producer's artifact still reads; the JSON Schemas in
+//! `schemas/` decide what is required and how strict each field is.
+
+use crate::artifact::Kind;
+
+mod admission;
+mod common;
+mod plan;
+mod records;
+mod result;
+
+pub use admission::{AdmissionDecision, AdmissionWitness, ForceAck, Gate, GateRecord};
+pub use common::{Budget, Costs, Determinism, ErrorInfo, GateDecision, Grant, MechanismRef};
+pub use plan::{CostWitness, Plan, RecipeStep};
+pub use records::{
+    Command, ExecStatus, ExecStep, ExecutionDocument, NextAction, NextActions, NextActionsRef,
+    Registry, RegistryEntry, RunOutcome, RunRecord, Workorder,
+};
+pub use result::{
+    ResultArtifact, ResultPredicate, ResultStatus, ResultWitness, Subject, IN_TOTO_STATEMENT_V1,
+    RESULT_WITNESS_PREDICATE,
+};
+
+/// Every artifact kind this version of the protocol defines.
+pub const ALL_KINDS: &[&str] = &[
+    Plan::KIND,
+    CostWitness::KIND,
+    AdmissionWitness::KIND,
+    ForceAck::KIND,
+    ResultArtifact::KIND,
+    ResultWitness::KIND,
+    Workorder::KIND,
+    RunRecord::KIND,
+    NextActions::KIND,
+    Registry::KIND,
+    ExecutionDocument::KIND,
+];
