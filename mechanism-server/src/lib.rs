@@ -1,3 +1,18 @@
 //! The mechanism side of the protocol: the server runtime and the built-in mechanisms.
 
+use std::sync::Arc;
+
 pub mod git_apply_patch;
+pub mod mechanism;
+pub mod server;
+
+pub use mechanism::Mechanism;
+
+/// The names of the built-in mechanisms.
+pub const BUILTIN: &[&str] = &[];
+
+/// A built-in mechanism by name.
+pub fn builtin(name: &str) -> Option<Arc<dyn Mechanism>> {
+    tracing::debug!(name, "looking up built-in mechanism");
+    None
+}

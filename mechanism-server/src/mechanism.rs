@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use protocol::artifact::effect::Effect;
-use protocol::artifact::kinds::Plan;
+use protocol::artifact::kinds::{Grant, Plan};
 use protocol::store::Store;
 use protocol::verbs::{Operation, ProgressParams};
 use protocol::{Digest, ErrorCode};
@@ -28,6 +28,9 @@ pub trait Mechanism: Send + Sync + 'static {
 
     /// Its operations: params schema, effect types, destructiveness, determinism, examples.
     fn operations(&self) -> Vec<Operation>;
+
+    /// Everything it may ever touch, as capability + resource globs relative to its root.
+    fn capability_scope(&self) -> Vec<Grant>;
 
     /// Computes the plan of `request` against the current state. The same request on the
     /// same state must give the same plan, byte for byte: no clock, no randomness.
@@ -145,7 +148,10 @@ impl ExecContext {
     /// before the point of no return, never after.
     pub fn checkpoint(&self) -> Result<(), MechanismError> {
         if self.cancelled.load(Ordering::SeqCst) {
-            return Err(MechanismError::new(ErrorCode::Cancelled, "cancelled by the client"));
+            return Err(MechanismError::new(
+                ErrorCode::Cancelled,
+                "cancelled by the client",
+            ));
         }
         if self.deadline.is_some_and(|d| Instant::now() >= d) {
             return Err(MechanismError::new(

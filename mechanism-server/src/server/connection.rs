@@ -39,7 +39,11 @@ pub struct Notifier(mpsc::UnboundedSender<Vec<u8>>);
 impl Notifier {
     /// Queues a notification; dropped silently if the connection is closing.
     pub fn send(&self, method: &str, params: Value) {
-        let _ = self.0.send(jsonrpc::notification(method, params).to_string().into_bytes());
+        let _ = self.0.send(
+            jsonrpc::notification(method, params)
+                .to_string()
+                .into_bytes(),
+        );
     }
 }
 
@@ -157,7 +161,11 @@ fn write_frames<W: Write>(
     let mut output = Some(output);
     while let Some(bytes) = rx.blocking_recv() {
         if writer.is_none() {
-            let chosen = framing.lock().ok().and_then(|f| *f).unwrap_or(Framing::Lines);
+            let chosen = framing
+                .lock()
+                .ok()
+                .and_then(|f| *f)
+                .unwrap_or(Framing::Lines);
             if let Some(out) = output.take() {
                 writer = Some(FrameWriter::new(out, chosen));
             }
@@ -183,7 +191,10 @@ async fn handle_frame<C: Send + Sync + 'static>(
         Ok(v) => v,
         Err(e) => {
             let (code, what) = if e.to_string().contains("recursion limit") {
-                (ErrorCode::MessageTooLarge, "message nests deeper than 128 levels")
+                (
+                    ErrorCode::MessageTooLarge,
+                    "message nests deeper than 128 levels",
+                )
             } else {
                 (ErrorCode::ParseError, "invalid JSON")
             };
@@ -200,7 +211,9 @@ async fn handle_frame<C: Send + Sync + 'static>(
             // Entries of one batch are served in order; separate frames run concurrently.
             let mut replies = Vec::with_capacity(items.len());
             for item in items {
-                if let Some(reply) = handle_message(module, jsonrpc::classify(item), out, inflight).await {
+                if let Some(reply) =
+                    handle_message(module, jsonrpc::classify(item), out, inflight).await
+                {
                     replies.push(reply);
                 }
             }
@@ -217,9 +230,9 @@ async fn handle_message<C: Send + Sync + 'static>(
     inflight: &Inflight,
 ) -> Option<String> {
     match message {
-        Message::Invalid { id, reason } => Some(
-            jsonrpc::error_response(id, ErrorCode::InvalidRequest, &reason).to_string(),
-        ),
+        Message::Invalid { id, reason } => {
+            Some(jsonrpc::error_response(id, ErrorCode::InvalidRequest, &reason).to_string())
+        }
         Message::Response { .. } => {
             tracing::debug!("ignoring a response: this server sends no requests");
             None
@@ -265,9 +278,8 @@ async fn handle_message<C: Send + Sync + 'static>(
             }
             Some(match reply {
                 Ok((response, _)) => response.get().to_owned(),
-                Err(e) => {
-                    jsonrpc::error_response(id, ErrorCode::InvalidRequest, &e.to_string()).to_string()
-                }
+                Err(e) => jsonrpc::error_response(id, ErrorCode::InvalidRequest, &e.to_string())
+                    .to_string(),
             })
         }
     }

@@ -1,0 +1,255 @@
+//! The five verbs, registered on a jsonrpsee `RpcModule`. Blocking work (git, the store)
+//! runs on tokio's blocking pool so `status` keeps answering.
+
+use std::sync::Arc;
+
+use jsonrpsee::types::{ErrorObjectOwned, Params};
+use jsonrpsee::RpcModule;
+use protocol::artifact::kinds::{CostWitness, Plan};
+use protocol::artifact::Artifact;
+use protocol::store::{Provenance, StoreError};
+use protocol::verbs::{
+    self, DeclareCostParams, DeclareCostResult, DescribeParams, DescribeResult, Limits, PlanParams,
+    PlanResult, PlanState, StatusParams, StatusResult, MAX_INLINE_BYTES,
+};
+use protocol::ErrorCode;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::Value;
+
+use super::connection::SCOPE;
+use super::{execute, rpc_error, ServerError, State};
+use crate::mechanism::PlanRequest;
+
+type RpcResult = Result<Value, ErrorObjectOwned>;
+
+/// Registers every verb.
+pub(super) fn register(state: State) -> Result<RpcModule<State>, ServerError> {
+    let mut module = RpcModule::new(state);
+    let registered = [
+        module
+            .register_method(verbs::DESCRIBE, |params, state, _| describe(&params, state))
+            .map(|_| ()),
+        module
+            .register_async_method(verbs::PLAN, |params, state, _| async move {
+                blocking(state, params, plan).await
+            })
+            .map(|_| ()),
+        module
+            .register_async_method(verbs::DECLARE_COST, |params, state, _| async move {
+                blocking(state, params, declare_cost).await
+            })
+            .map(|_| ()),
+        module
+            .register_async_method(verbs::EXECUTE, |params, state, _| async move {
+                let scope = SCOPE.try_with(Clone::clone).ok();
+                let parsed = parse(&params)?;
+                tokio::task::spawn_blocking(move || execute::execute(&state, parsed, scope))
+                    .await
+                    .map_err(|e| rpc_error(ErrorCode::InternalError, e.to_string()))?
+            })
+            .map(|_| ()),
+        module
+            .register_method(verbs::STATUS, |params, state, _| status(&params, state))
+            .map(|_| ()),
+    ];
+    for result in registered {
+        result.map_err(|e| ServerError::Config(e.to_string()))?;
+    }
+    Ok(module)
+}
+
+/// Parses params into `T`, answering `INVALID_PARAMS` with serde's reason.
+pub(super) fn parse<T: DeserializeOwned>(params: &Params<'_>) -> Result<T, ErrorObjectOwned> {
+    let raw = params.as_str().unwrap_or("{}");
+    serde_json::from_str(raw).map_err(|e| rpc_error(ErrorCode::InvalidParams, e.to_string()))
+}
+
+pub(super) fn to_value<T: Serialize>(value: &T) -> RpcResult {
+    serde_json::to_value(value).map_err(|e| rpc_error(ErrorCode::InternalError, e.to_string()))
+}
+
+/// Runs a blocking verb on the blocking pool.
+async fn blocking<P, F>(state: Arc<State>, params: Params<'static>, verb: F) -> RpcResult
+where
+    P: DeserializeOwned + Send + 'static,
+    F: FnOnce(&State, P) -> RpcResult + Send + 'static,
+{
+    let parsed: P = parse(&params)?;
+    tokio::task::spawn_blocking(move || verb(&state, parsed))
+        .await
+        .map_err(|e| rpc_error(ErrorCode::InternalError, e.to_string()))?
+}
+
+fn describe(params: &Params<'_>, state: &State) -> RpcResult {
+    let params: DescribeParams = parse(params)?;
+    let Some(version) = verbs::choose_version(params.protocol_versions.as_deref()) else {
+        return Err(rpc_error(
+            ErrorCode::UnsupportedVersion,
+            format!(
+                "this server speaks {}; offered {:?}",
+                verbs::PROTOCOL_VERSION,
+                params.protocol_versions.unwrap_or_default()
+            ),
+        ));
+    };
+    to_value(&DescribeResult {
+        protocol_version: version.to_owned(),
+        mechanism: state.mechanism_ref(),
+        operations: state.operations.clone(),
+        capability_scope: state.mechanism.capability_scope(),
+        limits: Limits {
+            max_message_bytes: state.max_message_bytes as u64,
+            max_inline_bytes: MAX_INLINE_BYTES as u64,
+        },
+    })
+}
+
+/// Maps a store failure on an input or plan to its protocol code.
+pub(super) fn store_error(what: &str, err: &StoreError) -> ErrorObjectOwned {
+    rpc_error(err.code(), format!("{what}: {err}"))
+}
+
+fn plan(state: &State, params: PlanParams) -> RpcResult {
+    let Some(validator) = state.validators.get(&params.operation) else {
+        let known: Vec<&str> = state.operations.iter().map(|o| o.name.as_str()).collect();
+        return Err(rpc_error(
+            ErrorCode::UnknownOperation,
+            format!(
+                "no operation {:?}; this mechanism has {known:?}",
+                params.operation
+            ),
+        ));
+    };
+    let inline = serde_json::to_vec(&params.params).map_or(usize::MAX, |v| v.len());
+    if inline > MAX_INLINE_BYTES {
+        return Err(rpc_error(
+            ErrorCode::ArtifactRequired,
+            format!("params are {inline} bytes; payloads over {MAX_INLINE_BYTES} bytes go into the store and travel by digest"),
+        ));
+    }
+    validator
+        .validate(&params.params)
+        .map_err(|e| rpc_error(ErrorCode::InvalidParams, e.to_string()))?;
+    for (name, digest) in &params.inputs {
+        state
+            .env
+            .store
+            .verify(digest)
+            .map_err(|e| store_error(&format!("input {name:?}"), &e))?;
+    }
+    let request = PlanRequest {
+        operation: params.operation,
+        params: params.params,
+        inputs: params.inputs,
+    };
+    let planned = state.mechanism.plan(&state.env, &request)?;
+    let artifact = Artifact::from_typed(&planned.plan)
+        .map_err(|e| rpc_error(ErrorCode::InternalError, e.to_string()))?;
+    let provenance = Provenance::new(format!("mechanism-server {}", state.mechanism.id()))
+        .with_derived_from(request.inputs.values().copied());
+    let plan_hash = state
+        .env
+        .store
+        .put_artifact(&artifact, &provenance)
+        .map_err(|e| store_error("storing the plan", &e))?;
+    to_value(&PlanResult {
+        plan_hash,
+        plan: artifact.into_value(),
+        preview: planned.preview,
+    })
+}
+
+/// Loads a plan this mechanism issued, by hash.
+pub(super) fn load_plan(
+    state: &State,
+    plan_hash: &protocol::Digest,
+) -> Result<Plan, ErrorObjectOwned> {
+    let artifact = state
+        .env
+        .store
+        .get_artifact(plan_hash)
+        .map_err(|e| match e {
+            StoreError::NotFound(_) => rpc_error(
+                ErrorCode::UnknownPlan,
+                format!("no plan {plan_hash} in the store"),
+            ),
+            other => store_error("loading the plan", &other),
+        })?;
+    let plan: Plan = artifact.view().map_err(|e| {
+        rpc_error(
+            ErrorCode::UnknownPlan,
+            format!("{plan_hash} is not a plan: {e}"),
+        )
+    })?;
+    if plan.mechanism != state.mechanism_ref() {
+        return Err(rpc_error(
+            ErrorCode::UnknownPlan,
+            format!(
+                "{plan_hash} is a plan of {} {}, not of this mechanism",
+                plan.mechanism.id, plan.mechanism.version
+            ),
+        ));
+    }
+    Ok(plan)
+}
+
+fn declare_cost(state: &State, params: DeclareCostParams) -> RpcResult {
+    let plan = load_plan(state, &params.plan_hash)?;
+    let witness = CostWitness {
+        plan_hash: params.plan_hash,
+        costs: plan.estimated_costs,
+        basis: "the plan's own estimate, from the size of its effects".to_owned(),
+    };
+    let artifact = Artifact::from_typed(&witness)
+        .map_err(|e| rpc_error(ErrorCode::InternalError, e.to_string()))?;
+    let provenance = Provenance::new(format!("mechanism-server {}", state.mechanism.id()))
+        .with_derived_from([params.plan_hash]);
+    let cost_witness_hash = state
+        .env
+        .store
+        .put_artifact(&artifact, &provenance)
+        .map_err(|e| store_error("storing the cost witness", &e))?;
+    to_value(&DeclareCostResult {
+        cost_witness: artifact.into_value(),
+        cost_witness_hash,
+    })
+}
+
+fn status(params: &Params<'_>, state: &State) -> RpcResult {
+    let params: StatusParams = parse(params)?;
+    if let Some(progress) = state
+        .running
+        .lock()
+        .ok()
+        .and_then(|running| running.get(&params.plan_hash).cloned())
+    {
+        return to_value(&StatusResult {
+            state: PlanState::Running,
+            result_hash: None,
+            progress,
+        });
+    }
+    if let Some(record) = state.records.get(&params.plan_hash) {
+        return to_value(&StatusResult {
+            state: if record.succeeded {
+                PlanState::Succeeded
+            } else {
+                PlanState::Failed
+            },
+            result_hash: Some(record.result),
+            progress: None,
+        });
+    }
+    if state.env.store.contains(&params.plan_hash) {
+        return to_value(&StatusResult {
+            state: PlanState::Planned,
+            result_hash: None,
+            progress: None,
+        });
+    }
+    Err(rpc_error(
+        ErrorCode::UnknownPlan,
+        format!("no plan {} in the store", params.plan_hash),
+    ))
+}

@@ -1,0 +1,175 @@
+//! The runtime that serves any [`Mechanism`] over JSON-RPC 2.0 on stdio.
+//!
+//! Everything every mechanism needs the same way lives here: the plan store, execute by
+//! hash verified by recomputation, the admission and force-ack checks, idempotent
+//! re-execution, one execution per plan at a time, results and in-toto witnesses.
+
+pub mod connection;
+mod execute;
+mod handlers;
+pub mod records;
+
+use std::collections::HashMap;
+use std::io::BufReader;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use jsonrpsee::types::ErrorObjectOwned;
+use jsonrpsee::RpcModule;
+use protocol::force_ack::allowed_signers::AllowedSigners;
+use protocol::schema::Validator;
+use protocol::store::Store;
+use protocol::verbs::{Operation, Progress};
+use protocol::{Digest, ErrorCode};
+use serde_json::json;
+
+use crate::mechanism::{Env, Mechanism, MechanismError};
+use connection::Limits;
+use records::Records;
+
+/// How to run a server.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Every path the mechanism may touch lies under this directory.
+    pub root: PathBuf,
+    /// The object store directory shared with the admission.
+    pub store: PathBuf,
+    /// OpenSSH allowed_signers trusted for force-acks; `None`: destructive plans never run.
+    pub force_ack_signers: Option<PathBuf>,
+    /// The longest a force-ack may live.
+    pub force_ack_max_ttl: Duration,
+    /// Largest message accepted, in bytes.
+    pub max_message_bytes: usize,
+}
+
+/// Why a server could not start or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// The configuration is unusable (missing root, unreadable signers file, ...).
+    #[error("{0}")]
+    Config(String),
+    /// Reading or writing the connection failed.
+    #[error("connection: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl ServerError {
+    /// The process exit code: 2 for configuration, 1 for I/O.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            ServerError::Config(_) => 2,
+            ServerError::Io(_) => 1,
+        }
+    }
+}
+
+/// Serves `mechanism` on this process's stdin and stdout until EOF.
+pub fn serve_stdio(mechanism: Arc<dyn Mechanism>, config: Config) -> Result<(), ServerError> {
+    let limits = Limits {
+        max_message_bytes: config.max_message_bytes,
+    };
+    let module = module(mechanism, &config)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let stdin = BufReader::with_capacity(1 << 16, std::io::stdin());
+    runtime.block_on(connection::serve(
+        Arc::new(module),
+        stdin,
+        std::io::stdout(),
+        limits,
+    ))?;
+    Ok(())
+}
+
+/// Builds the method table for `mechanism` (exposed for in-process tests).
+pub fn module(
+    mechanism: Arc<dyn Mechanism>,
+    config: &Config,
+) -> Result<RpcModule<State>, ServerError> {
+    let state = State::new(mechanism, config)?;
+    handlers::register(state)
+}
+
+/// Shared state of one server process.
+pub struct State {
+    mechanism: Arc<dyn Mechanism>,
+    env: Env,
+    operations: Vec<Operation>,
+    /// Each operation's params schema, compiled once.
+    validators: HashMap<String, Validator>,
+    signers: Option<AllowedSigners>,
+    max_ttl: Duration,
+    max_message_bytes: usize,
+    records: Records,
+    /// Plans executing now, with their latest progress.
+    running: Arc<Mutex<HashMap<Digest, Option<Progress>>>>,
+}
+
+impl State {
+    fn new(mechanism: Arc<dyn Mechanism>, config: &Config) -> Result<Self, ServerError> {
+        let root = config
+            .root
+            .canonicalize()
+            .map_err(|e| ServerError::Config(format!("--root {}: {e}", config.root.display())))?;
+        if !root.is_dir() {
+            return Err(ServerError::Config(format!(
+                "--root {} is not a directory",
+                root.display()
+            )));
+        }
+        let store = Store::open(&config.store)
+            .map_err(|e| ServerError::Config(format!("--store {}: {e}", config.store.display())))?;
+        let signers = config
+            .force_ack_signers
+            .as_deref()
+            .map(AllowedSigners::read)
+            .transpose()
+            .map_err(|e| ServerError::Config(format!("--force-ack-signers: {e}")))?;
+        let operations = mechanism.operations();
+        let mut validators = HashMap::new();
+        for op in &operations {
+            let validator = protocol::schema::compile(&op.params_schema).map_err(|e| {
+                ServerError::Config(format!("params schema of operation {:?}: {e}", op.name))
+            })?;
+            validators.insert(op.name.clone(), validator);
+        }
+        let records = Records::open(store.root())
+            .map_err(|e| ServerError::Config(format!("--store: {e}")))?;
+        Ok(Self {
+            mechanism,
+            env: Env { root, store },
+            operations,
+            validators,
+            signers,
+            max_ttl: config.force_ack_max_ttl,
+            max_message_bytes: config.max_message_bytes,
+            records,
+            running: Arc::default(),
+        })
+    }
+
+    fn mechanism_ref(&self) -> protocol::artifact::kinds::MechanismRef {
+        protocol::artifact::kinds::MechanismRef {
+            id: self.mechanism.id().to_owned(),
+            version: self.mechanism.version().to_owned(),
+        }
+    }
+}
+
+/// A JSON-RPC error object carrying the stable code in `data.code`.
+pub(crate) fn rpc_error(code: ErrorCode, message: impl Into<String>) -> ErrorObjectOwned {
+    ErrorObjectOwned::owned(
+        code.number(),
+        message.into(),
+        Some(json!({ "code": code.as_str() })),
+    )
+}
+
+impl From<MechanismError> for ErrorObjectOwned {
+    fn from(err: MechanismError) -> Self {
+        rpc_error(err.code, err.message)
+    }
+}
