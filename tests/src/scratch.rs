@@ -1,4 +1,4 @@
-//! Harness for end-to-end tests over the real binaries, each run in a scratch directory.
+//! Scratch directories and the real binaries.
 //!
 //! The binaries are found next to the test executable's profile directory
 //! (`target/<profile>/`); `cargo test --workspace` builds them because the `admission` and

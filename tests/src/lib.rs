@@ -1,0 +1,9 @@
+//! Harness for end-to-end tests over the real binaries, each run in a scratch directory:
+//! scratch directories, real git repositories, and a spawned `mechanism-server` spoken to
+//! over its real pipes.
+
+pub mod repo;
+pub mod scratch;
+pub mod server;
+
+pub use scratch::{bin_path, Scratch};

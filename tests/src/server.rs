@@ -1,0 +1,156 @@
+//! A spawned `mechanism-server`, spoken to over its real stdin and stdout.
+
+use std::io::{BufReader, Write};
+use std::path::Path;
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use protocol::framing::FrameReader;
+use serde_json::{json, Value};
+
+use crate::bin_path;
+
+/// How long a test waits for one message before failing.
+const WAIT: Duration = Duration::from_secs(60);
+
+/// A running `mechanism-server git_apply_patch` child.
+pub struct Server {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    frames: mpsc::Receiver<Vec<u8>>,
+    next_id: u64,
+}
+
+impl Server {
+    /// Spawns the server on `root` and `store`, trusting `signers` for force-acks.
+    pub fn spawn(root: &Path, store: &Path, signers: Option<&Path>) -> Self {
+        Self::spawn_with(root, store, signers, &[])
+    }
+
+    /// Spawns with extra command-line arguments.
+    pub fn spawn_with(root: &Path, store: &Path, signers: Option<&Path>, extra: &[&str]) -> Self {
+        let mut cmd = Command::new(bin_path("mechanism-server"));
+        cmd.arg("git_apply_patch")
+            .arg("--root")
+            .arg(root)
+            .arg("--store")
+            .arg(store)
+            .args(extra)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        if let Some(signers) = signers {
+            cmd.arg("--force-ack-signers").arg(signers);
+        }
+        let mut child = cmd.spawn().expect("spawn mechanism-server");
+        let stdin = child.stdin.take();
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (tx, frames) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut reader = FrameReader::new(BufReader::new(stdout));
+            while let Ok(Some(frame)) = reader.read_frame() {
+                if tx.send(frame).is_err() {
+                    return;
+                }
+            }
+        });
+        Self {
+            child,
+            stdin,
+            frames,
+            next_id: 0,
+        }
+    }
+
+    /// Writes raw bytes to the server's stdin.
+    pub fn send_raw(&mut self, bytes: &[u8]) {
+        let stdin = self.stdin.as_mut().expect("stdin still open");
+        stdin.write_all(bytes).expect("write to server");
+        stdin.flush().expect("flush to server");
+    }
+
+    /// Sends one message, newline-delimited.
+    pub fn send(&mut self, message: &Value) {
+        let mut line = message.to_string().into_bytes();
+        line.push(b'\n');
+        self.send_raw(&line);
+    }
+
+    /// The next frame the server writes, as raw bytes.
+    pub fn recv_raw(&mut self) -> Vec<u8> {
+        self.frames
+            .recv_timeout(WAIT)
+            .expect("the server answers within the wait")
+    }
+
+    /// The next message the server writes, parsed.
+    pub fn recv(&mut self) -> Value {
+        let frame = self.recv_raw();
+        serde_json::from_slice(&frame).unwrap_or_else(|e| {
+            panic!("server wrote non-JSON {:?}: {e}", String::from_utf8_lossy(&frame))
+        })
+    }
+
+    /// A message if one arrives within `wait`.
+    pub fn try_recv(&mut self, wait: Duration) -> Option<Value> {
+        let frame = self.frames.recv_timeout(wait).ok()?;
+        serde_json::from_slice(&frame).ok()
+    }
+
+    /// The next response, skipping notifications (which are returned alongside).
+    pub fn recv_response(&mut self) -> (Value, Vec<Value>) {
+        let mut notifications = Vec::new();
+        loop {
+            let message = self.recv();
+            if message.get("method").is_some() && message.get("id").is_none() {
+                notifications.push(message);
+            } else {
+                return (message, notifications);
+            }
+        }
+    }
+
+    /// Sends a request with a fresh id and returns the whole response.
+    pub fn call(&mut self, method: &str, params: Value) -> Value {
+        self.next_id += 1;
+        let id = self.next_id;
+        self.send(&json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}));
+        let (response, _) = self.recv_response();
+        assert_eq!(response["id"], id, "response to another request: {response}");
+        response
+    }
+
+    /// Calls and returns the result, failing the test on an error response.
+    pub fn result(&mut self, method: &str, params: Value) -> Value {
+        let response = self.call(method, params);
+        match response.get("result") {
+            Some(result) => result.clone(),
+            None => panic!("{method} failed: {response}"),
+        }
+    }
+
+    /// Calls and returns the error's stable code, failing the test on success.
+    pub fn error_code(&mut self, method: &str, params: Value) -> String {
+        let response = self.call(method, params);
+        match response.pointer("/error/data/code").and_then(Value::as_str) {
+            Some(code) => code.to_owned(),
+            None => panic!("{method} was expected to fail with a coded error: {response}"),
+        }
+    }
+
+    /// Closes stdin and waits for the exit status.
+    pub fn close(mut self) -> ExitStatus {
+        drop(self.stdin.take());
+        self.child.wait().expect("wait for the server")
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if self.stdin.is_some() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
