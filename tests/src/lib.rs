@@ -2,6 +2,7 @@
 //! scratch directories, real git repositories, and a spawned `mechanism-server` spoken to
 //! over its real pipes.
 
+pub mod fixtures;
 pub mod repo;
 pub mod scratch;
 pub mod server;

@@ -88,7 +88,10 @@ impl Server {
     pub fn recv(&mut self) -> Value {
         let frame = self.recv_raw();
         serde_json::from_slice(&frame).unwrap_or_else(|e| {
-            panic!("server wrote non-JSON {:?}: {e}", String::from_utf8_lossy(&frame))
+            panic!(
+                "server wrote non-JSON {:?}: {e}",
+                String::from_utf8_lossy(&frame)
+            )
         })
     }
 
@@ -117,7 +120,10 @@ impl Server {
         let id = self.next_id;
         self.send(&json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}));
         let (response, _) = self.recv_response();
-        assert_eq!(response["id"], id, "response to another request: {response}");
+        assert_eq!(
+            response["id"], id,
+            "response to another request: {response}"
+        );
         response
     }
 

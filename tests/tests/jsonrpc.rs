@@ -52,7 +52,10 @@ fn batches_empty_invalid_and_mixed() {
     let mut srv = server(&s);
     srv.send_raw(b"[]\n");
     let response = srv.recv();
-    assert!(response.is_object(), "an empty batch gets one error, not an array: {response}");
+    assert!(
+        response.is_object(),
+        "an empty batch gets one error, not an array: {response}"
+    );
     assert_error(&response, -32600, "INVALID_REQUEST");
 
     srv.send(&json!([1, 2, 3]));
@@ -70,7 +73,11 @@ fn batches_empty_invalid_and_mixed() {
     ]));
     let responses = srv.recv();
     let responses = responses.as_array().expect("array");
-    assert_eq!(responses.len(), 2, "the notification gets no reply: {responses:?}");
+    assert_eq!(
+        responses.len(),
+        2,
+        "the notification gets no reply: {responses:?}"
+    );
     assert_eq!(responses[0]["id"], "a");
     assert!(responses[0]["result"]["operations"].is_array());
     assert_eq!(responses[1]["id"], "b");
@@ -141,7 +148,10 @@ fn content_length_framing_is_answered_in_kind() {
 fn describe_negotiates_the_protocol_version() {
     let s = Scratch::new();
     let mut srv = server(&s);
-    let result = srv.result("describe", json!({"protocol_versions": ["mechanism/9", "mechanism/0"]}));
+    let result = srv.result(
+        "describe",
+        json!({"protocol_versions": ["mechanism/9", "mechanism/0"]}),
+    );
     assert_eq!(result["protocol_version"], "mechanism/0");
     let code = srv.error_code("describe", json!({"protocol_versions": ["mechanism/9"]}));
     assert_eq!(code, "UNSUPPORTED_VERSION");

@@ -1,0 +1,363 @@
+//! `git_apply_patch` over a real spawned server: plan, execute by hash, and every refusal
+//! on the way, against real repositories compared with the real `git`.
+
+use std::path::Path;
+use std::time::Duration;
+
+use protocol::Digest;
+use serde_json::{json, Value};
+use tests::fixtures::{admit, put_patch, Operator};
+use tests::repo::{self, git, rev};
+use tests::server::Server;
+use tests::Scratch;
+
+struct World {
+    s: Scratch,
+    operator: Operator,
+}
+
+impl World {
+    fn new() -> Self {
+        let s = Scratch::new();
+        repo::init(&s.path("root/repo"));
+        let operator = Operator::new(&s.path("keys"));
+        Self { s, operator }
+    }
+
+    fn repo(&self) -> std::path::PathBuf {
+        self.s.path("root/repo")
+    }
+
+    fn store(&self) -> std::path::PathBuf {
+        self.s.path("store")
+    }
+
+    fn server(&self) -> Server {
+        Server::spawn(
+            &self.s.path("root"),
+            &self.store(),
+            Some(&self.operator.allowed_signers),
+        )
+    }
+
+    fn patch(&self, edit: impl FnOnce(&Path)) -> Digest {
+        let text = repo::patch_from_edits(&self.repo(), edit);
+        assert!(!text.is_empty(), "the edit produced no patch");
+        put_patch(&self.store(), &text)
+    }
+}
+
+fn apply_params(patch: &Digest) -> Value {
+    json!({
+        "operation": "apply",
+        "params": {
+            "repo": "repo",
+            "message": "apply a patch",
+            "author": {"name": "Mechanism Test", "email": "test@example.com"},
+        },
+        "inputs": {"patch": patch},
+    })
+}
+
+fn plan_hash(plan: &Value) -> Digest {
+    plan["plan_hash"].as_str().unwrap().parse().unwrap()
+}
+
+fn commit_effect(plan: &Value) -> Value {
+    plan["plan"]["intended_effects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["type"] == "git.commit")
+        .cloned()
+        .expect("a git.commit effect")
+}
+
+fn edit_non_destructive(dir: &Path) {
+    repo::write(dir, "src/new.rs", &repo::numbered("new", 5));
+    repo::write(
+        dir,
+        "README.md",
+        "# fixture\n\nA repository for tests, edited.\n",
+    );
+    git(dir, &["mv", "docs/guide.txt", "docs/manual.txt"]);
+}
+
+fn execute(srv: &mut Server, plan: &Value, admission: &Digest, force_ack: Option<Value>) -> Value {
+    let mut params = json!({"plan_hash": plan["plan_hash"], "admission": admission});
+    if let Some(ack) = force_ack {
+        params["force_ack"] = ack;
+    }
+    srv.call("execute", params)
+}
+
+#[test]
+fn execute_makes_the_predicted_commit_with_the_tree_git_apply_makes() {
+    let w = World::new();
+    let text = repo::patch_from_edits(&w.repo(), edit_non_destructive);
+    let patch = put_patch(&w.store(), &text);
+    let mut srv = w.server();
+    let plan = srv.result("plan", apply_params(&patch));
+    assert_eq!(plan["plan"]["destructive"], false, "{plan}");
+    let predicted = commit_effect(&plan);
+    assert!(plan["preview"].as_str().unwrap().contains("src/new.rs"));
+
+    // The reference: git apply --index then git write-tree, in a clone.
+    let clone = w.s.path("clone");
+    git(
+        w.s.root(),
+        &["clone", "-q", w.repo().to_str().unwrap(), "clone"],
+    );
+    w.s.write("p.diff", &text);
+    git(
+        &clone,
+        &["apply", "--index", w.s.path("p.diff").to_str().unwrap()],
+    );
+    let reference_tree = git(&clone, &["write-tree"]).trim().to_owned();
+    assert_eq!(predicted["tree"], reference_tree);
+
+    let admission = admit(&w.store(), &plan_hash(&plan), &plan["plan"]);
+    let response = execute(&mut srv, &plan, &admission, None);
+    let result = &response["result"];
+    assert_eq!(result["result"]["status"], "success", "{response}");
+    let head = rev(&w.repo(), "refs/heads/main");
+    assert_eq!(predicted["to"], head);
+    assert_eq!(rev(&w.repo(), "HEAD^{tree}"), reference_tree);
+    // The work tree has the touched paths and git sees nothing left to commit.
+    assert!(w.repo().join("src/new.rs").exists());
+    assert!(w.repo().join("docs/manual.txt").exists());
+    assert!(!w.repo().join("docs/guide.txt").exists());
+    assert_eq!(git(&w.repo(), &["status", "--porcelain"]), "");
+    // The witness names the commit.
+    let witness = &result["witness"];
+    assert_eq!(witness["_type"], "https://in-toto.io/Statement/v1");
+    assert_eq!(witness["subject"][0]["digest"]["gitCommit"], head);
+    assert_eq!(witness["predicate"]["plan_hash"], plan["plan_hash"]);
+
+    // Status says succeeded; planning the same patch again says it no longer applies.
+    let status = srv.result("status", json!({"plan_hash": plan["plan_hash"]}));
+    assert_eq!(status["state"], "succeeded");
+    assert_eq!(status["result_hash"], result["result_hash"]);
+    let again = srv.call("plan", apply_params(&patch));
+    assert!(
+        again.get("error").is_some(),
+        "a second plan of an applied patch: {again}"
+    );
+    assert!(srv.close().success());
+}
+
+#[test]
+fn two_server_processes_give_the_same_plan_hash() {
+    let w = World::new();
+    let patch = w.patch(edit_non_destructive);
+    let first = w.server().result("plan", apply_params(&patch));
+    let second = w.server().result("plan", apply_params(&patch));
+    assert_eq!(first["plan_hash"], second["plan_hash"]);
+    assert_eq!(first["plan"], second["plan"]);
+    let cost = w
+        .server()
+        .result("declare_cost", json!({"plan_hash": first["plan_hash"]}));
+    assert_eq!(cost["cost_witness"]["plan_hash"], first["plan_hash"]);
+}
+
+#[test]
+fn refusals_before_any_effect() {
+    let w = World::new();
+    let patch = w.patch(edit_non_destructive);
+    let mut srv = w.server();
+    let before = rev(&w.repo(), "main");
+    let unknown = Digest::of_bytes(b"no such plan");
+    let code = srv.error_code(
+        "execute",
+        json!({"plan_hash": unknown, "admission": unknown}),
+    );
+    assert_eq!(code, "UNKNOWN_PLAN");
+    let plan = srv.result("plan", apply_params(&patch));
+    let code = srv.error_code(
+        "execute",
+        json!({"plan_hash": plan["plan_hash"], "admission": unknown}),
+    );
+    assert_eq!(code, "ADMISSION_REQUIRED");
+    let code = srv.error_code("plan", json!({"operation": "explode", "params": {}}));
+    assert_eq!(code, "UNKNOWN_OPERATION");
+    let code = srv.error_code(
+        "plan",
+        json!({"operation": "apply", "params": {"repo": 5}, "inputs": {"patch": patch}}),
+    );
+    assert_eq!(code, "INVALID_PARAMS");
+    let mut outside = apply_params(&patch);
+    outside["params"]["repo"] = json!("../../etc");
+    let code = srv.error_code("plan", outside);
+    assert_eq!(code, "CAPABILITY_DENIED");
+    assert_eq!(rev(&w.repo(), "main"), before);
+}
+
+#[test]
+fn a_plan_goes_stale_when_the_branch_moves_or_a_touched_file_is_edited() {
+    let w = World::new();
+    let patch = w.patch(edit_non_destructive);
+    let mut srv = w.server();
+    let plan = srv.result("plan", apply_params(&patch));
+    let admission = admit(&w.store(), &plan_hash(&plan), &plan["plan"]);
+
+    // An edit of a touched file in the work tree.
+    repo::write(
+        &w.repo(),
+        "README.md",
+        "# fixture\n\nA repository for tests.\nlocal edit\n",
+    );
+    let response = execute(&mut srv, &plan, &admission, None);
+    assert_eq!(
+        response["error"]["data"]["code"], "STALE_PLAN",
+        "{response}"
+    );
+    git(&w.repo(), &["checkout", "-q", "--", "README.md"]);
+
+    // The branch moves.
+    repo::write(&w.repo(), "other.txt", "unrelated\n");
+    git(&w.repo(), &["add", "other.txt"]);
+    git(&w.repo(), &["commit", "-q", "-m", "moved on"]);
+    let head = rev(&w.repo(), "main");
+    let response = execute(&mut srv, &plan, &admission, None);
+    assert_eq!(
+        response["error"]["data"]["code"], "STALE_PLAN",
+        "{response}"
+    );
+    assert_eq!(rev(&w.repo(), "main"), head, "nothing was applied");
+}
+
+#[test]
+fn re_executing_an_applied_plan_returns_the_recorded_result_and_applies_nothing() {
+    let w = World::new();
+    let patch = w.patch(edit_non_destructive);
+    let mut srv = w.server();
+    let plan = srv.result("plan", apply_params(&patch));
+    let admission = admit(&w.store(), &plan_hash(&plan), &plan["plan"]);
+    let first = execute(&mut srv, &plan, &admission, None);
+    let head = rev(&w.repo(), "main");
+    let second = execute(&mut srv, &plan, &admission, None);
+    assert_eq!(
+        first["result"]["result_hash"], second["result"]["result_hash"],
+        "{second}"
+    );
+    assert_eq!(rev(&w.repo(), "main"), head);
+    // A fresh server process knows it too (records live in the store).
+    let third = execute(&mut w.server(), &plan, &admission, None);
+    assert_eq!(
+        first["result"]["result_hash"], third["result"]["result_hash"],
+        "{third}"
+    );
+}
+
+#[test]
+fn destructive_plans_need_a_fresh_force_ack_for_every_application() {
+    let w = World::new();
+    let patch = w.patch(|dir| {
+        std::fs::remove_file(dir.join("src/old.rs")).unwrap();
+    });
+    let mut srv = w.server();
+    let plan = srv.result("plan", apply_params(&patch));
+    assert_eq!(plan["plan"]["destructive"], true, "{plan}");
+    let hash = plan_hash(&plan);
+    let admission = admit(&w.store(), &hash, &plan["plan"]);
+    let base = rev(&w.repo(), "main");
+
+    let response = execute(&mut srv, &plan, &admission, None);
+    assert_eq!(
+        response["error"]["data"]["code"], "FORCE_ACK_REQUIRED",
+        "{response}"
+    );
+    let other_plan = Digest::of_bytes(b"another plan");
+    let cross = w.operator.force_ack(&other_plan, &admission);
+    let response = execute(&mut srv, &plan, &admission, Some(cross));
+    assert_eq!(
+        response["error"]["data"]["code"], "FORCE_ACK_INVALID",
+        "{response}"
+    );
+    assert_eq!(rev(&w.repo(), "main"), base);
+
+    let ack = w.operator.force_ack(&hash, &admission);
+    let response = execute(&mut srv, &plan, &admission, Some(ack.clone()));
+    assert_eq!(
+        response["result"]["result"]["status"], "success",
+        "{response}"
+    );
+    assert!(!w.repo().join("src/old.rs").exists());
+
+    // Put the world back to the plan's base: a new execute is a second application.
+    git(&w.repo(), &["reset", "-q", "--hard", &base]);
+    let response = execute(&mut srv, &plan, &admission, Some(ack));
+    assert_eq!(
+        response["error"]["data"]["code"], "FORCE_ACK_REPLAYED",
+        "{response}"
+    );
+    assert_eq!(rev(&w.repo(), "main"), base);
+    let fresh = w.operator.force_ack(&hash, &admission);
+    let response = execute(&mut srv, &plan, &admission, Some(fresh));
+    assert_eq!(
+        response["result"]["result"]["status"], "success",
+        "{response}"
+    );
+}
+
+#[test]
+fn without_trusted_signers_destructive_plans_never_run() {
+    let w = World::new();
+    let patch = w.patch(|dir| std::fs::remove_file(dir.join("src/old.rs")).unwrap());
+    let mut srv = Server::spawn(&w.s.path("root"), &w.store(), None);
+    let plan = srv.result("plan", apply_params(&patch));
+    let hash = plan_hash(&plan);
+    let admission = admit(&w.store(), &hash, &plan["plan"]);
+    let ack = w.operator.force_ack(&hash, &admission);
+    let response = execute(&mut srv, &plan, &admission, Some(ack));
+    assert_eq!(
+        response["error"]["data"]["code"], "FORCE_ACK_INVALID",
+        "{response}"
+    );
+    assert!(w.repo().join("src/old.rs").exists());
+}
+
+#[test]
+fn concurrent_executes_of_one_plan_apply_it_once() {
+    let w = World::new();
+    let patch = w.patch(edit_non_destructive);
+    let mut srv = w.server();
+    let plan = srv.result("plan", apply_params(&patch));
+    let admission = admit(&w.store(), &plan_hash(&plan), &plan["plan"]);
+    let base = rev(&w.repo(), "main");
+    // Two requests in one frame-stream, back to back, plus a second process at once.
+    let mut other = w.server();
+    for (id, server) in [(101, &mut srv), (102, &mut other)] {
+        for offset in 0..2 {
+            server.send(
+                &json!({"jsonrpc": "2.0", "id": id + offset * 10, "method": "execute",
+                "params": {"plan_hash": plan["plan_hash"], "admission": admission}}),
+            );
+        }
+    }
+    let mut outcomes = Vec::new();
+    for server in [&mut srv, &mut other] {
+        for _ in 0..2 {
+            let (response, _) = server.recv_response();
+            outcomes.push(response);
+        }
+    }
+    let successes: Vec<&Value> = outcomes
+        .iter()
+        .filter(|r| r.get("result").is_some())
+        .collect();
+    assert!(!successes.is_empty(), "{outcomes:?}");
+    for r in &successes {
+        assert_eq!(
+            r["result"]["result_hash"],
+            successes[0]["result"]["result_hash"]
+        );
+    }
+    for r in outcomes.iter().filter(|r| r.get("error").is_some()) {
+        let code = r["error"]["data"]["code"].as_str().unwrap();
+        assert!(matches!(code, "BUSY" | "STALE_PLAN"), "{r}");
+    }
+    // Applied exactly once: main is one commit ahead of the base.
+    assert_eq!(rev(&w.repo(), "main~1"), base);
+    assert_eq!(srv.try_recv(Duration::from_millis(200)), None);
+}
