@@ -1,29 +1,62 @@
 //! Scratch directories and the real binaries.
 //!
-//! The binaries are found next to the test executable's profile directory
-//! (`target/<profile>/`); `cargo test --workspace` builds them because the `admission` and
-//! `mechanism-server` packages have integration tests of their own.
+//! The binaries are built once per test process with the same cargo, profile and target
+//! directory as the test itself, so `cargo test -p tests` never runs a stale or missing binary.
 
 use std::path::{Path, PathBuf};
+use std::process;
+use std::sync::OnceLock;
 
 use assert_cmd::Command;
 use tempfile::TempDir;
 
+/// The packages whose binaries the end-to-end tests run.
+const BINARY_PACKAGES: &[&str] = &["mechanism-server", "admission"];
+
 /// The path of a workspace binary built for the same profile as this test.
 pub fn bin_path(name: &str) -> PathBuf {
+    let profile_dir = profile_dir();
+    static BUILT: OnceLock<()> = OnceLock::new();
+    BUILT.get_or_init(|| build_binaries(&profile_dir));
+    profile_dir.join(format!("{name}{}", std::env::consts::EXE_SUFFIX))
+}
+
+/// `target/<profile>/` of the running test executable (`target/<profile>/deps/<test>`).
+fn profile_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("the test knows its own path");
-    // target/<profile>/deps/<test-binary> -> target/<profile>/<name>
-    let profile_dir = exe
-        .parent()
+    exe.parent()
         .and_then(Path::parent)
-        .expect("test binary lives in target/<profile>/deps");
-    let path = profile_dir.join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
+        .expect("test binary lives in target/<profile>/deps")
+        .to_path_buf()
+}
+
+/// Runs `cargo build` for the binary packages; a no-op of well under a second when fresh.
+fn build_binaries(profile_dir: &Path) {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let target_dir = profile_dir.parent().expect("target/<profile> has a parent");
+    let mut command = process::Command::new(cargo);
+    command
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args(["build", "--quiet", "--bins", "--target-dir"])
+        .arg(target_dir);
+    match profile_dir.file_name().and_then(|n| n.to_str()) {
+        Some("debug") | None => {}
+        Some("release") => {
+            command.arg("--release");
+        }
+        Some(other) => {
+            command.args(["--profile", other]);
+        }
+    }
+    for package in BINARY_PACKAGES {
+        command.args(["-p", package]);
+    }
+    let output = command.output().expect("cargo runs");
     assert!(
-        path.exists(),
-        "{} is missing: run the tests with `cargo test --workspace`, which builds it",
-        path.display()
+        output.status.success(),
+        "building the binaries failed: {command:?}\n{}",
+        String::from_utf8_lossy(&output.stderr)
     );
-    path
 }
 
 /// A throw-away directory where one test runs its commands.
