@@ -6,6 +6,7 @@
 
 use std::cell::RefCell;
 use std::fmt;
+use std::io::{self, BufWriter};
 
 use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
 use serde_json::map::Entry;
@@ -156,27 +157,40 @@ pub fn check(value: &Value) -> Result<(), CanonError> {
 /// The RFC 8785 canonical bytes of a value that passes [`check`].
 pub fn to_vec(value: &Value) -> Result<Vec<u8>, CanonError> {
     check(value)?;
-    serde_jcs::to_vec(value).map_err(|e| CanonError::Syntax {
-        message: e.to_string(),
-    })
+    write_to_vec(value)
 }
 
 /// Parses strictly and returns the canonical bytes.
 pub fn canonicalize(bytes: &[u8]) -> Result<Vec<u8>, CanonError> {
-    let value = parse(bytes)?;
-    serde_jcs::to_vec(&value).map_err(|e| CanonError::Syntax {
-        message: e.to_string(),
-    })
+    write_to_vec(&parse(bytes)?)
 }
 
 /// SHA-256 over the canonical bytes of a value, streamed into the hasher.
 pub fn digest(value: &Value) -> Result<Digest, CanonError> {
     check(value)?;
-    let mut hasher = Hasher::new();
-    serde_jcs::to_writer(&mut hasher, value).map_err(|e| CanonError::Syntax {
-        message: e.to_string(),
-    })?;
+    // SHA-256 works in 64-byte blocks and pays per call; the writer emits many tiny slices.
+    let mut buffered = BufWriter::with_capacity(DIGEST_BUFFER, Hasher::new());
+    writer::write_value(&mut buffered, value).map_err(write_error)?;
+    let hasher = buffered
+        .into_inner()
+        .map_err(|e| write_error(e.into_error()))?;
     Ok(hasher.finish())
+}
+
+/// Bytes gathered before each hasher update in [`digest`].
+const DIGEST_BUFFER: usize = 8 * 1024;
+
+fn write_to_vec(value: &Value) -> Result<Vec<u8>, CanonError> {
+    let mut out = Vec::new();
+    writer::write_value(&mut out, value).map_err(write_error)?;
+    Ok(out)
+}
+
+/// Writing can only fail on a number that is not a double, which `check` and `parse` exclude.
+fn write_error(e: io::Error) -> CanonError {
+    CanonError::Syntax {
+        message: e.to_string(),
+    }
 }
 
 fn number_is_safe(n: &Number) -> bool {
@@ -438,6 +452,8 @@ impl<'de> Visitor<'de> for Node<'_> {
         Ok(Value::Object(map))
     }
 }
+
+mod writer;
 
 #[cfg(test)]
 mod tests;

@@ -182,7 +182,100 @@ fn digest_is_sha256_of_the_canonical_bytes() {
     assert_eq!(digest(&value).unwrap(), Digest::of_bytes(&bytes));
 }
 
+#[test]
+fn strings_escape_only_quote_backslash_and_controls() {
+    let all: String = (0u8..0x20).map(char::from).collect();
+    let value = Value::String(format!("{all}\"\\/\u{7f}é😀\u{e000}"));
+    let expected = concat!(
+        r#""\u0000\u0001\u0002\u0003\u0004\u0005\u0006\u0007\b\t\n\u000b\f\r\u000e\u000f"#,
+        r#"\u0010\u0011\u0012\u0013\u0014\u0015\u0016\u0017\u0018\u0019\u001a\u001b\u001c\u001d"#,
+        r#"\u001e\u001f\"\\/"#,
+        "\u{7f}é😀\u{e000}\""
+    );
+    assert_eq!(
+        String::from_utf8(to_vec(&value).unwrap()).unwrap(),
+        expected
+    );
+}
+
+#[test]
+fn numbers_built_in_memory_print_as_ecmascript() {
+    let value = serde_json::json!([
+        0,
+        -1,
+        9007199254740991_i64,
+        -9007199254740991_i64,
+        100.0,
+        -0.0,
+        1e21,
+        1e-7,
+        0.000001,
+        0.1,
+        -1.5e300,
+        5e-324
+    ]);
+    assert_eq!(
+        String::from_utf8(to_vec(&value).unwrap()).unwrap(),
+        "[0,-1,9007199254740991,-9007199254740991,100,0,1e+21,1e-7,0.000001,0.1,-1.5e+300,5e-324]"
+    );
+}
+
+/// The writer walks objects in map order when no key needs UTF-16 sorting, which is only right
+/// while `serde_json::Map` is a BTreeMap; a `preserve_order` feature turned on by any crate in
+/// the build would make it insertion order.
+#[test]
+fn json_maps_iterate_in_byte_order() {
+    let mut map = Map::new();
+    for key in ["b", "\u{10000}", "a", "\u{e000}", "B"] {
+        map.insert(key.to_owned(), Value::Null);
+    }
+    let keys: Vec<&str> = map.keys().map(String::as_str).collect();
+    assert_eq!(keys, ["B", "a", "b", "\u{e000}", "\u{10000}"]);
+}
+
+#[test]
+fn keys_sort_by_utf16_at_every_depth() {
+    let value = serde_json::json!({
+        "\u{e000}": {"\u{ffff}": 1, "\u{10ffff}": 2, "\u{10000}": 3, "z": 4},
+        "\u{1f600}": [{"\u{fb33}": 5, "\u{1f600}": 6}],
+        "a": 7
+    });
+    assert_eq!(
+        String::from_utf8(to_vec(&value).unwrap()).unwrap(),
+        "{\"a\":7,\"\u{1f600}\":[{\"\u{1f600}\":6,\"\u{fb33}\":5}],\
+         \"\u{e000}\":{\"z\":4,\"\u{10000}\":3,\"\u{10ffff}\":2,\"\u{ffff}\":1}}"
+    );
+}
+
+/// Larger than the digest buffer, so the hasher gets several updates and a partial last one.
+#[test]
+fn digest_of_a_large_value_matches_serde_jcs() {
+    let items: Vec<Value> = (0..3000)
+        .map(|i| serde_json::json!({"i": i, "x": f64::from(i) / 3.0, "s": format!("é\n{i}😀")}))
+        .collect();
+    let value = serde_json::json!({"items": items, "\u{e000}": 1, "\u{10000}": 2});
+    let oracle = serde_jcs::to_vec(&value).unwrap();
+    assert!(oracle.len() > 3 * 8192);
+    assert_eq!(to_vec(&value).unwrap(), oracle);
+    assert_eq!(digest(&value).unwrap(), Digest::of_bytes(&oracle));
+}
+
+/// Strings from the characters where JCS is easy to get wrong: the escaped ones, those printed
+/// literally although other encoders escape them, and both sides of the UTF-16 sort quirk
+/// (U+E000..U+FFFF sorts after surrogate pairs).
+fn arb_tricky_string() -> impl Strategy<Value = String> {
+    let c = prop_oneof![
+        prop::char::range('\u{0}', '\u{1f}'),
+        prop::sample::select(vec!['"', '\\', '/', '\u{7f}', 'a', 'b']),
+        prop::char::range('\u{80}', '\u{d7ff}'),
+        prop::char::range('\u{e000}', '\u{ffff}'),
+        prop::char::range('\u{10000}', '\u{10ffff}'),
+    ];
+    prop::collection::vec(c, 0..6).prop_map(String::from_iter)
+}
+
 fn arb_json() -> impl Strategy<Value = Value> {
+    let string = || prop_oneof![any::<String>(), arb_tricky_string()];
     let leaf = prop_oneof![
         Just(Value::Null),
         any::<bool>().prop_map(Value::Bool),
@@ -190,12 +283,12 @@ fn arb_json() -> impl Strategy<Value = Value> {
         any::<f64>()
             .prop_filter("I-JSON number", |f| float_is_safe(*f))
             .prop_map(Value::from),
-        any::<String>().prop_map(Value::String),
+        string().prop_map(Value::String),
     ];
-    leaf.prop_recursive(4, 64, 8, |inner| {
+    leaf.prop_recursive(4, 64, 8, move |inner| {
         prop_oneof![
             prop::collection::vec(inner.clone(), 0..8).prop_map(Value::Array),
-            prop::collection::btree_map(any::<String>(), inner, 0..8)
+            prop::collection::btree_map(string(), inner, 0..8)
                 .prop_map(|m| Value::Object(m.into_iter().collect())),
         ]
     })
@@ -237,6 +330,13 @@ fn write_shuffled(value: &Value, ws: &str, out: &mut String) {
 }
 
 proptest! {
+    #[test]
+    fn writer_matches_serde_jcs(value in arb_json()) {
+        let oracle = serde_jcs::to_vec(&value).unwrap();
+        prop_assert_eq!(&to_vec(&value).unwrap(), &oracle);
+        prop_assert_eq!(digest(&value).unwrap(), Digest::of_bytes(&oracle));
+    }
+
     #[test]
     fn canonicalisation_is_idempotent(value in arb_json()) {
         let once = to_vec(&value).unwrap();
