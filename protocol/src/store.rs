@@ -5,6 +5,8 @@
 //! - `objects/sha256/<first 2 hex>/<remaining 62 hex>`: the object's bytes (an artifact's
 //!   canonical bytes, or a blob's raw bytes), read-only once written;
 //! - `objects/sha256/<first 2 hex>/<remaining 62 hex>.prov.json`: its provenance sidecar;
+//! - `refs/<namespace>/<key>.json`: small mutable records naming objects ([`refs`]), the
+//!   one part of the store that is replaced in place;
 //! - `tmp/`: files being written. They live on the same filesystem as `objects/`, so the final
 //!   rename is atomic and a reader never sees half an object.
 //!
@@ -20,6 +22,7 @@
 //! with a no-clobber rename, so the first record to land is kept.
 
 mod provenance;
+pub mod refs;
 mod verified;
 
 use std::fs::{self, File};
@@ -96,6 +99,22 @@ pub enum StoreError {
         /// What went wrong.
         source: io::Error,
     },
+    /// A reference namespace or key is not a plain name; it would become a path component.
+    #[error("bad reference name {name:?}: {reason}")]
+    BadRefName {
+        /// The name as given.
+        name: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A reference record cannot be encoded, or is torn, oversized or not the expected JSON.
+    #[error("{}: unreadable reference record: {reason}", path.display())]
+    BadRef {
+        /// The record's file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// A provenance sidecar could not be encoded or decoded.
     #[error("{}: bad provenance record: {source}", path.display())]
     Provenance {
@@ -116,10 +135,14 @@ impl StoreError {
             Self::NotFound(_) => ErrorCode::UnknownArtifact,
             Self::IntegrityMismatch { .. } => ErrorCode::IntegrityMismatch,
             Self::TooLarge { .. } => ErrorCode::MessageTooLarge,
-            Self::Artifact { .. } | Self::NotCanonical(_) => ErrorCode::InvalidParams,
-            Self::Input(_) | Self::Output(_) | Self::Io { .. } | Self::Provenance { .. } => {
-                ErrorCode::InternalError
+            Self::Artifact { .. } | Self::NotCanonical(_) | Self::BadRefName { .. } => {
+                ErrorCode::InvalidParams
             }
+            Self::Input(_)
+            | Self::Output(_)
+            | Self::Io { .. }
+            | Self::BadRef { .. }
+            | Self::Provenance { .. } => ErrorCode::InternalError,
         }
     }
 }

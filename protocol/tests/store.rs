@@ -422,6 +422,186 @@ fn get_artifact_refuses_a_blob_that_is_not_an_artifact() {
     assert_eq!(store.get_artifact(&as_blob).unwrap().digest(), as_blob);
 }
 
+// ---- named references ---------------------------------------------------------------------
+
+#[derive(Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+struct Witnessed {
+    admission: Digest,
+}
+
+#[test]
+fn a_reference_is_absent_then_set_then_replaced_whole() {
+    let (_dir, store) = new_store();
+    let plan = Digest::of_bytes(b"plan");
+    assert_eq!(
+        store
+            .get_ref::<Witnessed>("admissions", &plan.hex())
+            .unwrap(),
+        None
+    );
+
+    let first = Witnessed {
+        admission: Digest::of_bytes(b"a1"),
+    };
+    store.set_ref("admissions", &plan.hex(), &first).unwrap();
+    let path = store
+        .root()
+        .join("refs/admissions")
+        .join(format!("{}.json", plan.hex()));
+    assert_eq!(store.ref_path("admissions", &plan.hex()).unwrap(), path);
+    let on_disk: serde_json::Value = serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();
+    assert_eq!(on_disk, json!({ "admission": Digest::of_bytes(b"a1") }));
+    assert_eq!(
+        store.get_ref("admissions", &plan.hex()).unwrap(),
+        Some(first)
+    );
+
+    // An untyped JSON value replaces the typed record; it reads back either way.
+    let second = json!({ "admission": Digest::of_bytes(b"a2").to_string() });
+    store.set_ref("admissions", &plan.hex(), &second).unwrap();
+    assert_eq!(
+        store
+            .get_ref::<serde_json::Value>("admissions", &plan.hex())
+            .unwrap(),
+        Some(second)
+    );
+    assert_eq!(
+        store
+            .get_ref::<Witnessed>("admissions", &plan.hex())
+            .unwrap()
+            .unwrap()
+            .admission,
+        Digest::of_bytes(b"a2")
+    );
+    // Another namespace is another name.
+    assert_eq!(
+        store.get_ref::<Witnessed>("results", &plan.hex()).unwrap(),
+        None
+    );
+    assert!(tmp_entries(&store).is_empty(), "{:?}", tmp_entries(&store));
+}
+
+#[test]
+fn reference_names_that_are_not_plain_file_names_are_refused() {
+    let (_dir, store) = new_store();
+    let long = "a".repeat(201);
+    for bad in [
+        "",
+        ".",
+        "..",
+        ".hidden",
+        "a/b",
+        "../x",
+        "a\\b",
+        "A",
+        "x y",
+        "caf\u{e9}",
+        "a\0b",
+        &long,
+    ] {
+        for (namespace, key) in [(bad, "key"), ("ns", bad)] {
+            let err = store.set_ref(namespace, key, &json!({})).unwrap_err();
+            assert!(
+                matches!(err, StoreError::BadRefName { .. }),
+                "{bad:?}: {err}"
+            );
+            assert_eq!(err.code(), ErrorCode::InvalidParams);
+            let err = store
+                .get_ref::<serde_json::Value>(namespace, key)
+                .unwrap_err();
+            assert!(
+                matches!(err, StoreError::BadRefName { .. }),
+                "{bad:?}: {err}"
+            );
+            assert!(store.ref_path(namespace, key).is_err(), "{bad:?}");
+        }
+    }
+    // Nothing was written anywhere, inside the store or beside it.
+    assert!(!store.root().join("refs").exists());
+    let beside: Vec<_> = fs::read_dir(store.root().parent().unwrap())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(beside, ["store"]);
+
+    let longest = "a".repeat(200);
+    for good in ["a", "0.9_x-y", "sha256.ab", longest.as_str()] {
+        store.set_ref(good, good, &json!({"ok": true})).unwrap();
+        assert_eq!(
+            store.get_ref(good, good).unwrap(),
+            Some(json!({"ok": true}))
+        );
+    }
+}
+
+#[test]
+fn a_torn_or_oversized_reference_is_an_error_callers_can_tell_apart() {
+    let (_dir, store) = new_store();
+    store
+        .set_ref("results", "p", &json!({"result": "x"}))
+        .unwrap();
+    let path = store.ref_path("results", "p").unwrap();
+
+    fs::write(&path, b"{\"result\":").unwrap();
+    let err = store
+        .get_ref::<serde_json::Value>("results", "p")
+        .unwrap_err();
+    assert!(
+        matches!(&err, StoreError::BadRef { path, .. } if path.ends_with("refs/results/p.json")),
+        "{err}"
+    );
+    assert_eq!(err.code(), ErrorCode::InternalError);
+
+    // Intact JSON of the wrong shape is just as unusable.
+    fs::write(&path, b"{\"admission\": 1}").unwrap();
+    let err = store.get_ref::<Witnessed>("results", "p").unwrap_err();
+    assert!(matches!(err, StoreError::BadRef { .. }), "{err}");
+
+    let max = usize::try_from(protocol::store::refs::MAX_REF_BYTES).unwrap();
+    fs::write(&path, format!("\"{}\"", "x".repeat(max))).unwrap();
+    let err = store
+        .get_ref::<serde_json::Value>("results", "p")
+        .unwrap_err();
+    assert!(matches!(err, StoreError::BadRef { .. }), "{err}");
+    let err = store.set_ref("results", "p", &"x".repeat(max)).unwrap_err();
+    assert!(matches!(err, StoreError::BadRef { .. }), "{err}");
+
+    // A write replaces the damaged record.
+    store
+        .set_ref("results", "p", &json!({"result": "y"}))
+        .unwrap();
+    assert_eq!(
+        store.get_ref("results", "p").unwrap(),
+        Some(json!({"result": "y"}))
+    );
+}
+
+#[test]
+fn readers_never_see_a_half_written_reference() {
+    let (_dir, store) = new_store();
+    let record = |writer: usize, round: usize| json!({"writer": writer, "round": round, "pad": "p".repeat(4000 + round)});
+    store.set_ref("results", "p", &record(0, 0)).unwrap();
+    std::thread::scope(|scope| {
+        for writer in 1..=4 {
+            let store = &store;
+            scope.spawn(move || {
+                for round in 0..50 {
+                    store
+                        .set_ref("results", "p", &record(writer, round))
+                        .unwrap();
+                }
+            });
+        }
+        for _ in 0..200 {
+            let seen: serde_json::Value = store.get_ref("results", "p").unwrap().unwrap();
+            let writer = usize::try_from(seen["writer"].as_u64().unwrap()).unwrap();
+            let round = usize::try_from(seen["round"].as_u64().unwrap()).unwrap();
+            assert_eq!(seen, record(writer, round));
+        }
+    });
+    assert!(tmp_entries(&store).is_empty());
+}
+
 // ---- several processes writing at once ----------------------------------------------------
 
 const CONCURRENT_TEST: &str = "several_processes_put_the_same_and_distinct_objects_at_once";

@@ -1,15 +1,17 @@
 //! Which result belongs to which plan: a small mutable index beside the immutable store.
 //!
 //! The store is content-addressed, so "the last result of plan P" needs a name of its own:
-//! `<store>/results/<plan hex>.json` holding the result and witness digests, replaced
-//! atomically (temporary file, flush, rename, directory flush).
+//! the store reference `results/<plan hex>` holding the result and witness digests, replaced
+//! atomically by [`Store::set_ref`].
 
-use std::fs;
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
+use protocol::store::{Store, StoreError};
 use protocol::Digest;
 use serde::{Deserialize, Serialize};
+
+/// The store reference namespace of result records.
+const NAMESPACE: &str = "results";
 
 /// The digests recorded for one execution of a plan.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -25,27 +27,22 @@ pub struct Record {
 /// The result index of one store.
 #[derive(Debug, Clone)]
 pub struct Records {
-    dir: PathBuf,
+    store: Store,
 }
 
 impl Records {
-    /// The index under `store_root/results`, created when missing.
-    pub fn open(store_root: &Path) -> std::io::Result<Self> {
-        let dir = store_root.join("results");
-        fs::create_dir_all(&dir)?;
-        Ok(Self { dir })
-    }
-
-    fn path(&self, plan: &Digest) -> PathBuf {
-        self.dir.join(format!("{}.json", plan.hex()))
+    /// The index of the store at `store_root`, created when missing.
+    pub fn open(store_root: &Path) -> Result<Self, StoreError> {
+        Ok(Self {
+            store: Store::open(store_root)?,
+        })
     }
 
     /// The last recorded execution of `plan`, if any. A record that cannot be read is
     /// treated as absent: the plan is then re-checked against the world, never trusted.
     pub fn get(&self, plan: &Digest) -> Option<Record> {
-        let bytes = fs::read(self.path(plan)).ok()?;
-        match serde_json::from_slice(&bytes) {
-            Ok(record) => Some(record),
+        match self.store.get_ref(NAMESPACE, &plan.hex()) {
+            Ok(record) => record,
             Err(error) => {
                 tracing::warn!(%plan, %error, "ignoring an unreadable result record");
                 None
@@ -54,12 +51,8 @@ impl Records {
     }
 
     /// Records an execution of `plan`, replacing any earlier record.
-    pub fn put(&self, plan: &Digest, record: &Record) -> std::io::Result<()> {
-        let mut tmp = tempfile::NamedTempFile::new_in(&self.dir)?;
-        tmp.write_all(&serde_json::to_vec(record).map_err(std::io::Error::other)?)?;
-        tmp.as_file().sync_all()?;
-        tmp.persist(self.path(plan)).map_err(|e| e.error)?;
-        fs::File::open(&self.dir)?.sync_all()
+    pub fn put(&self, plan: &Digest, record: &Record) -> Result<(), StoreError> {
+        self.store.set_ref(NAMESPACE, &plan.hex(), record)
     }
 }
 
@@ -86,7 +79,8 @@ mod tests {
         };
         records.put(&plan, &second).unwrap();
         assert_eq!(records.get(&plan), Some(second));
-        fs::write(records.path(&plan), b"{\"result\":").unwrap();
+        let path = records.store.ref_path(NAMESPACE, &plan.hex()).unwrap();
+        std::fs::write(path, b"{\"result\":").unwrap();
         assert_eq!(records.get(&plan), None);
     }
 }
