@@ -1,1 +1,261 @@
-//! git_apply_patch (in progress).
+//! git_apply_patch: apply a unified diff to a branch of a repository under a root and
+//! commit it, predicted exactly at plan time and applied only as predicted.
+//!
+//! [`plan`] parses the patch itself, applies it in memory to the base tree's blobs, and
+//! predicts the exact tree and commit ids; it writes nothing (new objects go to an
+//! in-memory object backend). [`execute`] recomputes the plan, refuses unless it is the
+//! expected one, copies the new objects to disk, moves the branch by compare-and-swap,
+//! and, when the branch is checked out, rewrites only the touched work-tree paths and
+//! index entries. Cost grows with the patch, not the repository, except that when the
+//! branch is checked out the index is read whole (libgit2 cannot read part of it) and
+//! `execute` writes it whole: O(index entries).
+//!
+//! This module knows nothing of JSON-RPC: the server maps [`Prediction`] into the plan
+//! artifact and [`ApplyError::code`] into protocol errors.
+
+mod error;
+mod hunks;
+mod patch;
+mod paths;
+mod predict;
+mod worktree;
+
+use std::path::Path;
+
+use protocol::artifact::effect::{Effect, Touch};
+use serde::{Deserialize, Serialize};
+
+pub use error::ApplyError;
+
+/// The params of operation `apply`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApplyParams {
+    /// The repository: a path relative to the root, or absolute inside it.
+    pub repo: String,
+    /// The branch to commit on (`main` or `refs/heads/main`); default: the one HEAD names.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub branch: Option<String>,
+    /// The commit message (cleaned up as git does: trailing whitespace, final newline).
+    pub message: String,
+    /// Author and committer.
+    pub author: Person,
+    /// Author and committer time, RFC 3339 in whole seconds, offset kept; default: one
+    /// second after the base commit's committer time, in its offset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time: Option<String>,
+}
+
+/// A name and an email, as in a git signature.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Person {
+    /// The name.
+    pub name: String,
+    /// The email address.
+    pub email: String,
+}
+
+/// Everything a plan carries, computed from the params, the patch and the repository
+/// state only: the same inputs on the same state give an equal prediction.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Prediction {
+    /// The repository relative to the root, `/`-separated; `.` for the root itself.
+    pub repo: String,
+    /// The full ref name of the branch, e.g. `refs/heads/main`.
+    #[serde(rename = "ref")]
+    pub ref_name: String,
+    /// The commit the branch points to now (the parent of the new commit).
+    pub base_commit: String,
+    /// The tree of the base commit.
+    pub base_tree: String,
+    /// The tree the patch produces.
+    pub new_tree: String,
+    /// The commit execute will create.
+    pub new_commit: String,
+    /// The author, also used as committer.
+    pub author: Person,
+    /// The author and committer time, RFC 3339.
+    pub time: String,
+    /// The commit message as committed.
+    pub message: String,
+    /// Whether the branch is the one checked out, so execute updates the work tree.
+    pub checked_out: bool,
+    /// The intended effects: `fs.write`, `fs.delete`, `fs.mode`, then `git.commit`.
+    pub effects: Vec<Effect>,
+    /// Every resource read, written or deleted, sorted; the repository itself (for its
+    /// ref) is written.
+    pub touches: Vec<Touch>,
+    /// Whether the plan deletes, changes modes, or overwrites uncommitted changes.
+    pub destructive: bool,
+    /// Why it is destructive, one reason per fact.
+    pub destructive_reasons: Vec<String>,
+    /// The work-tree and index state of every touched path (empty when the branch is not
+    /// checked out), so that a local edit after planning changes the plan.
+    pub worktree: Vec<WorktreeFact>,
+    /// A readable diff of the base tree against the new tree, limited to touched paths.
+    pub preview: String,
+}
+
+/// The local state of one touched path when the plan was made.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorktreeFact {
+    /// The path relative to the repository.
+    pub path: String,
+    /// The file in the work tree, or `None` when absent.
+    pub worktree: Option<FileState>,
+    /// The stage-0 index entry, or `None` when absent.
+    pub index: Option<FileState>,
+    /// Whether the index holds conflict stages for the path.
+    pub conflicted: bool,
+    /// Whether the work tree or the index differs from the base tree for this path.
+    pub differs: bool,
+}
+
+/// A file's content and mode, as git sees them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileState {
+    /// The blob id of the content.
+    pub blob: String,
+    /// The git mode, `100644` or `100755`.
+    pub mode: String,
+}
+
+/// What an execute did.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Applied {
+    /// The commit created (equal to the predicted one).
+    pub commit: String,
+    /// Its tree.
+    pub tree: String,
+    /// The ref moved.
+    #[serde(rename = "ref")]
+    pub ref_name: String,
+    /// The commit the ref pointed to before.
+    pub from: String,
+    /// The effects applied, one to one with the prediction's.
+    pub effects: Vec<Effect>,
+    /// Whether the work tree and index were updated (the branch is checked out).
+    pub worktree_updated: bool,
+}
+
+/// Where a predicted branch is now, relative to a prediction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BranchState {
+    /// At the base commit: the plan has not been applied (or was undone).
+    AtBase,
+    /// At the predicted commit: the plan's effect holds.
+    AtPredicted,
+    /// At another commit.
+    Elsewhere(String),
+    /// The branch no longer exists.
+    Missing,
+}
+
+/// Predicts what applying `patch` would do, writing nothing.
+pub fn plan(root: &Path, params: &ApplyParams, patch: &[u8]) -> Result<Prediction, ApplyError> {
+    let target = predict::Target::open(root, params)?;
+    Ok(predict::build(&target, params, patch)?.prediction)
+}
+
+/// Applies `patch` exactly as `expected` predicts: refuses with `StalePlan` unless the plan
+/// recomputed now equals it, then writes the new objects, moves the branch by
+/// compare-and-swap and, when the branch is checked out, updates only the touched
+/// work-tree paths and index entries.
+pub fn execute(
+    root: &Path,
+    params: &ApplyParams,
+    patch: &[u8],
+    expected: &Prediction,
+) -> Result<Applied, ApplyError> {
+    let target = predict::Target::open(root, params)?;
+    let built = predict::build(&target, params, patch).map_err(no_longer_holds)?;
+    stale_unless_equal(&built.prediction, expected)?;
+    let disk = predict::persist(&target, &built)?;
+    let new_commit = git2::Oid::from_str(&expected.new_commit)?;
+    let base_commit = git2::Oid::from_str(&expected.base_commit)?;
+
+    let subject = expected.message.lines().next().unwrap_or_default();
+    let moved = disk.reference_matching(
+        &expected.ref_name,
+        new_commit,
+        true,
+        base_commit,
+        &format!("git_apply_patch: {subject}"),
+    );
+    if let Err(error) = moved {
+        return Err(match error.code() {
+            git2::ErrorCode::Modified | git2::ErrorCode::NotFound => {
+                ApplyError::StalePlan(format!(
+                    "{} moved away from {}",
+                    expected.ref_name, expected.base_commit
+                ))
+            }
+            git2::ErrorCode::Locked => ApplyError::ExecutionFailed(format!(
+                "{} is locked by another process; the branch and work tree are unchanged",
+                expected.ref_name
+            )),
+            _ => error.into(),
+        });
+    }
+
+    if expected.checked_out {
+        worktree::update(&target, &built.files).map_err(|e| {
+            ApplyError::ExecutionFailed(format!(
+                "{} now points to {}, but updating the work tree failed: {e}",
+                expected.ref_name, expected.new_commit
+            ))
+        })?;
+    }
+    Ok(Applied {
+        commit: expected.new_commit.clone(),
+        tree: expected.new_tree.clone(),
+        ref_name: expected.ref_name.clone(),
+        from: expected.base_commit.clone(),
+        effects: expected.effects.clone(),
+        worktree_updated: expected.checked_out,
+    })
+}
+
+/// Where the prediction's branch is now.
+pub fn branch_state(root: &Path, prediction: &Prediction) -> Result<BranchState, ApplyError> {
+    let repo = predict::open_repository(root, &prediction.repo)?.1;
+    let target = match repo.find_reference(&prediction.ref_name) {
+        Ok(reference) => reference.resolve()?.target(),
+        Err(e) if e.code() == git2::ErrorCode::NotFound => None,
+        Err(e) => return Err(e.into()),
+    };
+    Ok(match target.map(|oid| oid.to_string()) {
+        None => BranchState::Missing,
+        Some(id) if id == prediction.new_commit => BranchState::AtPredicted,
+        Some(id) if id == prediction.base_commit => BranchState::AtBase,
+        Some(id) => BranchState::Elsewhere(id),
+    })
+}
+
+/// A plan that was valid when made but cannot be recomputed now is stale, not invalid.
+fn no_longer_holds(error: ApplyError) -> ApplyError {
+    match error {
+        ApplyError::InvalidParams(m) | ApplyError::PathRefused(m) => {
+            ApplyError::StalePlan(format!("the plan no longer holds: {m}"))
+        }
+        other => other,
+    }
+}
+
+fn stale_unless_equal(recomputed: &Prediction, expected: &Prediction) -> Result<(), ApplyError> {
+    if recomputed == expected {
+        return Ok(());
+    }
+    let what = if recomputed.base_commit != expected.base_commit {
+        format!(
+            "{} moved from {} to {}",
+            expected.ref_name, expected.base_commit, recomputed.base_commit
+        )
+    } else if recomputed.worktree != expected.worktree {
+        "the work tree or index changed at a touched path".to_owned()
+    } else {
+        "the plan recomputed now differs from the expected one".to_owned()
+    };
+    Err(ApplyError::StalePlan(what))
+}

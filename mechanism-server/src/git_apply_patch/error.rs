@@ -1,0 +1,47 @@
+//! Why an apply was refused or failed; each kind maps to one protocol error code.
+
+use protocol::ErrorCode;
+
+/// A refusal or failure of `plan` or `execute`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ApplyError {
+    /// A path the patch names is unsafe: absolute, `..`, `.git`, through a symlink,
+    /// colliding, or a symlink or submodule change. Nothing was written.
+    #[error("{0}")]
+    PathRefused(String),
+    /// The repository lies outside the root.
+    #[error("{0}")]
+    CapabilityDenied(String),
+    /// The params or the patch are malformed, or the patch does not apply.
+    #[error("{0}")]
+    InvalidParams(String),
+    /// The state changed since the plan: the recomputed plan differs, or the ref moved.
+    #[error("{0}")]
+    StalePlan(String),
+    /// The effect could not be (fully) applied.
+    #[error("{0}")]
+    ExecutionFailed(String),
+    /// A fault not caused by the request (a git or I/O error).
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl ApplyError {
+    /// The protocol error code this error is reported with.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            ApplyError::PathRefused(_) => ErrorCode::PathRefused,
+            ApplyError::CapabilityDenied(_) => ErrorCode::CapabilityDenied,
+            ApplyError::InvalidParams(_) => ErrorCode::InvalidParams,
+            ApplyError::StalePlan(_) => ErrorCode::StalePlan,
+            ApplyError::ExecutionFailed(_) => ErrorCode::ExecutionFailed,
+            ApplyError::Internal(_) => ErrorCode::InternalError,
+        }
+    }
+}
+
+impl From<git2::Error> for ApplyError {
+    fn from(error: git2::Error) -> Self {
+        ApplyError::Internal(format!("git: {}", error.message()))
+    }
+}

@@ -1,0 +1,228 @@
+//! Path safety: where the repository is (inside the root), which paths a patch may name,
+//! and when two names would collide on a case-insensitive or normalising file system.
+
+use std::path::{Component, Path, PathBuf};
+
+use unicode_normalization::UnicodeNormalization;
+
+use super::error::ApplyError;
+
+/// A repository directory resolved inside the root.
+#[derive(Debug, Clone)]
+pub(crate) struct RepoLocation {
+    /// The canonical root.
+    pub root: PathBuf,
+    /// The canonical repository directory.
+    pub dir: PathBuf,
+    /// The directory relative to the root, `/`-separated; `.` for the root itself.
+    pub name: String,
+}
+
+/// Resolves `repo` (relative to `root`, or absolute inside it). Anything that resolves
+/// outside the root, through `..` or symlinks, is `CapabilityDenied`.
+pub(crate) fn resolve_repo(root: &Path, repo: &str) -> Result<RepoLocation, ApplyError> {
+    if repo.is_empty() {
+        return Err(ApplyError::InvalidParams(
+            "repo is empty; name a directory under the root (\".\" for the root)".to_owned(),
+        ));
+    }
+    let root_canon = root.canonicalize().map_err(|e| {
+        ApplyError::Internal(format!("the root {} is not usable: {e}", root.display()))
+    })?;
+    let requested = Path::new(repo);
+    let joined = if requested.is_absolute() {
+        requested.to_path_buf()
+    } else {
+        root_canon.join(requested)
+    };
+    let dir = match joined.canonicalize() {
+        Ok(dir) => dir,
+        // Say "outside" before "missing", so the answer does not reveal what exists
+        // outside the root.
+        Err(_) if !lexically_inside(&joined, root, &root_canon) => {
+            return Err(outside(repo));
+        }
+        Err(e) => {
+            return Err(ApplyError::InvalidParams(format!(
+                "repo {repo:?} cannot be opened: {e}"
+            )))
+        }
+    };
+    let relative = dir.strip_prefix(&root_canon).map_err(|_| outside(repo))?;
+    let mut parts = Vec::new();
+    for component in relative.components() {
+        let Component::Normal(part) = component else {
+            return Err(outside(repo));
+        };
+        let part = part.to_str().ok_or_else(|| {
+            ApplyError::InvalidParams(format!("repo {repo:?} is not a UTF-8 path"))
+        })?;
+        parts.push(part);
+    }
+    let name = if parts.is_empty() {
+        ".".to_owned()
+    } else {
+        parts.join("/")
+    };
+    Ok(RepoLocation {
+        root: root_canon,
+        dir,
+        name,
+    })
+}
+
+/// Fails with `CapabilityDenied` unless `path` (canonicalised) lies inside the root.
+pub(crate) fn require_inside(root: &Path, path: &Path, what: &str) -> Result<(), ApplyError> {
+    let canonical = path.canonicalize().map_err(|e| {
+        ApplyError::Internal(format!("{what} {} is not usable: {e}", path.display()))
+    })?;
+    if canonical.starts_with(root) {
+        Ok(())
+    } else {
+        Err(ApplyError::CapabilityDenied(format!(
+            "the repository's {what} {} lies outside the root",
+            canonical.display()
+        )))
+    }
+}
+
+fn outside(repo: &str) -> ApplyError {
+    ApplyError::CapabilityDenied(format!("repo {repo:?} lies outside the root"))
+}
+
+/// Whether `path`, with `.` and `..` resolved by text alone, starts with the root.
+fn lexically_inside(path: &Path, root: &Path, root_canon: &Path) -> bool {
+    let mut normal = PathBuf::new();
+    for component in path.components() {
+        match component {
+            Component::ParentDir => {
+                normal.pop();
+            }
+            Component::CurDir => {}
+            other => normal.push(other),
+        }
+    }
+    normal.starts_with(root) || normal.starts_with(root_canon)
+}
+
+/// Refuses a path a patch names unless it is a plain relative path of safe components:
+/// not absolute, no empty, `.` or `..` component, no control character or backslash, and
+/// no component that git or a file system would take for `.git`.
+pub(crate) fn check_patch_path(path: &str) -> Result<(), ApplyError> {
+    let refuse = |why: &str| ApplyError::PathRefused(format!("path {path:?} refused: {why}"));
+    if path.starts_with('/') {
+        return Err(refuse("it is absolute"));
+    }
+    if path.chars().any(|c| c.is_control()) {
+        return Err(refuse("it contains a control character"));
+    }
+    // A backslash is a separator on Windows, where it could smuggle `..\` or `.git\`.
+    if path.contains('\\') {
+        return Err(refuse("it contains a backslash"));
+    }
+    for component in path.split('/') {
+        match component {
+            "" => return Err(refuse("it has an empty component")),
+            "." => return Err(refuse("it has a `.` component")),
+            ".." => return Err(refuse("it has a `..` component")),
+            _ if is_git_dir_name(component) => {
+                return Err(refuse("it points into `.git`"));
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Whether a file system could resolve `component` to the `.git` directory: any case
+/// (`.GIT`), NTFS's trailing dots and spaces, alternate streams (`.git::$INDEX_ALLOCATION`)
+/// and short name (`git~1`), and HFS+'s ignorable code points (`.g\u{200c}it`).
+pub(crate) fn is_git_dir_name(component: &str) -> bool {
+    let visible: String = component
+        .chars()
+        .filter(|&c| !is_hfs_ignorable(c))
+        .flat_map(char::to_lowercase)
+        .collect();
+    let stream_free = visible.split(':').next().unwrap_or_default();
+    let trimmed = stream_free.trim_end_matches(['.', ' ']);
+    trimmed == ".git" || trimmed == "git~1"
+}
+
+/// Code points HFS+ ignores when comparing names (the list git's `is_hfs_dotgit` uses).
+fn is_hfs_ignorable(c: char) -> bool {
+    matches!(c,
+        '\u{200c}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{206a}'..='\u{206f}' | '\u{feff}')
+}
+
+/// The key under which two names collide on a case-insensitive, normalising file system.
+pub(crate) fn collision_key(name: &str) -> String {
+    name.nfd().flat_map(char::to_lowercase).nfc().collect()
+}
+
+/// The resource string for `path` in repository `repo`: `/`-separated, relative to the root.
+pub(crate) fn resource(repo: &str, path: &str) -> String {
+    if repo == "." {
+        path.to_owned()
+    } else {
+        format!("{repo}/{path}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn git_dir_spellings() {
+        for name in [
+            ".git",
+            ".GIT",
+            ".Git",
+            ".git.",
+            ".git ",
+            ".git. .",
+            "git~1",
+            "GIT~1",
+            ".git::$INDEX_ALLOCATION",
+            ".g\u{200c}it",
+            "\u{feff}.git",
+        ] {
+            assert!(is_git_dir_name(name), "{name:?}");
+        }
+        for name in [".gitignore", ".github", "git", ".gi", "x.git", "git~2"] {
+            assert!(!is_git_dir_name(name), "{name:?}");
+        }
+    }
+
+    #[test]
+    fn patch_paths() {
+        for ok in ["a", "a/b.txt", ".gitignore", "src/.github/x", "café"] {
+            check_patch_path(ok).unwrap();
+        }
+        for bad in [
+            "/etc/passwd",
+            "../x",
+            "a/../b",
+            "a/./b",
+            "a//b",
+            "a/",
+            ".git/config",
+            "sub/.GIT/hooks/x",
+            "a\\b",
+            "a\nb",
+        ] {
+            assert!(
+                matches!(check_patch_path(bad), Err(ApplyError::PathRefused(_))),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn collision_keys() {
+        assert_eq!(collision_key("README"), collision_key("readme"));
+        assert_eq!(collision_key("caf\u{e9}"), collision_key("cafe\u{301}"));
+        assert_eq!(collision_key("CAF\u{c9}"), collision_key("cafe\u{301}"));
+        assert_ne!(collision_key("a"), collision_key("b"));
+    }
+}

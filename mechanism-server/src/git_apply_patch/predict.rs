@@ -1,0 +1,728 @@
+//! From params, patch and repository state to a [`Prediction`]: the base, the new blobs,
+//! tree and commit, the effects, touches, destructiveness and the preview.
+//!
+//! All objects are written to an in-memory backend, so computing a prediction writes
+//! nothing; `execute` then copies exactly the new objects to disk with [`persist`].
+
+use std::collections::{BTreeSet, HashSet};
+use std::path::Path;
+
+use git2::{Commit, FileMode, ObjectType, Oid, Repository, RepositoryOpenFlags, Signature, Tree};
+use protocol::artifact::effect::{Access, Effect, Touch, FS_DELETE, FS_MODE, FS_WRITE, GIT_COMMIT};
+use time::format_description::well_known::Rfc3339;
+use time::{OffsetDateTime, UtcOffset};
+
+use super::error::ApplyError;
+use super::patch::{self, Change, FilePatch, MODE_EXEC, MODE_FILE};
+use super::paths::{self, RepoLocation};
+use super::{hunks, worktree, ApplyParams, Prediction};
+
+/// The repository, branch and base commit a plan applies to.
+pub(crate) struct Target {
+    /// Where the repository is.
+    pub location: RepoLocation,
+    /// The open repository; objects written through it stay in memory.
+    pub repo: Repository,
+    /// The branch's full ref name.
+    pub ref_name: String,
+    /// The commit the branch points to.
+    pub base: Oid,
+    /// Whether the branch is checked out in this (non-bare) repository.
+    pub checked_out: bool,
+}
+
+/// A tree entry of the base tree: blob id and normalised mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Entry {
+    /// The blob id (zero until the new blob is written).
+    pub id: Oid,
+    /// `100644` or `100755`.
+    pub mode: u32,
+}
+
+/// What the patch does to one file, resolved against the base tree.
+#[derive(Debug, Clone)]
+pub(crate) struct FileOutcome {
+    /// The path read from the base tree and its entry (modified, deleted, renamed from).
+    pub old: Option<(String, Entry)>,
+    /// The path written, its new content and entry (created, modified, renamed to).
+    pub new: Option<(String, Vec<u8>, Entry)>,
+    /// Whether `old` and `new` are a rename's two ends.
+    pub renamed: bool,
+    /// An explicit mode change, old to new.
+    pub mode_change: Option<(u32, u32)>,
+}
+
+impl FileOutcome {
+    /// The path removed from the tree: a deletion or a rename's source.
+    pub fn removed(&self) -> Option<&str> {
+        match (&self.old, &self.new) {
+            (Some((path, _)), None) => Some(path),
+            (Some((path, _)), Some(_)) if self.renamed => Some(path),
+            _ => None,
+        }
+    }
+}
+
+/// A prediction and the file outcomes execute needs to update the work tree.
+pub(crate) struct Built {
+    /// The prediction.
+    pub prediction: Prediction,
+    /// Each file's outcome, in patch order.
+    pub files: Vec<FileOutcome>,
+}
+
+/// Opens the repository `repo` names, inside the root, without searching parent
+/// directories; its git directory and work tree must lie inside the root too.
+pub(crate) fn open_repository(
+    root: &Path,
+    repo: &str,
+) -> Result<(RepoLocation, Repository), ApplyError> {
+    let location = paths::resolve_repo(root, repo)?;
+    let repository = Repository::open_ext(
+        &location.dir,
+        RepositoryOpenFlags::NO_SEARCH,
+        std::iter::empty::<&std::ffi::OsStr>(),
+    )
+    .map_err(|e| {
+        ApplyError::InvalidParams(format!(
+            "repo {repo:?} is not a git repository: {}",
+            e.message()
+        ))
+    })?;
+    // A `.git` file, `core.worktree` or a linked worktree may point anywhere.
+    paths::require_inside(&location.root, repository.path(), "git directory")?;
+    paths::require_inside(
+        &location.root,
+        repository.commondir(),
+        "common git directory",
+    )?;
+    if let Some(workdir) = repository.workdir() {
+        paths::require_inside(&location.root, workdir, "work tree")?;
+        if workdir.canonicalize().ok().as_deref() != Some(location.dir.as_path()) {
+            return Err(ApplyError::InvalidParams(format!(
+                "repo {repo:?} is not the top of a work tree; name the directory that holds `.git`"
+            )));
+        }
+    }
+    Ok((location, repository))
+}
+
+impl Target {
+    /// Opens the repository and resolves the branch and its base commit.
+    pub fn open(root: &Path, params: &ApplyParams) -> Result<Self, ApplyError> {
+        let (location, repo) = open_repository(root, &params.repo)?;
+        let head = match repo.find_reference("HEAD") {
+            Ok(head) => head.symbolic_target()?.map(str::to_owned),
+            Err(e) if e.code() == git2::ErrorCode::NotFound => None,
+            Err(e) => return Err(e.into()),
+        };
+        let ref_name = match &params.branch {
+            Some(branch) => {
+                let full = if branch.starts_with("refs/heads/") {
+                    branch.clone()
+                } else {
+                    format!("refs/heads/{branch}")
+                };
+                if !git2::Reference::is_valid_name(&full) {
+                    return Err(ApplyError::InvalidParams(format!(
+                        "branch {branch:?} is not a valid branch name"
+                    )));
+                }
+                full
+            }
+            None => match &head {
+                Some(name) if name.starts_with("refs/heads/") => name.clone(),
+                Some(name) => {
+                    return Err(ApplyError::InvalidParams(format!(
+                        "HEAD points to {name}, not a branch; name a branch"
+                    )))
+                }
+                None => {
+                    return Err(ApplyError::InvalidParams(
+                        "HEAD is detached; name a branch".to_owned(),
+                    ))
+                }
+            },
+        };
+        let reference = match repo.find_reference(&ref_name) {
+            Ok(reference) => reference.target(),
+            Err(e) if e.code() == git2::ErrorCode::NotFound => {
+                return Err(ApplyError::InvalidParams(format!(
+                    "branch {ref_name} does not exist or has no commits yet"
+                )))
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let base = reference.ok_or_else(|| {
+            ApplyError::InvalidParams(format!("{ref_name} is a symbolic ref, not a branch"))
+        })?;
+        repo.find_commit(base).map_err(|_| {
+            ApplyError::InvalidParams(format!("{ref_name} does not point to a commit"))
+        })?;
+        let checked_out = !repo.is_bare() && head.as_deref() == Some(ref_name.as_str());
+        // The repository keeps the backend once added: our handles to it can go.
+        repo.odb()?.add_new_mempack_backend(MEMPACK_PRIORITY)?;
+        Ok(Self {
+            location,
+            repo,
+            ref_name,
+            base,
+            checked_out,
+        })
+    }
+}
+
+/// Higher than every on-disk backend, so object writes land in memory.
+const MEMPACK_PRIORITY: i32 = 1000;
+
+/// Computes the prediction; new objects stay in memory.
+pub(crate) fn build(
+    target: &Target,
+    params: &ApplyParams,
+    patch_bytes: &[u8],
+) -> Result<Built, ApplyError> {
+    let repo = &target.repo;
+    let base_commit = repo.find_commit(target.base)?;
+    let (when, time) = commit_time(params.time.as_deref(), &base_commit)?;
+    let signature = Signature::new(&params.author.name, &params.author.email, &when)
+        .map_err(|e| ApplyError::InvalidParams(format!("author: {}", e.message())))?;
+    let message = git2::message_prettify(params.message.as_str(), None)
+        .map_err(|e| ApplyError::InvalidParams(format!("message: {}", e.message())))?;
+    if message.is_empty() {
+        return Err(ApplyError::InvalidParams(
+            "the commit message is empty".to_owned(),
+        ));
+    }
+
+    let patch = patch::parse(patch_bytes)?;
+    check_paths(&patch.files)?;
+    let base_tree = base_commit.tree()?;
+    let mut files = patch
+        .files
+        .iter()
+        .map(|file| resolve(repo, &base_tree, file))
+        .collect::<Result<Vec<_>, _>>()?;
+
+    // Blobs are stored only once every file applied: a patch that does not apply costs
+    // no compression.
+    let mut updates = git2::build::TreeUpdateBuilder::new();
+    for file in &mut files {
+        if let Some(path) = file.removed() {
+            updates.remove(path);
+        }
+        if let Some((path, content, entry)) = &mut file.new {
+            entry.id = repo.blob(content)?;
+            updates.upsert(path.as_str(), entry.id, file_mode(entry.mode));
+        }
+    }
+    let new_tree_id = updates.create_updated(repo, &base_tree)?;
+    let new_tree = repo.find_tree(new_tree_id)?;
+    check_collisions(repo, &new_tree, &files)?;
+
+    let buffer =
+        repo.commit_create_buffer(&signature, &signature, &message, &new_tree, &[&base_commit])?;
+    let new_commit = repo.odb()?.write(ObjectType::Commit, &buffer)?;
+
+    let repo_name = target.location.name.as_str();
+    let worktree = if target.checked_out {
+        worktree::facts(target, &files)?
+    } else {
+        Vec::new()
+    };
+    let mut destructive_reasons = file_reasons(&files);
+    destructive_reasons.extend(worktree::reasons(&worktree));
+    let mut effects = file_effects(repo_name, &files);
+    effects.push(
+        Effect::new(GIT_COMMIT, repo_name)
+            .with("ref", target.ref_name.as_str())
+            .with("from", target.base.to_string())
+            .with("to", new_commit.to_string())
+            .with("tree", new_tree_id.to_string()),
+    );
+    let preview = preview(repo, &files)?;
+
+    let prediction = Prediction {
+        repo: repo_name.to_owned(),
+        ref_name: target.ref_name.clone(),
+        base_commit: target.base.to_string(),
+        base_tree: base_tree.id().to_string(),
+        new_tree: new_tree_id.to_string(),
+        new_commit: new_commit.to_string(),
+        author: params.author.clone(),
+        time,
+        message,
+        checked_out: target.checked_out,
+        effects,
+        touches: touches(repo_name, &files),
+        destructive: !destructive_reasons.is_empty(),
+        destructive_reasons,
+        worktree,
+        preview,
+    };
+    Ok(Built { prediction, files })
+}
+
+/// The given RFC 3339 time, or one second after the base commit's committer time in its
+/// offset: never the clock, so the same inputs give the same commit.
+fn commit_time(given: Option<&str>, base: &Commit<'_>) -> Result<(git2::Time, String), ApplyError> {
+    let invalid = |why: String| ApplyError::InvalidParams(format!("time: {why}"));
+    let (seconds, offset_seconds) = match given {
+        Some(text) => {
+            let parsed = OffsetDateTime::parse(text, &Rfc3339)
+                .map_err(|e| invalid(format!("{text:?} is not RFC 3339: {e}")))?;
+            if parsed.nanosecond() != 0 {
+                return Err(invalid(format!(
+                    "{text:?} has a fraction of a second; git keeps whole seconds"
+                )));
+            }
+            (parsed.unix_timestamp(), parsed.offset().whole_seconds())
+        }
+        None => {
+            let when = base.committer().when();
+            (when.seconds() + 1, when.offset_minutes() * 60)
+        }
+    };
+    if offset_seconds % 60 != 0 {
+        return Err(invalid(
+            "the offset is not a whole number of minutes".to_owned(),
+        ));
+    }
+    let offset = UtcOffset::from_whole_seconds(offset_seconds)
+        .map_err(|e| invalid(format!("offset: {e}")))?;
+    let text = OffsetDateTime::from_unix_timestamp(seconds)
+        .map_err(|e| invalid(e.to_string()))?
+        .to_offset(offset)
+        .format(&Rfc3339)
+        .map_err(|e| invalid(e.to_string()))?;
+    Ok((git2::Time::new(seconds, offset_seconds / 60), text))
+}
+
+/// Every path is safe, each file is patched once, and no new path is both a file and
+/// the directory of another.
+fn check_paths(files: &[FilePatch]) -> Result<(), ApplyError> {
+    let mut seen = HashSet::new();
+    let mut written = BTreeSet::new();
+    for file in files {
+        let names: BTreeSet<&str> = [file.old_path(), file.new_path()]
+            .into_iter()
+            .flatten()
+            .collect();
+        for name in names {
+            paths::check_patch_path(name)?;
+            if !seen.insert(name) {
+                return Err(ApplyError::InvalidParams(format!(
+                    "patch line {}: {name:?} is patched more than once",
+                    file.line
+                )));
+            }
+        }
+        written.extend(file.new_path());
+    }
+    for path in &written {
+        let mut prefix = *path;
+        while let Some((parent, _)) = prefix.rsplit_once('/') {
+            if written.contains(parent) {
+                return Err(ApplyError::InvalidParams(format!(
+                    "the patch writes both {parent:?} and {path:?}"
+                )));
+            }
+            prefix = parent;
+        }
+    }
+    Ok(())
+}
+
+/// Applies one file patch to the base tree in memory (the new blob id is set later).
+fn resolve(
+    repo: &Repository,
+    base: &Tree<'_>,
+    file: &FilePatch,
+) -> Result<FileOutcome, ApplyError> {
+    let not_apply = |path: &str, why: String| {
+        ApplyError::InvalidParams(format!(
+            "the patch does not apply: {path:?} (patch line {}): {why}",
+            file.line
+        ))
+    };
+    let existing = |path: &str| -> Result<Entry, ApplyError> {
+        base_entry(repo, base, path)?
+            .ok_or_else(|| not_apply(path, "it does not exist in the base tree".to_owned()))
+    };
+    let absent = |path: &str| -> Result<(), ApplyError> {
+        match base_entry(repo, base, path)? {
+            Some(_) => Err(not_apply(
+                path,
+                "it already exists in the base tree".to_owned(),
+            )),
+            None => Ok(()),
+        }
+    };
+    let patched = |path: &str, content: &[u8]| {
+        hunks::apply(content, &file.hunks).map_err(|why| not_apply(path, why))
+    };
+    let (old_path, new_path, renamed) = match &file.change {
+        Change::Create { path, .. } => (None, Some(path), false),
+        Change::Delete { path } => (Some(path), None, false),
+        Change::Modify { path } => (Some(path), Some(path), false),
+        Change::Rename { from, to } => (Some(from), Some(to), true),
+    };
+    let old = match old_path {
+        Some(path) => Some((path.clone(), existing(path)?)),
+        None => None,
+    };
+    if renamed {
+        if let Some(path) = new_path {
+            absent(path)?;
+        }
+    }
+    let content = match &old {
+        Some((_, entry)) => repo.find_blob(entry.id)?.content().to_vec(),
+        None => Vec::new(),
+    };
+    let new = match (new_path, &file.change) {
+        (None, _) => {
+            let path = old_path.map(String::as_str).unwrap_or_default();
+            if !patched(path, &content)?.is_empty() {
+                return Err(not_apply(
+                    path,
+                    "the deletion does not remove every line of the file".to_owned(),
+                ));
+            }
+            None
+        }
+        (Some(path), Change::Create { mode, .. }) => {
+            absent(path)?;
+            let content = patched(path, &content)?;
+            Some((
+                path.clone(),
+                content,
+                Entry {
+                    id: Oid::ZERO_SHA1,
+                    mode: *mode,
+                },
+            ))
+        }
+        (Some(path), _) => {
+            let mut mode = old.as_ref().map(|(_, e)| e.mode).unwrap_or(MODE_FILE);
+            if let Some((from, to)) = file.mode_change {
+                if from != mode {
+                    return Err(not_apply(
+                        path,
+                        format!("its mode is {mode:o}, the patch expects {from:o}"),
+                    ));
+                }
+                mode = to;
+            }
+            let content = if file.hunks.is_empty() {
+                content
+            } else {
+                patched(path, &content)?
+            };
+            Some((
+                path.clone(),
+                content,
+                Entry {
+                    id: Oid::ZERO_SHA1,
+                    mode,
+                },
+            ))
+        }
+    };
+    Ok(FileOutcome {
+        old,
+        new,
+        renamed,
+        mode_change: file.mode_change,
+    })
+}
+
+/// The base tree's entry at `path`, walking one component at a time: a symlink or
+/// submodule on the way or at the end is refused; a file on the way or a directory at the
+/// end means the patch does not apply.
+fn base_entry(repo: &Repository, base: &Tree<'_>, path: &str) -> Result<Option<Entry>, ApplyError> {
+    let components: Vec<&str> = path.split('/').collect();
+    let mut tree = base.clone();
+    for (i, name) in components.iter().enumerate() {
+        let at = components[..=i].join("/");
+        let last = i + 1 == components.len();
+        let (id, mode) = match tree.get_name(name) {
+            Some(entry) => (entry.id(), entry.filemode() as u32),
+            None => return Ok(None),
+        };
+        match mode {
+            0o040000 if !last => tree = repo.find_tree(id)?,
+            0o040000 => {
+                return Err(ApplyError::InvalidParams(format!(
+                    "the patch does not apply: {path:?} is a directory in the base tree"
+                )))
+            }
+            0o120000 => {
+                return Err(ApplyError::PathRefused(if last {
+                    format!("path {path:?} refused: it is a symbolic link in the base tree")
+                } else {
+                    format!("path {path:?} refused: it passes through the symbolic link {at:?}")
+                }))
+            }
+            0o160000 => {
+                return Err(ApplyError::PathRefused(format!(
+                    "path {path:?} refused: {at:?} is a submodule"
+                )))
+            }
+            _ if last => {
+                let mode = if mode == MODE_EXEC {
+                    MODE_EXEC
+                } else {
+                    MODE_FILE
+                };
+                return Ok(Some(Entry { id, mode }));
+            }
+            _ => {
+                return Err(ApplyError::InvalidParams(format!(
+                    "the patch does not apply: {at:?} is a file in the base tree, so {path:?} \
+                     cannot be in it (replacing a file by a directory is not supported)"
+                )))
+            }
+        }
+    }
+    Ok(None)
+}
+
+fn file_mode(mode: u32) -> FileMode {
+    if mode == MODE_EXEC {
+        FileMode::BlobExecutable
+    } else {
+        FileMode::Blob
+    }
+}
+
+/// Refuses a written path whose name, or the name of a directory on its way, equals a
+/// sibling's in the new tree up to case or Unicode normal form. Only the directories on
+/// the written paths are read, each once.
+fn check_collisions(
+    repo: &Repository,
+    new_tree: &Tree<'_>,
+    files: &[FileOutcome],
+) -> Result<(), ApplyError> {
+    let mut checked: HashSet<(Oid, String)> = HashSet::new();
+    for (path, _, _) in files.iter().filter_map(|f| f.new.as_ref()) {
+        let mut tree = new_tree.clone();
+        let components: Vec<&str> = path.split('/').collect();
+        for (i, name) in components.iter().enumerate() {
+            if checked.insert((tree.id(), (*name).to_owned())) {
+                let key = paths::collision_key(name);
+                for sibling in tree.iter() {
+                    // A name that is not UTF-8 cannot equal a UTF-8 one under normalisation.
+                    let Ok(other) = sibling.name() else { continue };
+                    if other != *name && paths::collision_key(other) == key {
+                        let dir = components[..i].join("/");
+                        let join = |n: &str| {
+                            if dir.is_empty() {
+                                n.to_owned()
+                            } else {
+                                format!("{dir}/{n}")
+                            }
+                        };
+                        return Err(ApplyError::PathRefused(format!(
+                            "path {path:?} refused: {:?} and {:?} differ only in case or \
+                             Unicode normal form",
+                            join(name),
+                            join(other)
+                        )));
+                    }
+                }
+            }
+            if i + 1 < components.len() {
+                let id = tree.get_name(name).map(|e| e.id()).ok_or_else(|| {
+                    ApplyError::Internal(format!("{path:?} is missing from the new tree"))
+                })?;
+                tree = repo.find_tree(id)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn mode_text(mode: u32) -> String {
+    format!("{mode:o}")
+}
+
+/// `fs.delete`, `fs.write` and `fs.mode` effects, in patch order.
+fn file_effects(repo: &str, files: &[FileOutcome]) -> Vec<Effect> {
+    let mut effects = Vec::new();
+    for file in files {
+        if let Some(path) = file.removed() {
+            let entry = file.old.as_ref().map(|(_, e)| *e);
+            effects.push(
+                Effect::new(FS_DELETE, paths::resource(repo, path))
+                    .with("path", path)
+                    .with("before", entry.map(|e| e.id.to_string()))
+                    .with("mode", entry.map(|e| mode_text(e.mode))),
+            );
+        }
+        if let Some((path, _, entry)) = &file.new {
+            let before = match &file.old {
+                Some((_, old)) if !file.renamed => Some(*old),
+                _ => None,
+            };
+            if before.map(|b| b.id) != Some(entry.id) {
+                let mut effect = Effect::new(FS_WRITE, paths::resource(repo, path))
+                    .with("path", path.as_str())
+                    .with("before", before.map(|b| b.id.to_string()))
+                    .with("after", entry.id.to_string())
+                    .with("mode", mode_text(entry.mode));
+                if file.renamed {
+                    if let Some((from, _)) = &file.old {
+                        effect = effect.with("renamed_from", from.as_str());
+                    }
+                }
+                effects.push(effect);
+            }
+            if let Some((from, to)) = file.mode_change {
+                effects.push(
+                    Effect::new(FS_MODE, paths::resource(repo, path))
+                        .with("path", path.as_str())
+                        .with("from", mode_text(from))
+                        .with("to", mode_text(to)),
+                );
+            }
+        }
+    }
+    effects
+}
+
+/// Every path read, written or deleted, and the repository (its ref) written; sorted.
+fn touches(repo: &str, files: &[FileOutcome]) -> Vec<Touch> {
+    let mut touches = BTreeSet::new();
+    let mut touch = |path: &str, access| {
+        touches.insert(Touch {
+            resource: paths::resource(repo, path),
+            access,
+        });
+    };
+    for file in files {
+        if let Some((path, _)) = &file.old {
+            touch(path, Access::Read);
+        }
+        if let Some(path) = file.removed() {
+            touch(path, Access::Delete);
+        }
+        if let Some((path, _, _)) = &file.new {
+            touch(path, Access::Write);
+        }
+    }
+    touches.insert(Touch {
+        resource: repo.to_owned(),
+        access: Access::Write,
+    });
+    touches.into_iter().collect()
+}
+
+/// Deletions and mode changes, one reason each.
+fn file_reasons(files: &[FileOutcome]) -> Vec<String> {
+    let mut reasons = Vec::new();
+    for file in files {
+        if let (Some((path, _)), None) = (&file.old, &file.new) {
+            reasons.push(format!("deletes {path}"));
+        }
+        if let (Some((from, to)), Some((path, _, _))) = (file.mode_change, &file.new) {
+            reasons.push(format!(
+                "changes the mode of {path} from {from:o} to {to:o}"
+            ));
+        }
+    }
+    reasons
+}
+
+/// A patch-format diff of the base tree against the new tree for the touched paths:
+/// git's diff (renames detected) of two small trees holding only the touched entries, as
+/// a diff of the full trees would walk every directory when the paths share no prefix.
+/// It runs on the bare object database, so neither the index nor `.gitattributes` in the
+/// work tree is read: the preview depends on the objects alone.
+fn preview(target: &Repository, files: &[FileOutcome]) -> Result<String, ApplyError> {
+    let objects = Repository::from_odb(target.odb()?)?;
+    let repo = &objects;
+    let empty = repo.find_tree(repo.treebuilder(None)?.write()?)?;
+    let mut before = git2::build::TreeUpdateBuilder::new();
+    let mut after = git2::build::TreeUpdateBuilder::new();
+    for file in files {
+        if let Some((path, entry)) = &file.old {
+            before.upsert(path.as_str(), entry.id, file_mode(entry.mode));
+        }
+        if let Some((path, _, entry)) = &file.new {
+            after.upsert(path.as_str(), entry.id, file_mode(entry.mode));
+        }
+    }
+    let before = repo.find_tree(before.create_updated(repo, &empty)?)?;
+    let after = repo.find_tree(after.create_updated(repo, &empty)?)?;
+    let mut diff = repo.diff_tree_to_tree(Some(&before), Some(&after), None)?;
+    diff.find_similar(Some(git2::DiffFindOptions::new().renames(true)))?;
+    let mut text = Vec::new();
+    diff.print(git2::DiffFormat::Patch, |_, _, line| {
+        if matches!(line.origin(), '+' | '-' | ' ') {
+            text.push(line.origin() as u8);
+        }
+        text.extend_from_slice(line.content());
+        true
+    })?;
+    Ok(String::from_utf8_lossy(&text).into_owned())
+}
+
+/// Copies the objects a build made (new blobs, the new trees along the touched paths,
+/// children first, then the commit) from memory to the repository's object database on
+/// disk, and returns a handle on the repository that writes to disk.
+pub(crate) fn persist(target: &Target, built: &Built) -> Result<Repository, ApplyError> {
+    let disk = Repository::open_ext(
+        &target.location.dir,
+        RepositoryOpenFlags::NO_SEARCH,
+        std::iter::empty::<&std::ffi::OsStr>(),
+    )?;
+    let mut ids: Vec<Oid> = built
+        .files
+        .iter()
+        .filter_map(|f| f.new.as_ref().map(|(_, _, entry)| entry.id))
+        .collect();
+    let new_tree = target
+        .repo
+        .find_tree(Oid::from_str(&built.prediction.new_tree)?)?;
+    let mut trees: Vec<(usize, Oid)> = vec![(0, new_tree.id())];
+    for path in built.files.iter().flat_map(|f| {
+        [
+            f.old.as_ref().map(|o| o.0.as_str()),
+            f.new.as_ref().map(|n| n.0.as_str()),
+        ]
+    }) {
+        let Some(path) = path else { continue };
+        let mut tree = new_tree.clone();
+        let directories = path.split('/').count() - 1;
+        for (depth, name) in path.split('/').take(directories).enumerate() {
+            let Some(id) = tree.get_name(name).map(|e| e.id()) else {
+                break;
+            };
+            trees.push((depth + 1, id));
+            tree = target.repo.find_tree(id)?;
+        }
+    }
+    trees.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+    trees.dedup();
+    ids.extend(trees.into_iter().map(|(_, id)| id));
+    ids.push(Oid::from_str(&built.prediction.new_commit)?);
+    {
+        let memory = target.repo.odb()?;
+        let disk_odb = disk.odb()?;
+        for id in ids {
+            // Writing an object already there would only touch its file's mtime.
+            if disk_odb.exists(id) {
+                continue;
+            }
+            let object = memory.read(id)?;
+            let written = disk_odb.write(object.kind(), object.data())?;
+            if written != id {
+                return Err(ApplyError::Internal(format!(
+                    "object {id} was written as {written}"
+                )));
+            }
+        }
+    }
+    Ok(disk)
+}
