@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 use serde_json::{json, Value};
 
 use crate::exit::CommandError;
@@ -50,6 +50,55 @@ pub enum Command {
         /// The object's digest, `sha256:<64 hex>`.
         digest: String,
     },
+    /// Approve a destructive plan: write a signed force-ack for it.
+    ///
+    /// Signs with an OpenSSH private key file (`--key`). To sign with `ssh-keygen` instead,
+    /// print the payload with `--payload`, sign it with
+    /// `ssh-keygen -Y sign -n mechanism-force-ack -f KEY PAYLOAD`, then assemble the force-ack
+    /// with `--attach PAYLOAD.sig --payload-file PAYLOAD`.
+    Approve(ApproveArgs),
+}
+
+/// Arguments of `admission approve`, in its three modes: sign, `--payload`, `--attach`.
+#[derive(Debug, Args)]
+pub struct ApproveArgs {
+    /// The plan to approve, `sha256:<64 hex>`.
+    #[arg(value_name = "PLAN_HASH", required_unless_present = "attach")]
+    pub plan: Option<String>,
+    /// OpenSSH private key file to sign with (unencrypted; ed25519 or ECDSA).
+    #[arg(
+        long,
+        value_name = "KEYFILE",
+        required_unless_present_any = ["payload", "attach"],
+        conflicts_with_all = ["payload", "attach"]
+    )]
+    pub key: Option<PathBuf>,
+    /// The approver's principal, as listed in the trusted allowed_signers file.
+    #[arg(long, value_name = "PRINCIPAL", required_unless_present = "attach")]
+    pub approver: Option<String>,
+    /// How long the approval stays valid, e.g. `15m`, `1h 30m`.
+    #[arg(long, default_value = "15m", conflicts_with = "attach")]
+    pub ttl: String,
+    /// The AdmissionWitness approved; default: the one `admission plan` recorded for the plan.
+    #[arg(long, value_name = "DIGEST", conflicts_with = "attach")]
+    pub admission: Option<String>,
+    /// Print the canonical payload to sign with `ssh-keygen -Y sign` instead of signing.
+    #[arg(long, conflicts_with = "attach")]
+    pub payload: bool,
+    /// Assemble the force-ack from this `ssh-keygen -Y sign` signature and `--payload-file`.
+    #[arg(
+        long,
+        value_name = "SIGFILE",
+        requires = "payload_file",
+        conflicts_with_all = ["plan", "approver"]
+    )]
+    pub attach: Option<PathBuf>,
+    /// The payload file the `--attach` signature was made over.
+    #[arg(long, value_name = "PAYLOAD", requires = "attach")]
+    pub payload_file: Option<PathBuf>,
+    /// Write the force-ack (or the payload) to this file instead of stdout.
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
 }
 
 /// Where results and errors are printed, in the chosen style.

@@ -1,6 +1,10 @@
 //! The admission side of the mechanism protocol.
 
 pub mod cli;
+pub mod client;
 pub mod commands;
 pub mod exit;
+pub mod gates;
+pub mod journal;
 pub mod logging;
+pub mod registry;

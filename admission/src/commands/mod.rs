@@ -1,5 +1,6 @@
 //! One module per group of subcommands.
 
+mod approve;
 mod objects;
 
 use crate::cli::{Cli, Command, Output};
@@ -13,5 +14,6 @@ pub fn run(cli: &Cli) -> Result<(), CommandError> {
         Command::Canon { file } => objects::canon(file),
         Command::Put { file } => objects::put(out, &cli.store, file),
         Command::Cat { digest } => objects::cat(&cli.store, digest),
+        Command::Approve(args) => approve::run(out, &cli.store, args),
     }
 }
