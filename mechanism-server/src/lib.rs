@@ -9,10 +9,12 @@ pub mod server;
 pub use mechanism::Mechanism;
 
 /// The names of the built-in mechanisms.
-pub const BUILTIN: &[&str] = &[];
+pub const BUILTIN: &[&str] = &[git_apply_patch::ID];
 
 /// A built-in mechanism by name.
 pub fn builtin(name: &str) -> Option<Arc<dyn Mechanism>> {
-    tracing::debug!(name, "looking up built-in mechanism");
-    None
+    match name {
+        git_apply_patch::ID => Some(Arc::new(git_apply_patch::GitApplyPatch)),
+        _ => None,
+    }
 }

@@ -619,7 +619,7 @@ enum Object {
 
 impl Object {
     fn shared(i: usize) -> Self {
-        if i % 2 == 0 {
+        if i.is_multiple_of(2) {
             Self::Artifact(
                 Artifact::from_value(json!({
                     "kind": "mechanism.test/v0",

@@ -21,6 +21,10 @@ pub enum ApplyError {
     /// The effect could not be (fully) applied.
     #[error("{0}")]
     ExecutionFailed(String),
+    /// Stopped before the point of no return (cancelled, or past the deadline), with the
+    /// code to report; nothing was applied.
+    #[error("{1}")]
+    Stopped(ErrorCode, String),
     /// A fault not caused by the request (a git or I/O error).
     #[error("{0}")]
     Internal(String),
@@ -35,6 +39,7 @@ impl ApplyError {
             ApplyError::InvalidParams(_) => ErrorCode::InvalidParams,
             ApplyError::StalePlan(_) => ErrorCode::StalePlan,
             ApplyError::ExecutionFailed(_) => ErrorCode::ExecutionFailed,
+            ApplyError::Stopped(code, _) => *code,
             ApplyError::Internal(_) => ErrorCode::InternalError,
         }
     }

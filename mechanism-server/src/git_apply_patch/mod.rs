@@ -15,6 +15,7 @@
 
 mod error;
 mod hunks;
+mod mechanism;
 mod patch;
 mod paths;
 mod predict;
@@ -26,6 +27,7 @@ use protocol::artifact::effect::{Effect, Touch};
 use serde::{Deserialize, Serialize};
 
 pub use error::ApplyError;
+pub use mechanism::{GitApplyPatch, APPLY, ID, MAX_PATCH_BYTES, PATCH_INPUT};
 
 /// The params of operation `apply`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -168,9 +170,24 @@ pub fn execute(
     patch: &[u8],
     expected: &Prediction,
 ) -> Result<Applied, ApplyError> {
+    execute_checked(root, params, patch, |recomputed| {
+        stale_unless_equal(recomputed, expected)
+    })
+}
+
+/// Like [`execute`], but the prediction recomputed now is accepted by `accept` (which
+/// refuses with `StalePlan` when it is not the admitted one) rather than compared with a
+/// [`Prediction`] the caller holds; the plan is computed once either way.
+pub fn execute_checked(
+    root: &Path,
+    params: &ApplyParams,
+    patch: &[u8],
+    accept: impl FnOnce(&Prediction) -> Result<(), ApplyError>,
+) -> Result<Applied, ApplyError> {
     let target = predict::Target::open(root, params)?;
     let built = predict::build(&target, params, patch).map_err(no_longer_holds)?;
-    stale_unless_equal(&built.prediction, expected)?;
+    accept(&built.prediction)?;
+    let expected = &built.prediction;
     let disk = predict::persist(&target, &built)?;
     let new_commit = git2::Oid::from_str(&expected.new_commit)?;
     let base_commit = git2::Oid::from_str(&expected.base_commit)?;
@@ -219,18 +236,28 @@ pub fn execute(
 
 /// Where the prediction's branch is now.
 pub fn branch_state(root: &Path, prediction: &Prediction) -> Result<BranchState, ApplyError> {
-    let repo = predict::open_repository(root, &prediction.repo)?.1;
-    let target = match repo.find_reference(&prediction.ref_name) {
-        Ok(reference) => reference.resolve()?.target(),
-        Err(e) if e.code() == git2::ErrorCode::NotFound => None,
-        Err(e) => return Err(e.into()),
-    };
-    Ok(match target.map(|oid| oid.to_string()) {
+    let target = branch_target(root, &prediction.repo, &prediction.ref_name)?;
+    Ok(match target {
         None => BranchState::Missing,
         Some(id) if id == prediction.new_commit => BranchState::AtPredicted,
         Some(id) if id == prediction.base_commit => BranchState::AtBase,
         Some(id) => BranchState::Elsewhere(id),
     })
+}
+
+/// The commit a branch of the repository `repo` (under `root`) points to, if it exists.
+pub fn branch_target(
+    root: &Path,
+    repo: &str,
+    ref_name: &str,
+) -> Result<Option<String>, ApplyError> {
+    let repository = predict::open_repository(root, repo)?.1;
+    let target = match repository.find_reference(ref_name) {
+        Ok(reference) => reference.resolve()?.target(),
+        Err(e) if e.code() == git2::ErrorCode::NotFound => None,
+        Err(e) => return Err(e.into()),
+    };
+    Ok(target.map(|oid| oid.to_string()))
 }
 
 /// A plan that was valid when made but cannot be recomputed now is stale, not invalid.

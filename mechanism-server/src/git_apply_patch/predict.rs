@@ -560,7 +560,7 @@ fn file_effects(repo: &str, files: &[FileOutcome]) -> Vec<Effect> {
                     .with("mode", entry.map(|e| mode_text(e.mode))),
             );
         }
-        if let Some((path, _, entry)) = &file.new {
+        if let Some((path, content, entry)) = &file.new {
             let before = match &file.old {
                 Some((_, old)) if !file.renamed => Some(*old),
                 _ => None,
@@ -570,7 +570,8 @@ fn file_effects(repo: &str, files: &[FileOutcome]) -> Vec<Effect> {
                     .with("path", path.as_str())
                     .with("before", before.map(|b| b.id.to_string()))
                     .with("after", entry.id.to_string())
-                    .with("mode", mode_text(entry.mode));
+                    .with("mode", mode_text(entry.mode))
+                    .with("size", content.len());
                 if file.renamed {
                     if let Some((from, _)) = &file.old {
                         effect = effect.with("renamed_from", from.as_str());

@@ -1,0 +1,296 @@
+//! `git_apply_patch` as a [`Mechanism`]: the prediction becomes the plan artifact, and
+//! execute applies only a recomputed prediction whose plan is the one admitted.
+
+use std::collections::BTreeMap;
+
+use protocol::artifact::effect::{FS_DELETE, FS_MODE, FS_WRITE, GIT_COMMIT};
+use protocol::artifact::kinds::{Costs, Determinism, Grant, MechanismRef, Plan, RecipeStep};
+use protocol::verbs::{Destructiveness, Example, Operation};
+use protocol::ErrorCode;
+use serde_json::{json, Value};
+
+use super::{ApplyError, ApplyParams, Prediction};
+use crate::mechanism::{
+    Env, ExecContext, Executed, Mechanism, MechanismError, PlanRequest, Planned,
+};
+
+/// The mechanism id.
+pub const ID: &str = "git_apply_patch";
+/// Its only operation.
+pub const APPLY: &str = "apply";
+/// The name of the patch input.
+pub const PATCH_INPUT: &str = "patch";
+/// The largest patch read from the store; a bigger one is refused, never half-read.
+pub const MAX_PATCH_BYTES: u64 = 64 * 1024 * 1024;
+
+/// Applies a unified diff to a branch and commits it, exactly as planned.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct GitApplyPatch;
+
+impl Mechanism for GitApplyPatch {
+    fn id(&self) -> &str {
+        ID
+    }
+
+    fn version(&self) -> &str {
+        env!("CARGO_PKG_VERSION")
+    }
+
+    fn operations(&self) -> Vec<Operation> {
+        vec![Operation {
+            name: APPLY.to_owned(),
+            description: "Apply a unified diff (input `patch`) to a branch of a git repository \
+                          under the root and commit it; the commit id is predicted at plan time."
+                .to_owned(),
+            params_schema: params_schema(),
+            inputs: vec![PATCH_INPUT.to_owned()],
+            effect_types: [FS_WRITE, FS_DELETE, FS_MODE, GIT_COMMIT]
+                .map(str::to_owned)
+                .to_vec(),
+            destructive: Destructiveness::Maybe,
+            determinism: Determinism::D0,
+            examples: vec![Example {
+                params: json!({
+                    "repo": ".",
+                    "message": "Add hello.txt",
+                    "author": {"name": "Example Author", "email": "author@example.com"},
+                }),
+                inputs: Some(BTreeMap::from([(
+                    PATCH_INPUT.to_owned(),
+                    EXAMPLE_PATCH.to_owned(),
+                )])),
+            }],
+        }]
+    }
+
+    fn capability_scope(&self) -> Vec<Grant> {
+        [FS_WRITE, FS_DELETE, FS_MODE, GIT_COMMIT]
+            .map(|capability| Grant {
+                capability: capability.to_owned(),
+                resources: vec!["**".to_owned()],
+            })
+            .to_vec()
+    }
+
+    fn plan(&self, env: &Env, request: &PlanRequest) -> Result<Planned, MechanismError> {
+        let (params, patch) = read_request(env, request)?;
+        let prediction = super::plan(&env.root, &params, &patch).map_err(mechanism_error)?;
+        let plan = to_plan(self, request, &prediction);
+        Ok(Planned {
+            plan,
+            preview: Some(prediction.preview),
+        })
+    }
+
+    fn execute(
+        &self,
+        env: &Env,
+        planned: &Planned,
+        ctx: &ExecContext,
+    ) -> Result<Executed, MechanismError> {
+        let request = PlanRequest {
+            operation: planned.plan.operation.clone(),
+            params: planned.plan.params.clone(),
+            inputs: planned.plan.inputs.clone(),
+        };
+        let (params, patch) = read_request(env, &request)?;
+        ctx.progress(0, 1, "applying the patch");
+        let applied = super::execute_checked(&env.root, &params, &patch, |recomputed| {
+            if to_plan(self, &request, recomputed) != planned.plan {
+                return Err(ApplyError::StalePlan(
+                    "the repository changed since the plan was checked".to_owned(),
+                ));
+            }
+            // The last moment to stop: after this the objects are written and the ref moves.
+            ctx.checkpoint()
+                .map_err(|stop| ApplyError::Stopped(stop.code, stop.message))
+        })
+        .map_err(mechanism_error)?;
+        ctx.progress(1, 1, "committed");
+        let subject = format!(
+            "{}@{}",
+            planned.plan.state["repo"].as_str().unwrap_or("."),
+            applied.ref_name
+        );
+        Ok(Executed {
+            evidence: json!({
+                "commit": applied.commit,
+                "tree": applied.tree,
+                "ref": applied.ref_name,
+                "from": applied.from,
+                "worktree_updated": applied.worktree_updated,
+            }),
+            state_after: json!({
+                "repo": planned.plan.state["repo"],
+                "ref": applied.ref_name,
+                "commit": applied.commit,
+                "tree": applied.tree,
+            }),
+            subjects: vec![(
+                subject,
+                BTreeMap::from([("gitCommit".to_owned(), applied.commit.clone())]),
+            )],
+            effects_applied: applied.effects,
+            state_before: planned.plan.state.clone(),
+        })
+    }
+
+    fn still_applied(&self, env: &Env, plan: &Plan) -> Result<bool, MechanismError> {
+        let (Some(repo), Some(ref_name)) =
+            (plan.state["repo"].as_str(), plan.state["ref"].as_str())
+        else {
+            return Ok(false);
+        };
+        let predicted = plan
+            .intended_effects
+            .iter()
+            .find(|e| e.effect_type == GIT_COMMIT)
+            .and_then(|e| e.detail.get("to"))
+            .and_then(Value::as_str);
+        let now = super::branch_target(&env.root, repo, ref_name).map_err(mechanism_error)?;
+        Ok(predicted.is_some() && now.as_deref() == predicted)
+    }
+}
+
+/// A patch that applies to any repository without a `hello.txt`.
+const EXAMPLE_PATCH: &str = "diff --git a/hello.txt b/hello.txt\n\
+new file mode 100644\n\
+--- /dev/null\n\
++++ b/hello.txt\n\
+@@ -0,0 +1 @@\n\
++hello\n";
+
+/// The JSON Schema of [`ApplyParams`].
+fn params_schema() -> Value {
+    json!({
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "type": "object",
+        "additionalProperties": false,
+        "required": ["repo", "message", "author"],
+        "properties": {
+            "repo": {"type": "string", "minLength": 1, "description": "The repository, relative to the root."},
+            "branch": {"type": "string", "minLength": 1, "description": "The branch; default: the one HEAD names."},
+            "message": {"type": "string", "minLength": 1, "description": "The commit message."},
+            "author": {
+                "type": "object",
+                "additionalProperties": false,
+                "required": ["name", "email"],
+                "properties": {
+                    "name": {"type": "string", "minLength": 1},
+                    "email": {"type": "string", "minLength": 1}
+                }
+            },
+            "time": {"type": "string", "format": "date-time", "description": "Author and committer time, RFC 3339, whole seconds; default: one second after the base commit."}
+        }
+    })
+}
+
+/// The typed params and the patch bytes of a request.
+fn read_request(
+    env: &Env,
+    request: &PlanRequest,
+) -> Result<(ApplyParams, Vec<u8>), MechanismError> {
+    let params: ApplyParams = serde_json::from_value(request.params.clone())
+        .map_err(|e| MechanismError::new(ErrorCode::InvalidParams, e.to_string()))?;
+    if let Some(extra) = request.inputs.keys().find(|name| *name != PATCH_INPUT) {
+        return Err(MechanismError::new(
+            ErrorCode::InvalidParams,
+            format!("unknown input {extra:?}; `apply` takes only {PATCH_INPUT:?}"),
+        ));
+    }
+    let digest = request.inputs.get(PATCH_INPUT).ok_or_else(|| {
+        MechanismError::new(
+            ErrorCode::InvalidParams,
+            format!("input {PATCH_INPUT:?} is required: the digest of the patch in the store"),
+        )
+    })?;
+    let patch = env
+        .store
+        .read_blob(digest, MAX_PATCH_BYTES)
+        .map_err(|e| MechanismError::new(e.code(), format!("input {PATCH_INPUT:?}: {e}")))?;
+    Ok((params, patch))
+}
+
+/// The plan artifact of a prediction.
+fn to_plan(mechanism: &GitApplyPatch, request: &PlanRequest, p: &Prediction) -> Plan {
+    let files = p
+        .effects
+        .iter()
+        .filter(|e| e.effect_type != GIT_COMMIT)
+        .filter_map(|e| e.detail.get("path").and_then(Value::as_str))
+        .collect::<std::collections::BTreeSet<_>>()
+        .len() as u64;
+    let bytes: u64 = p
+        .effects
+        .iter()
+        .filter_map(|e| e.detail.get("size")?.as_u64())
+        .sum();
+    let mut recipe = vec![
+        RecipeStep {
+            op: "git.write_objects".to_owned(),
+            args: json!({"repo": p.repo, "tree": p.new_tree, "commit": p.new_commit}),
+        },
+        RecipeStep {
+            op: "git.commit".to_owned(),
+            args: json!({
+                "repo": p.repo,
+                "id": p.new_commit,
+                "tree": p.new_tree,
+                "parents": [p.base_commit],
+                "author": p.author,
+                "committer": p.author,
+                "time": p.time,
+                "message": p.message,
+            }),
+        },
+        RecipeStep {
+            op: "git.update_ref".to_owned(),
+            args: json!({"repo": p.repo, "ref": p.ref_name, "from": p.base_commit, "to": p.new_commit}),
+        },
+    ];
+    if p.checked_out {
+        let paths: Vec<&str> = p
+            .effects
+            .iter()
+            .filter(|e| e.effect_type != GIT_COMMIT)
+            .filter_map(|e| e.detail.get("path").and_then(Value::as_str))
+            .collect();
+        recipe.push(RecipeStep {
+            op: "git.update_worktree".to_owned(),
+            args: json!({"repo": p.repo, "paths": paths}),
+        });
+    }
+    Plan {
+        mechanism: MechanismRef {
+            id: mechanism.id().to_owned(),
+            version: mechanism.version().to_owned(),
+        },
+        operation: request.operation.clone(),
+        params: request.params.clone(),
+        inputs: request.inputs.clone(),
+        state: json!({
+            "repo": p.repo,
+            "ref": p.ref_name,
+            "base_commit": p.base_commit,
+            "base_tree": p.base_tree,
+            "checked_out": p.checked_out,
+            "worktree": p.worktree,
+        }),
+        intended_effects: p.effects.clone(),
+        touches: p.touches.clone(),
+        destructive: p.destructive,
+        destructive_reasons: p.destructive_reasons.clone(),
+        determinism: Determinism::D0,
+        estimated_costs: Costs {
+            // A commit of a few files takes milliseconds; allow for a cold index read.
+            wall_ms: Some(500 + 5 * files),
+            bytes_written: Some(bytes),
+            files_touched: Some(files),
+        },
+        exec_recipe: recipe,
+    }
+}
+
+fn mechanism_error(error: ApplyError) -> MechanismError {
+    MechanismError::new(error.code(), error.to_string())
+}
