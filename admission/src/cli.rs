@@ -19,6 +19,18 @@ pub struct Cli {
     #[arg(long, global = true, default_value = ".mechanism", value_name = "DIR")]
     pub store: PathBuf,
 
+    /// The workspace: the directory mechanisms act in (their root).
+    #[arg(long, global = true, default_value = ".", value_name = "DIR")]
+    pub workspace: PathBuf,
+
+    /// Trusted force-ack signers (OpenSSH allowed_signers); without it no destructive plan runs.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub allowed_signers: Option<PathBuf>,
+
+    /// A registry file instead of the one built in.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub registry: Option<PathBuf>,
+
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -57,6 +69,52 @@ pub enum Command {
     /// `ssh-keygen -Y sign -n mechanism-force-ack -f KEY PAYLOAD`, then assemble the force-ack
     /// with `--attach PAYLOAD.sig --payload-file PAYLOAD`.
     Approve(ApproveArgs),
+    /// Start a mechanism from the registry and print what it offers.
+    Describe {
+        /// The mechanism id, e.g. `git_apply_patch`.
+        mechanism: String,
+    },
+    /// Plan a workorder and run the gates; execute nothing.
+    ///
+    /// Exit 0: admitted; 3: denied; 4: admitted, waiting for a force-ack.
+    Plan {
+        /// The workorder file.
+        workorder: PathBuf,
+    },
+    /// Execute a plan gated earlier, by its hash.
+    Execute {
+        /// The plan hash, `sha256:<64 hex>`.
+        plan_hash: String,
+        /// The signed force-ack, for a destructive plan.
+        #[arg(long, value_name = "FILE")]
+        force_ack: Option<PathBuf>,
+    },
+    /// Plan, gate, then execute (or pause for a force-ack), verify and record.
+    Run {
+        /// The workorder file.
+        workorder: PathBuf,
+        /// The signed force-ack, for a destructive plan.
+        #[arg(long, value_name = "FILE")]
+        force_ack: Option<PathBuf>,
+    },
+    /// Show a run (journal uid) or any artifact (digest), rebuilt from the store and journal.
+    Show {
+        /// A run uid or a digest.
+        id: String,
+    },
+    /// The journal: every admission command, newest last.
+    Log,
+    /// Check a whole chain offline: result -> plan -> admission -> force-ack -> state.
+    Verify {
+        /// A run record, result witness or result digest.
+        digest: String,
+    },
+    /// Plan, gate, approve, execute and verify real patches on a throw-away repository.
+    Demo {
+        /// Keep the demo directory instead of deleting it.
+        #[arg(long)]
+        keep: bool,
+    },
 }
 
 /// Arguments of `admission approve`, in its three modes: sign, `--payload`, `--attach`.

@@ -7,4 +7,8 @@ pub mod exit;
 pub mod gates;
 pub mod journal;
 pub mod logging;
+pub mod pipeline;
 pub mod registry;
+pub mod session;
+pub mod verify;
+pub mod workorder;

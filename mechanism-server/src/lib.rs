@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+pub mod cli;
 pub mod git_apply_patch;
 pub mod mechanism;
 pub mod server;

@@ -1,19 +1,38 @@
 //! One module per group of subcommands.
 
 mod approve;
+mod demo;
+mod journal;
 mod objects;
+mod pipeline;
+mod verify;
 
 use crate::cli::{Cli, Command, Output};
 use crate::exit::CommandError;
 
-/// Runs the parsed command line.
-pub fn run(cli: &Cli) -> Result<(), CommandError> {
+/// Runs the parsed command line; returns the exit code.
+pub fn run(cli: &Cli) -> Result<u8, CommandError> {
     let out = Output::new(cli.json);
+    let done = |r: Result<(), CommandError>| r.map(|()| 0);
     match &cli.command {
-        Command::Digest { file, raw } => objects::digest(out, file, *raw),
-        Command::Canon { file } => objects::canon(file),
-        Command::Put { file } => objects::put(out, &cli.store, file),
-        Command::Cat { digest } => objects::cat(&cli.store, digest),
-        Command::Approve(args) => approve::run(out, &cli.store, args),
+        Command::Digest { file, raw } => done(objects::digest(out, file, *raw)),
+        Command::Canon { file } => done(objects::canon(file)),
+        Command::Put { file } => done(objects::put(out, &cli.store, file)),
+        Command::Cat { digest } => done(objects::cat(&cli.store, digest)),
+        Command::Approve(args) => done(approve::run(out, &cli.store, args)),
+        Command::Describe { mechanism } => pipeline::describe(cli, out, mechanism),
+        Command::Plan { workorder } => pipeline::run(cli, out, workorder, None, false),
+        Command::Run {
+            workorder,
+            force_ack,
+        } => pipeline::run(cli, out, workorder, force_ack.as_deref(), true),
+        Command::Execute {
+            plan_hash,
+            force_ack,
+        } => pipeline::execute(cli, out, plan_hash, force_ack.as_deref()),
+        Command::Show { id } => journal::show(cli, out, id),
+        Command::Log => journal::log(cli, out),
+        Command::Verify { digest } => verify::run(cli, out, digest),
+        Command::Demo { keep } => demo::run(cli, out, *keep),
     }
 }

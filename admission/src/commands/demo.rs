@@ -1,0 +1,420 @@
+//! `admission demo`: the whole product on a throw-away repository, needing nothing else.
+//!
+//! It builds a repository with history, an operator key and `allowed_signers`, then runs a
+//! non-destructive patch straight through, runs a destructive one that pauses, approves it
+//! and executes it, and verifies both chains offline. The mechanism is a real subprocess
+//! speaking the protocol over stdio, exactly as in `admission run`.
+
+use std::fmt::Write as _;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use git2::{IndexAddOption, Repository, RepositoryInitOptions, Signature, Time};
+use protocol::artifact::kinds::RunOutcome;
+use protocol::force_ack::allowed_signers::AllowedSigners;
+use protocol::force_ack::ssh_key::{rand_core::OsRng, Algorithm, LineEnding, PrivateKey};
+use protocol::force_ack::{self, NAMESPACE};
+use protocol::store::Store;
+use protocol::ErrorCode;
+use serde_json::{json, Value};
+use time::OffsetDateTime;
+
+use crate::cli::{Cli, Output};
+use crate::exit::{self, CommandError};
+use crate::journal::Journal;
+use crate::pipeline::{self, Invocation, Mode, Report, Setup};
+use crate::registry::Registry;
+use crate::verify;
+
+/// The operator of the demo, as named in its `allowed_signers`.
+const APPROVER: &str = "operator@demo.invalid";
+
+/// `admission demo [--keep]`.
+pub fn run(cli: &Cli, out: Output, keep: bool) -> Result<u8, CommandError> {
+    let temp = tempfile::Builder::new()
+        .prefix("mechanism-demo-")
+        .tempdir()
+        .map_err(|e| internal(format!("cannot make a temporary directory: {e}")))?;
+    let outcome = demo(cli, temp.path());
+    let dir = if keep {
+        let kept = temp.keep();
+        Some(kept)
+    } else {
+        None
+    };
+    let (story, summary, ok) = outcome?;
+    let mut text = story;
+    if let Some(dir) = &dir {
+        let _ = writeln!(text, "\nkept in {}", dir.display());
+    }
+    let mut value = summary;
+    value["kept"] = json!(dir.map(|d| d.display().to_string()));
+    out.result(text.trim_end(), value);
+    Ok(if ok { 0 } else { exit::INTERNAL })
+}
+
+fn demo(cli: &Cli, dir: &Path) -> Result<(String, Value, bool), CommandError> {
+    let workspace = dir.join("workspace");
+    let store_dir = dir.join("store");
+    let repo_dir = workspace.join("lighthouse");
+    let base = make_repository(&repo_dir)?;
+    let (key, signers_path) = make_operator(&dir.join("operator"))?;
+    let signers = AllowedSigners::read(&signers_path)
+        .map_err(|e| internal(format!("the demo's allowed_signers: {e}")))?;
+    let setup = Setup {
+        store: Store::open(&store_dir).map_err(|e| internal(e.to_string()))?,
+        journal: Journal::open(&store_dir).map_err(|e| internal(e.to_string()))?,
+        store_dir: store_dir.clone(),
+        workspace: workspace.clone(),
+        registry: Registry::load(cli.registry.as_deref())
+            .map_err(|e| CommandError::bad_input(Some(ErrorCode::InvalidParams), e.to_string()))?,
+        signers_path: Some(signers_path.clone()),
+        signers: Some(signers.clone()),
+        max_ttl: pipeline::DEFAULT_MAX_TTL,
+    };
+    let invocation = Invocation {
+        global_flags: format!(
+            "--store {} --workspace {} --allowed-signers {}",
+            store_dir.display(),
+            workspace.display(),
+            signers_path.display()
+        ),
+        workorder: None,
+    };
+    let mut story = String::new();
+    let _ = writeln!(
+        story,
+        "A throw-away repository `lighthouse` (3 commits, main at {}) and an operator key.\n",
+        &base[..12]
+    );
+
+    // 1. A patch that only adds and edits: planned, gated and executed in one go.
+    let first = write_workorder(dir, "add-keeper", PATCH_ADD)?;
+    let mut quiet = |_: &protocol::verbs::ProgressParams| {};
+    let one = pipeline::run_workorder(
+        &setup,
+        &first,
+        &Mode::Run { force_ack: None },
+        &invocation,
+        &mut quiet,
+    )?;
+    let _ = writeln!(
+        story,
+        "1. `admission run add-keeper.json`: adds src/keeper.rs and edits README.md."
+    );
+    tell_run(&mut story, &one);
+
+    // 2. A patch that deletes a file: destructive, so it pauses for the operator.
+    let second = write_workorder(dir, "drop-notes", PATCH_DELETE)?;
+    let two = pipeline::run_workorder(
+        &setup,
+        &second,
+        &Mode::Run { force_ack: None },
+        &invocation,
+        &mut quiet,
+    )?;
+    let _ = writeln!(
+        story,
+        "\n2. `admission run drop-notes.json`: deletes docs/notes.md."
+    );
+    tell_run(&mut story, &two);
+
+    // The operator approves that exact plan, with an SSH signature.
+    let (three, ack_path) = match (two.plan_hash, two.admission_hash, two.outcome) {
+        (Some(plan), Some(admission), Some(RunOutcome::AwaitingForceAck)) => {
+            let nonce = force_ack::random_nonce().map_err(|e| internal(e.to_string()))?;
+            let expires = OffsetDateTime::now_utc() + time::Duration::minutes(15);
+            let mut ack = force_ack::new_unsigned(&plan, &admission, APPROVER, expires, &nonce);
+            let signature = force_ack::sign(&ack, &key).map_err(|e| internal(e.to_string()))?;
+            ack["signature"] = Value::String(signature);
+            let ack_path = dir.join("force-ack.json");
+            fs::write(
+                &ack_path,
+                serde_json::to_vec_pretty(&ack).unwrap_or_default(),
+            )
+            .map_err(|e| internal(e.to_string()))?;
+            let _ = writeln!(
+                story,
+                "   {APPROVER} approves plan {} (`admission approve`, SSH signature, namespace {NAMESPACE}, 15 minutes).",
+                short(&plan.to_string())
+            );
+            let three = pipeline::execute_plan(&setup, &plan, Some(ack), &invocation, &mut quiet)?;
+            let _ = writeln!(
+                story,
+                "\n3. `admission execute {} --force-ack force-ack.json`:",
+                short(&plan.to_string())
+            );
+            tell_run(&mut story, &three);
+            (Some(three), Some(ack_path))
+        }
+        _ => (None, None),
+    };
+
+    // Both chains, checked offline from the artifacts and the repository alone.
+    let _ = writeln!(story, "\n4. `admission verify`, offline:");
+    let mut verified = Vec::new();
+    for report in [Some(&one), three.as_ref()].into_iter().flatten() {
+        let Some(witness) = report.witness_hash else {
+            continue;
+        };
+        let checked = verify::verify(&setup.store, &workspace, Some(&signers), &witness);
+        let (ok, line) = match &checked {
+            Ok(r) => (
+                r.verified(),
+                format!(
+                    "{} of {} checks hold",
+                    r.checks.iter().filter(|c| c.ok).count(),
+                    r.checks.len()
+                ),
+            ),
+            Err(e) => (false, e.to_string()),
+        };
+        let _ = writeln!(
+            story,
+            "   witness {}: {line}{}",
+            short(&witness.to_string()),
+            if ok { "" } else { "  FAILED" }
+        );
+        if let Ok(r) = &checked {
+            for c in r.checks.iter().filter(|c| !c.ok) {
+                let _ = writeln!(story, "     ✗ {}: {}", c.name, c.detail);
+            }
+        }
+        verified.push((witness, ok));
+    }
+    let head = Repository::open(&repo_dir)
+        .and_then(|r| {
+            r.head()
+                .and_then(|h| h.peel_to_commit())
+                .map(|c| c.id().to_string())
+        })
+        .unwrap_or_default();
+    let ok = one.outcome == Some(RunOutcome::Succeeded)
+        && two.outcome == Some(RunOutcome::AwaitingForceAck)
+        && three.as_ref().and_then(|r| r.outcome) == Some(RunOutcome::Succeeded)
+        && verified.len() == 2
+        && verified.iter().all(|(_, ok)| *ok);
+    if ok {
+        let _ = writeln!(
+            story,
+            "\nEvery effect was planned exactly, approved for that exact plan where destructive, \
+             executed only as planned, and proven from the artifacts: main is now at {}.",
+            &head[..head.len().min(12)]
+        );
+    } else {
+        let _ = writeln!(story, "\nThe demo did NOT go as it should; see above.");
+    }
+    let summary = json!({
+        "ok": ok,
+        "repository": repo_dir.display().to_string(),
+        "store": store_dir.display().to_string(),
+        "base": base,
+        "head": head,
+        "runs": [
+            super::pipeline::report_json(&one),
+            super::pipeline::report_json(&two),
+            three.as_ref().map(super::pipeline::report_json),
+        ],
+        "force_ack": ack_path.map(|p| p.display().to_string()),
+        "verified": verified.iter().map(|(w, ok)| json!({"witness": w, "verified": ok})).collect::<Vec<_>>(),
+    });
+    Ok((story, summary, ok))
+}
+
+fn tell_run(story: &mut String, report: &Report) {
+    if let Some(plan) = &report.plan {
+        let _ = writeln!(
+            story,
+            "   plan {}: {} effects, {}",
+            short(&report.plan_hash.map(|p| p.to_string()).unwrap_or_default()),
+            plan.intended_effects.len(),
+            if plan.destructive {
+                format!("DESTRUCTIVE ({})", plan.destructive_reasons.join("; "))
+            } else {
+                "not destructive".to_owned()
+            }
+        );
+    }
+    if !report.gates.is_empty() {
+        let passed = report
+            .gates
+            .iter()
+            .filter(|g| g.decision == protocol::artifact::kinds::GateDecision::Pass)
+            .count();
+        let _ = writeln!(story, "   gates: {passed}/{} PASS", report.gates.len());
+    }
+    match report.outcome {
+        Some(RunOutcome::Succeeded) => {
+            let commit = report
+                .evidence
+                .as_ref()
+                .and_then(|e| e.get("commit"))
+                .and_then(Value::as_str)
+                .unwrap_or("?");
+            let _ = writeln!(
+                story,
+                "   executed: commit {} (the id predicted at plan time)",
+                &commit[..commit.len().min(12)]
+            );
+        }
+        Some(RunOutcome::AwaitingForceAck) => {
+            let _ = writeln!(
+                story,
+                "   paused: destructive plans need an operator's signed force-ack (exit 4)"
+            );
+        }
+        other => {
+            let _ = writeln!(
+                story,
+                "   unexpected outcome {other:?}: {}",
+                report
+                    .error
+                    .as_ref()
+                    .map(|e| format!("{}: {}", e.code, e.message))
+                    .unwrap_or_default()
+            );
+        }
+    }
+}
+
+fn short(digest: &str) -> &str {
+    &digest[..digest.len().min(19)]
+}
+
+const README: &str =
+    "# Lighthouse\n\nA tiny project for the mechanism demo.\n\nRun `make` to build.\n";
+const NOTES: &str = "# Old notes\n\nThese notes are out of date.\n";
+const BEAM: &str = "pub fn beam() -> &'static str {\n    \"sweeping\"\n}\n";
+
+/// Adds a file and edits another: not destructive.
+const PATCH_ADD: &str = "diff --git a/README.md b/README.md
+--- a/README.md
++++ b/README.md
+@@ -2,4 +2,4 @@
+ 
+ A tiny project for the mechanism demo.
+ 
+-Run `make` to build.
++Run `cargo build` to build.
+diff --git a/src/keeper.rs b/src/keeper.rs
+new file mode 100644
+--- /dev/null
++++ b/src/keeper.rs
+@@ -0,0 +1,3 @@
++pub fn keep() -> &'static str {
++    \"the light is on\"
++}
+";
+
+/// Deletes a file: destructive.
+const PATCH_DELETE: &str = "diff --git a/docs/notes.md b/docs/notes.md
+deleted file mode 100644
+--- a/docs/notes.md
++++ /dev/null
+@@ -1,3 +0,0 @@
+-# Old notes
+-
+-These notes are out of date.
+";
+
+/// A repository with three commits on `main`, checked out; returns the head commit id.
+fn make_repository(dir: &Path) -> Result<String, CommandError> {
+    let git = |e: git2::Error| internal(format!("making the demo repository: {e}"));
+    let mut options = RepositoryInitOptions::new();
+    options.initial_head("main");
+    let repo = Repository::init_opts(dir, &options).map_err(git)?;
+    let steps: [(&str, &[(&str, &str)]); 3] = [
+        (
+            "Start the lighthouse",
+            &[("README.md", "# Lighthouse\n"), ("src/beam.rs", BEAM)],
+        ),
+        ("Write some notes", &[("docs/notes.md", NOTES)]),
+        ("Describe the project", &[("README.md", README)]),
+    ];
+    let mut parent: Option<git2::Oid> = None;
+    for (i, (message, files)) in steps.iter().enumerate() {
+        for (path, content) in *files {
+            let path = dir.join(path);
+            if let Some(parent) = path.parent() {
+                fs::create_dir_all(parent).map_err(|e| internal(e.to_string()))?;
+            }
+            fs::write(&path, content).map_err(|e| internal(e.to_string()))?;
+        }
+        let mut index = repo.index().map_err(git)?;
+        index
+            .add_all(["*"], IndexAddOption::DEFAULT, None)
+            .map_err(git)?;
+        index.write().map_err(git)?;
+        let tree = repo
+            .find_tree(index.write_tree().map_err(git)?)
+            .map_err(git)?;
+        // Fixed times, so the demo's plans are the same on every machine.
+        let when = Time::new(1_767_225_600 + 3600 * i as i64, 0);
+        let who = Signature::new("Demo Author", "author@demo.invalid", &when).map_err(git)?;
+        let parents = match parent {
+            Some(id) => vec![repo.find_commit(id).map_err(git)?],
+            None => Vec::new(),
+        };
+        let refs: Vec<&git2::Commit<'_>> = parents.iter().collect();
+        let id = repo
+            .commit(Some("HEAD"), &who, &who, message, &tree, &refs)
+            .map_err(git)?;
+        parent = Some(id);
+    }
+    parent
+        .map(|id| id.to_string())
+        .ok_or_else(|| internal("no commit was made".to_owned()))
+}
+
+/// An ed25519 operator key and the `allowed_signers` file that trusts it for force-acks.
+fn make_operator(dir: &Path) -> Result<(PrivateKey, PathBuf), CommandError> {
+    fs::create_dir_all(dir).map_err(|e| internal(e.to_string()))?;
+    let key = PrivateKey::random(&mut OsRng, Algorithm::Ed25519)
+        .map_err(|e| internal(format!("generating the operator key: {e}")))?;
+    let pem = key
+        .to_openssh(LineEnding::LF)
+        .map_err(|e| internal(e.to_string()))?;
+    fs::write(dir.join("id_ed25519"), pem.as_bytes()).map_err(|e| internal(e.to_string()))?;
+    let public = key
+        .public_key()
+        .to_openssh()
+        .map_err(|e| internal(e.to_string()))?;
+    let signers = dir.join("allowed_signers");
+    fs::write(
+        &signers,
+        format!("{APPROVER} namespaces=\"{NAMESPACE}\" {public}\n"),
+    )
+    .map_err(|e| internal(e.to_string()))?;
+    Ok((key, signers))
+}
+
+/// Writes the patch and a workorder for it; returns the workorder's path.
+fn write_workorder(dir: &Path, name: &str, patch: &str) -> Result<PathBuf, CommandError> {
+    let patch_file = format!("{name}.diff");
+    fs::write(dir.join(&patch_file), patch).map_err(|e| internal(e.to_string()))?;
+    let workorder = json!({
+        "kind": "mechanism.workorder/v0",
+        "work_order_id": format!("demo-{name}"),
+        "mechanism": "git_apply_patch",
+        "operation": "apply",
+        "params": {
+            "repo": "lighthouse",
+            "message": format!("demo: {name}"),
+            "author": {"name": "Demo Agent", "email": "agent@demo.invalid"},
+        },
+        "inputs": {"patch": patch_file},
+        "budget": {"wall_ms": 60000},
+        "ticket_id": "DEMO-1",
+    });
+    let path = dir.join(format!("{name}.json"));
+    fs::write(
+        &path,
+        serde_json::to_vec_pretty(&workorder).unwrap_or_default(),
+    )
+    .map_err(|e| internal(e.to_string()))?;
+    Ok(path)
+}
+
+fn internal(message: String) -> CommandError {
+    CommandError::internal(None, format!("demo: {message}"))
+}

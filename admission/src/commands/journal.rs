@@ -1,0 +1,309 @@
+//! `show` and `log`: runs and artifacts rebuilt from the journal and the store alone.
+
+use std::fmt::Write as _;
+
+use protocol::artifact::kinds::{
+    AdmissionWitness, ExecutionDocument, Plan, ResultArtifact, RunRecord,
+};
+use protocol::artifact::Artifact;
+use protocol::store::{Store, StoreError};
+use protocol::{Digest, ErrorCode};
+use serde_json::{json, Value};
+
+use crate::cli::{Cli, Output};
+use crate::exit::CommandError;
+use crate::journal::{Journal, JournalError, Uid};
+
+/// `admission log`: one line per journal entry, oldest first.
+pub fn log(cli: &Cli, out: Output) -> Result<u8, CommandError> {
+    let journal = open_journal(cli)?;
+    let entries = journal.log().map_err(journal_error)?;
+    let mut text = String::new();
+    for e in &entries {
+        let status = serde_json::to_value(e.status).unwrap_or(Value::Null);
+        let _ = writeln!(
+            text,
+            "{}  {}  {:<8} {:<10}{}",
+            e.time,
+            e.uid,
+            e.command,
+            status.as_str().unwrap_or("?"),
+            e.parent
+                .as_ref()
+                .map(|p| format!(" (resumes {p})"))
+                .unwrap_or_default()
+        );
+    }
+    if entries.is_empty() {
+        text.push_str("the journal is empty");
+    }
+    out.result(text.trim_end(), json!({ "entries": entries }));
+    Ok(0)
+}
+
+/// `admission show ID`: a run uid or a digest.
+pub fn show(cli: &Cli, out: Output, id: &str) -> Result<u8, CommandError> {
+    if id.starts_with("sha256:") {
+        let digest: Digest = id.parse().map_err(|e| {
+            CommandError::bad_input(Some(ErrorCode::InvalidParams), format!("{id:?}: {e}"))
+        })?;
+        return show_artifact(cli, out, &digest);
+    }
+    let uid: Uid = id.parse().map_err(|e| {
+        CommandError::bad_input(
+            Some(ErrorCode::InvalidParams),
+            format!("{id:?} is neither a digest (sha256:...) nor a run uid: {e}"),
+        )
+    })?;
+    show_run(cli, out, &uid)
+}
+
+fn show_run(cli: &Cli, out: Output, uid: &Uid) -> Result<u8, CommandError> {
+    let journal = open_journal(cli)?;
+    let history = journal.history(uid).map_err(journal_error)?;
+    let children = journal.children(uid).map_err(journal_error)?;
+    let Some((_, latest)) = history.last() else {
+        return Err(CommandError::internal(
+            None,
+            format!("run {uid} has no snapshot"),
+        ));
+    };
+    let store = open_store(cli)?;
+    let record = run_record_of(&store, latest);
+    let mut text = describe_run(latest, &history);
+    if let Some((digest, record)) = &record {
+        let _ = writeln!(text, "\nrun record {digest}");
+        text.push_str(&describe_record(&store, record));
+    }
+    if let Some(parent) = &latest.parent {
+        let _ = writeln!(text, "\nresumes    {parent}");
+    }
+    for child in &children {
+        let _ = writeln!(text, "\nresumed by {child}");
+    }
+    let value = json!({
+        "execution": latest,
+        "steps": history.iter().map(|(label, doc)| json!({"label": label, "status": doc.status, "at": doc.updated_at})).collect::<Vec<_>>(),
+        "run_record": record.as_ref().map(|(d, r)| json!({"digest": d, "record": r})),
+        "children": children,
+    });
+    out.result(text.trim_end(), value);
+    Ok(0)
+}
+
+fn describe_run(doc: &ExecutionDocument, history: &[(String, ExecutionDocument)]) -> String {
+    let mut t = String::new();
+    let command = doc
+        .context
+        .get("command")
+        .and_then(Value::as_str)
+        .unwrap_or("?");
+    let status = serde_json::to_value(doc.status).unwrap_or(Value::Null);
+    let _ = writeln!(
+        t,
+        "run        {} ({command}, {})",
+        doc.uid,
+        status.as_str().unwrap_or("?")
+    );
+    if let Some(started) = &doc.started_at {
+        let _ = writeln!(t, "started    {started}");
+    }
+    let _ = writeln!(t, "input      {}", doc.input);
+    let _ = writeln!(t, "steps");
+    for (label, snapshot) in history {
+        let _ = writeln!(
+            t,
+            "  {:<12} {}",
+            label,
+            snapshot.updated_at.as_deref().unwrap_or("")
+        );
+    }
+    t
+}
+
+/// The run record an execution's result names, read back and re-hashed.
+fn run_record_of(store: &Store, doc: &ExecutionDocument) -> Option<(Digest, RunRecord)> {
+    let digest: Digest = doc
+        .result
+        .as_ref()?
+        .get("run_record")?
+        .as_str()?
+        .parse()
+        .ok()?;
+    let record = store.get_artifact(&digest).ok()?.view().ok()?;
+    Some((digest, record))
+}
+
+fn describe_record(store: &Store, record: &RunRecord) -> String {
+    let mut t = String::new();
+    let outcome = serde_json::to_value(record.outcome).unwrap_or(Value::Null);
+    let _ = writeln!(
+        t,
+        "workorder  {} · {} {}",
+        record.work_order_id, record.mechanism, record.operation
+    );
+    let _ = writeln!(t, "outcome    {}", outcome.as_str().unwrap_or("?"));
+    for (label, digest) in [
+        ("plan", record.plan_hash),
+        ("admission", record.admission_hash),
+        ("force-ack", record.force_ack_hash),
+        ("result", record.result_hash),
+        ("witness", record.witness_hash),
+    ] {
+        if let Some(digest) = digest {
+            let present = if store.contains(&digest) {
+                ""
+            } else {
+                "  (missing from the store)"
+            };
+            let _ = writeln!(t, "{label:<10} {digest}{present}");
+        }
+    }
+    if let Some(admission) = record
+        .admission_hash
+        .and_then(|d| store.get_artifact(&d).ok())
+        .and_then(|a| a.view::<AdmissionWitness>().ok())
+    {
+        t.push_str(&describe_admission(&admission));
+    }
+    if let Some(error) = &record.error {
+        let _ = writeln!(t, "error      {}: {}", error.code, error.message);
+    }
+    if let protocol::artifact::kinds::NextActionsRef::Inline(actions) = &record.next_actions {
+        let _ = writeln!(t, "next");
+        for a in actions {
+            let _ = writeln!(t, "  {}. {}\n     # {}", a.priority, a.command, a.why);
+        }
+    }
+    t
+}
+
+fn describe_admission(witness: &AdmissionWitness) -> String {
+    let mut t = String::new();
+    let decision = serde_json::to_value(witness.decision).unwrap_or(Value::Null);
+    let _ = writeln!(
+        t,
+        "decision   {}{}",
+        decision.as_str().unwrap_or("?"),
+        if witness.force_ack_required {
+            " (force-ack required)"
+        } else {
+            ""
+        }
+    );
+    for gate in &witness.gates {
+        let name = serde_json::to_value(gate.gate).unwrap_or(Value::Null);
+        let mark = serde_json::to_value(gate.decision).unwrap_or(Value::Null);
+        let code = gate.code.map(|c| format!(" {c}")).unwrap_or_default();
+        let _ = writeln!(
+            t,
+            "  {} {:<13}{code} {}",
+            mark.as_str().unwrap_or("?"),
+            name.as_str().unwrap_or("?"),
+            gate.reason
+        );
+    }
+    t
+}
+
+fn show_artifact(cli: &Cli, out: Output, digest: &Digest) -> Result<u8, CommandError> {
+    let store = open_store(cli)?;
+    let artifact = store.get_artifact(digest).map_err(|e| match e {
+        StoreError::NotFound(_) => CommandError::bad_input(
+            Some(ErrorCode::UnknownArtifact),
+            format!("{digest} is not in the store {}", cli.store.display()),
+        ),
+        // A blob is not JSON: say what it is rather than failing.
+        StoreError::Artifact { .. } | StoreError::NotCanonical(_) => CommandError::bad_input(
+            Some(ErrorCode::InvalidParams),
+            format!("{digest} is a blob, not an artifact; print it with `admission cat {digest}`"),
+        ),
+        other => CommandError::internal(Some(other.code()), other.to_string()),
+    })?;
+    let provenance = store.provenance(digest).ok().flatten();
+    let mut text = format!("{}  {}\n", artifact.kind(), digest);
+    if let Some(p) = &provenance {
+        let _ = writeln!(text, "made by {} at {}", p.producer, p.created_at);
+    }
+    text.push_str(&describe_artifact(&store, &artifact));
+    out.result(
+        text.trim_end(),
+        json!({"digest": digest, "kind": artifact.kind(), "artifact": artifact.value(), "provenance": provenance}),
+    );
+    Ok(0)
+}
+
+fn describe_artifact(store: &Store, artifact: &Artifact) -> String {
+    let mut t = String::new();
+    if let Ok(plan) = artifact.view::<Plan>() {
+        let _ = writeln!(
+            t,
+            "{} {} {} · {}",
+            plan.mechanism.id,
+            plan.mechanism.version,
+            plan.operation,
+            if plan.destructive {
+                "DESTRUCTIVE"
+            } else {
+                "not destructive"
+            }
+        );
+        for reason in &plan.destructive_reasons {
+            let _ = writeln!(t, "  ! {reason}");
+        }
+        let _ = writeln!(t, "state      {}", plan.state);
+        for e in &plan.intended_effects {
+            let _ = writeln!(
+                t,
+                "  {:<10} {} {}",
+                e.effect_type,
+                e.resource,
+                Value::Object(e.detail.clone())
+            );
+        }
+    } else if let Ok(witness) = artifact.view::<AdmissionWitness>() {
+        let _ = writeln!(t, "plan       {}", witness.plan_hash);
+        t.push_str(&describe_admission(&witness));
+    } else if let Ok(record) = artifact.view::<RunRecord>() {
+        t.push_str(&describe_record(store, &record));
+    } else if let Ok(result) = artifact.view::<ResultArtifact>() {
+        let status = serde_json::to_value(result.status).unwrap_or(Value::Null);
+        let _ = writeln!(t, "plan       {}", result.plan_hash);
+        let _ = writeln!(t, "status     {}", status.as_str().unwrap_or("?"));
+        let _ = writeln!(t, "evidence   {}", result.evidence);
+        if let Some(error) = &result.error {
+            let _ = writeln!(t, "error      {}: {}", error.code, error.message);
+        }
+    } else {
+        let pretty = serde_json::to_string_pretty(artifact.value()).unwrap_or_default();
+        t.push_str(&pretty);
+    }
+    t
+}
+
+fn open_store(cli: &Cli) -> Result<Store, CommandError> {
+    if !cli.store.is_dir() {
+        return Err(CommandError::bad_input(
+            Some(ErrorCode::UnknownArtifact),
+            format!("there is no store at {}", cli.store.display()),
+        ));
+    }
+    Store::open(&cli.store).map_err(|e| CommandError::internal(Some(e.code()), e.to_string()))
+}
+
+fn open_journal(cli: &Cli) -> Result<Journal, CommandError> {
+    if !cli.store.is_dir() {
+        return Err(CommandError::bad_input(
+            None,
+            format!("there is no store at {}", cli.store.display()),
+        ));
+    }
+    Journal::open(&cli.store).map_err(journal_error)
+}
+
+fn journal_error(error: JournalError) -> CommandError {
+    match error {
+        JournalError::NotFound { .. } => CommandError::bad_input(None, error.to_string()),
+        other => CommandError::internal(None, format!("journal: {other}")),
+    }
+}

@@ -1,0 +1,341 @@
+//! `describe`, `plan`, `execute` and `run`: the pipeline's commands and how they read.
+
+use std::fmt::Write as _;
+use std::io::{IsTerminal, Write as _};
+use std::path::Path;
+
+use protocol::artifact::kinds::GateDecision;
+use protocol::force_ack::allowed_signers::AllowedSigners;
+use protocol::store::Store;
+use protocol::verbs::ProgressParams;
+use protocol::{canonical, Digest, ErrorCode};
+use serde_json::{json, Value};
+
+use crate::cli::{Cli, Output};
+use crate::exit::CommandError;
+use crate::journal::Journal;
+use crate::pipeline::{self, Invocation, Mode, Report, Setup};
+use crate::registry::{LaunchPaths, Registry};
+use crate::session::Session;
+
+/// Largest force-ack file read: a few kilobytes at most.
+const MAX_FORCE_ACK_BYTES: u64 = 64 * 1024;
+
+/// Opens the store, journal, registry and signers the global flags name.
+pub fn setup(cli: &Cli) -> Result<Setup, CommandError> {
+    let store = Store::open(&cli.store)
+        .map_err(|e| CommandError::internal(Some(e.code()), e.to_string()))?;
+    let journal = Journal::open(&cli.store)
+        .map_err(|e| CommandError::internal(None, format!("journal: {e}")))?;
+    let registry = Registry::load(cli.registry.as_deref())
+        .map_err(|e| CommandError::bad_input(Some(ErrorCode::InvalidParams), e.to_string()))?;
+    let signers = match &cli.allowed_signers {
+        Some(path) => Some(AllowedSigners::read(path).map_err(|e| {
+            CommandError::bad_input(
+                Some(ErrorCode::InvalidParams),
+                format!("--allowed-signers {}: {e}", path.display()),
+            )
+        })?),
+        None => None,
+    };
+    if !cli.workspace.is_dir() {
+        return Err(CommandError::bad_input(
+            Some(ErrorCode::InvalidParams),
+            format!(
+                "the workspace {} is not a directory",
+                cli.workspace.display()
+            ),
+        ));
+    }
+    Ok(Setup {
+        store_dir: cli.store.clone(),
+        store,
+        journal,
+        workspace: cli.workspace.clone(),
+        registry,
+        signers_path: cli.allowed_signers.clone(),
+        signers,
+        max_ttl: pipeline::DEFAULT_MAX_TTL,
+    })
+}
+
+/// `admission describe MECHANISM`.
+pub fn describe(cli: &Cli, out: Output, mechanism: &str) -> Result<u8, CommandError> {
+    let setup = setup(cli)?;
+    let entry = setup
+        .registry
+        .entry(mechanism)
+        .map_err(|e| CommandError::bad_input(Some(ErrorCode::InvalidParams), e.to_string()))?;
+    let session = Session::start(
+        entry,
+        &LaunchPaths {
+            workspace: &setup.workspace,
+            store: &setup.store_dir,
+            allowed_signers: setup.signers_path.as_deref(),
+        },
+    )
+    .map_err(|e| {
+        CommandError::from_code(e.code().unwrap_or(ErrorCode::InternalError), e.to_string())
+    })?;
+    let d = &session.described;
+    let mut text = format!(
+        "{} {} (protocol {})\n",
+        d.mechanism.id, d.mechanism.version, d.protocol_version
+    );
+    for op in &d.operations {
+        let _ = writeln!(
+            text,
+            "\noperation {}: {}\n  inputs: {}\n  effects: {}\n  destructive: {:?}, determinism: {:?}",
+            op.name,
+            op.description,
+            op.inputs.join(", "),
+            op.effect_types.join(", "),
+            op.destructive,
+            op.determinism
+        );
+    }
+    let _ = write!(text, "\nscope:");
+    for grant in &d.capability_scope {
+        let _ = write!(
+            text,
+            "\n  {} {}",
+            grant.capability,
+            grant.resources.join(" ")
+        );
+    }
+    out.result(&text, session.describe.clone());
+    session.finish();
+    Ok(0)
+}
+
+/// `admission plan WORKORDER` and `admission run WORKORDER [--force-ack FILE]`.
+pub fn run(
+    cli: &Cli,
+    out: Output,
+    workorder: &Path,
+    force_ack: Option<&Path>,
+    execute: bool,
+) -> Result<u8, CommandError> {
+    let setup = setup(cli)?;
+    let mode = if execute {
+        Mode::Run {
+            force_ack: force_ack.map(read_force_ack).transpose()?,
+        }
+    } else {
+        Mode::Plan
+    };
+    let invocation = invocation(cli, Some(workorder));
+    let mut progress = progress_printer(out);
+    let report = pipeline::run_workorder(&setup, workorder, &mode, &invocation, &mut progress)?;
+    print_report(out, &report, execute);
+    Ok(report.exit)
+}
+
+/// `admission execute PLAN_HASH [--force-ack FILE]`.
+pub fn execute(
+    cli: &Cli,
+    out: Output,
+    plan_hash: &str,
+    force_ack: Option<&Path>,
+) -> Result<u8, CommandError> {
+    let plan_hash: Digest = plan_hash.parse().map_err(|e| {
+        CommandError::bad_input(
+            Some(ErrorCode::InvalidParams),
+            format!("{plan_hash:?}: {e}"),
+        )
+    })?;
+    let force_ack = force_ack.map(read_force_ack).transpose()?;
+    let setup = setup(cli)?;
+    let invocation = invocation(cli, None);
+    let mut progress = progress_printer(out);
+    let report = pipeline::execute_plan(&setup, &plan_hash, force_ack, &invocation, &mut progress)?;
+    print_report(out, &report, true);
+    Ok(report.exit)
+}
+
+/// Reads a force-ack file strictly (no duplicate keys, I-JSON only).
+fn read_force_ack(path: &Path) -> Result<Value, CommandError> {
+    let bad = |reason: String| {
+        CommandError::bad_input(
+            Some(ErrorCode::ForceAckInvalid),
+            format!("force-ack {}: {reason}", path.display()),
+        )
+    };
+    let file = std::fs::File::open(path).map_err(|e| bad(e.to_string()))?;
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(
+        &mut std::io::Read::take(file, MAX_FORCE_ACK_BYTES + 1),
+        &mut bytes,
+    )
+    .map_err(|e| bad(e.to_string()))?;
+    if bytes.len() as u64 > MAX_FORCE_ACK_BYTES {
+        return Err(bad(format!("larger than {MAX_FORCE_ACK_BYTES} bytes")));
+    }
+    canonical::parse(&bytes).map_err(|e| bad(e.to_string()))
+}
+
+/// The global flags to repeat in next actions, so they paste as they are.
+fn invocation(cli: &Cli, workorder: Option<&Path>) -> Invocation {
+    let mut flags = Vec::new();
+    if cli.store != Path::new(".mechanism") {
+        flags.push(format!("--store {}", quote(&cli.store)));
+    }
+    if cli.workspace != Path::new(".") {
+        flags.push(format!("--workspace {}", quote(&cli.workspace)));
+    }
+    if let Some(signers) = &cli.allowed_signers {
+        flags.push(format!("--allowed-signers {}", quote(signers)));
+    }
+    if let Some(registry) = &cli.registry {
+        flags.push(format!("--registry {}", quote(registry)));
+    }
+    Invocation {
+        global_flags: flags.join(" "),
+        workorder: workorder.map(quote),
+    }
+}
+
+/// A path as a shell word.
+fn quote(path: &Path) -> String {
+    let text = path.display().to_string();
+    if text
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "/._-+=:@".contains(c))
+    {
+        text
+    } else {
+        format!("'{}'", text.replace('\'', r"'\''"))
+    }
+}
+
+/// Progress on a terminal, overwriting one line of stderr; nothing otherwise.
+fn progress_printer(out: Output) -> impl FnMut(&ProgressParams) {
+    let show = !out.is_json() && std::io::stderr().is_terminal();
+    move |p: &ProgressParams| {
+        if show {
+            let mut err = std::io::stderr().lock();
+            let _ = write!(err, "\r\x1b[2K[{}/{}] {}", p.done, p.total, p.message);
+            if p.done >= p.total {
+                let _ = writeln!(err);
+            }
+        }
+    }
+}
+
+/// The report as JSON.
+pub fn report_json(report: &Report) -> Value {
+    json!({
+        "run_uid": report.uid,
+        "parent": report.parent,
+        "outcome": report.outcome,
+        "exit": report.exit,
+        "work_order_id": report.work_order_id,
+        "mechanism": report.mechanism,
+        "plan_hash": report.plan_hash,
+        "admission_hash": report.admission_hash,
+        "force_ack_hash": report.force_ack_hash,
+        "result_hash": report.result_hash,
+        "witness_hash": report.witness_hash,
+        "run_record": report.run_record,
+        "destructive": report.plan.as_ref().map(|p| p.destructive),
+        "gates": report.gates,
+        "evidence": report.evidence,
+        "error": report.error,
+        "next_actions": report.next_actions,
+    })
+}
+
+fn print_report(out: Output, report: &Report, with_preview_only_if_planned: bool) {
+    out.result(
+        &render(report, with_preview_only_if_planned),
+        report_json(report),
+    );
+}
+
+/// The report for people: the plan, its preview, the gate table, what happened, what next.
+pub fn render(report: &Report, executing: bool) -> String {
+    let mut t = String::new();
+    if let (Some(hash), Some(plan)) = (&report.plan_hash, &report.plan) {
+        let _ = writeln!(t, "plan       {hash}");
+        let _ = writeln!(
+            t,
+            "           {} {} · {} effects · {}",
+            plan.mechanism.id,
+            plan.operation,
+            plan.intended_effects.len(),
+            if plan.destructive {
+                "DESTRUCTIVE"
+            } else {
+                "not destructive"
+            }
+        );
+        for reason in &plan.destructive_reasons {
+            let _ = writeln!(t, "           ! {reason}");
+        }
+        for effect in &plan.intended_effects {
+            let _ = writeln!(
+                t,
+                "           {:<10} {}",
+                effect.effect_type, effect.resource
+            );
+        }
+    }
+    if !executing || report.result_hash.is_none() {
+        if let Some(preview) = &report.preview {
+            let _ = writeln!(t, "\n{}", preview.trim_end());
+            t.push('\n');
+        }
+    }
+    if !report.gates.is_empty() {
+        let _ = writeln!(t, "gates");
+        for gate in &report.gates {
+            let gate_name = serde_json::to_value(gate.gate).ok();
+            let name = gate_name.as_ref().and_then(Value::as_str).unwrap_or("?");
+            let mark = match gate.decision {
+                GateDecision::Pass => "PASS",
+                GateDecision::Fail => "FAIL",
+            };
+            let code = gate.code.map(|c| format!(" {c}")).unwrap_or_default();
+            let _ = writeln!(t, "  {mark} {name:<13}{code} {}", gate.reason);
+        }
+    }
+    for (label, digest) in [
+        ("admission", report.admission_hash),
+        ("force-ack", report.force_ack_hash),
+        ("result", report.result_hash),
+        ("witness", report.witness_hash),
+        ("run record", report.run_record),
+    ] {
+        if let Some(digest) = digest {
+            let _ = writeln!(t, "{label:<10} {digest}");
+        }
+    }
+    if let Some(commit) = report
+        .evidence
+        .as_ref()
+        .and_then(|e| e.get("commit"))
+        .and_then(Value::as_str)
+    {
+        let _ = writeln!(t, "commit     {commit}");
+    }
+    let outcome = report
+        .outcome
+        .and_then(|o| serde_json::to_value(o).ok())
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_else(|| "error".to_owned());
+    let _ = writeln!(t, "\noutcome    {outcome} (run {})", report.uid);
+    if let Some(error) = &report.error {
+        let _ = writeln!(t, "error      {}: {}", error.code, error.message);
+    }
+    if !report.next_actions.is_empty() {
+        let _ = writeln!(t, "\nnext");
+        for action in &report.next_actions {
+            let _ = writeln!(
+                t,
+                "  {}. {}\n     # {}",
+                action.priority, action.command, action.why
+            );
+        }
+    }
+    t.trim_end().to_owned()
+}

@@ -1,0 +1,943 @@
+//! The admission pipeline: workorder -> plan -> gates -> (pause for a force-ack) -> execute
+//! -> verify -> run record, every step journaled and every outcome recorded.
+//!
+//! Nothing here prints: each entry point returns a [`Report`] the commands render. Whatever
+//! happens after the workorder is read (denial, pause, stale plan, failure) ends in a run
+//! record and next actions; only input that never became a run is a plain error.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use protocol::artifact::kinds::{
+    ErrorInfo, GateDecision, GateRecord, NextAction, NextActionsRef, Plan, ResultArtifact,
+    ResultStatus, ResultWitness, RunOutcome, RunRecord, Workorder,
+};
+use protocol::artifact::Artifact;
+use protocol::force_ack::allowed_signers::AllowedSigners;
+use protocol::force_ack::{self, Expected};
+use protocol::store::{Provenance, Store};
+use protocol::verbs::{ExecuteParams, ExecuteResult, PlanParams, PlanResult, ProgressParams};
+use protocol::{Digest, ErrorCode};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use time::OffsetDateTime;
+
+use crate::exit::{self, CommandError};
+use crate::gates::{self, GateInput};
+use crate::journal::{ExecHandle, Journal, Uid};
+use crate::registry::{LaunchPaths, Registry};
+use crate::session::{Session, SessionError};
+use crate::workorder::{self, Loaded};
+
+/// The store reference namespace recording each gated plan (read by `approve`, `execute`).
+pub const ADMISSIONS: &str = "admissions";
+
+/// How far ahead a force-ack may expire.
+pub const DEFAULT_MAX_TTL: time::Duration = time::Duration::hours(1);
+
+/// What every command of the pipeline works with.
+pub struct Setup {
+    /// The store directory.
+    pub store_dir: PathBuf,
+    /// The store.
+    pub store: Store,
+    /// The journal beside it.
+    pub journal: Journal,
+    /// The workspace: the root the mechanisms act in.
+    pub workspace: PathBuf,
+    /// The registry in force.
+    pub registry: Registry,
+    /// The trusted force-ack signers file, passed on to the mechanism too.
+    pub signers_path: Option<PathBuf>,
+    /// The same, parsed.
+    pub signers: Option<AllowedSigners>,
+    /// How far ahead a force-ack may expire.
+    pub max_ttl: time::Duration,
+}
+
+/// What `admission plan` recorded for a gated plan, under `admissions/<plan hex>`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AdmissionRecord {
+    /// The AdmissionWitness.
+    pub admission: Digest,
+    /// Its decision.
+    pub admitted: bool,
+    /// Whether a force-ack is required.
+    pub force_ack_required: bool,
+    /// The mechanism to execute it with.
+    pub mechanism: String,
+    /// The workorder it was planned for.
+    pub workorder: Digest,
+    /// The run that planned it; an `execute` resuming it is its child.
+    pub run_uid: String,
+    /// The execute deadline the gates set, in milliseconds.
+    pub deadline_ms: u64,
+}
+
+/// How far `run_workorder` goes.
+#[derive(Debug, Clone)]
+pub enum Mode {
+    /// Plan and gate only (`admission plan`).
+    Plan,
+    /// Plan, gate, then execute if allowed (`admission run`).
+    Run {
+        /// The force-ack for a destructive plan, as parsed.
+        force_ack: Option<Value>,
+    },
+}
+
+/// Everything a command reports about one run.
+#[derive(Debug, Clone, Default)]
+pub struct Report {
+    /// The journal uid of this execution.
+    pub uid: String,
+    /// The execution it resumed, if any.
+    pub parent: Option<String>,
+    /// The run's outcome; `None` only when it never got past reading its input.
+    pub outcome: Option<RunOutcome>,
+    /// The workorder's id.
+    pub work_order_id: String,
+    /// The mechanism.
+    pub mechanism: String,
+    /// The plan hash, once planned.
+    pub plan_hash: Option<Digest>,
+    /// The plan, once planned.
+    pub plan: Option<Plan>,
+    /// The preview the mechanism gave.
+    pub preview: Option<String>,
+    /// Every gate's decision.
+    pub gates: Vec<GateRecord>,
+    /// The AdmissionWitness.
+    pub admission_hash: Option<Digest>,
+    /// The force-ack used.
+    pub force_ack_hash: Option<Digest>,
+    /// The ResultArtifact.
+    pub result_hash: Option<Digest>,
+    /// The ResultWitness.
+    pub witness_hash: Option<Digest>,
+    /// The evidence of the result.
+    pub evidence: Option<Value>,
+    /// What went wrong.
+    pub error: Option<ErrorInfo>,
+    /// What to do next.
+    pub next_actions: Vec<NextAction>,
+    /// The run record.
+    pub run_record: Option<Digest>,
+    /// The process exit code this outcome calls for.
+    pub exit: u8,
+}
+
+/// Options that shape the next-action commands (so they can be pasted as they are).
+#[derive(Debug, Clone, Default)]
+pub struct Invocation {
+    /// Global flags to repeat, e.g. `--store DIR --workspace DIR`.
+    pub global_flags: String,
+    /// The workorder path as given.
+    pub workorder: Option<String>,
+}
+
+/// `plan` or `run` of a workorder file.
+pub fn run_workorder(
+    setup: &Setup,
+    path: &Path,
+    mode: &Mode,
+    invocation: &Invocation,
+    progress: &mut dyn FnMut(&ProgressParams),
+) -> Result<Report, CommandError> {
+    let command = match mode {
+        Mode::Plan => "plan",
+        Mode::Run { .. } => "run",
+    };
+    let mut exec = setup
+        .journal
+        .start(
+            command,
+            config(setup),
+            json!({"workorder": path.display().to_string()}),
+            None,
+        )
+        .map_err(journal_error)?;
+    let loaded = match workorder::load(path, &setup.store) {
+        Ok(loaded) => loaded,
+        Err(e) => {
+            let error = CommandError::from_code(e.code(), e.to_string());
+            let _ = exec.fail(json!({"error": {"code": e.code(), "message": e.to_string()}}));
+            return Err(CommandError::new(
+                exit::BAD_INPUT,
+                error.code,
+                error.message,
+            ));
+        }
+    };
+    let mut report = Report {
+        uid: exec.uid().to_string(),
+        work_order_id: loaded.workorder.work_order_id.clone(),
+        mechanism: loaded.workorder.mechanism.clone(),
+        ..Report::default()
+    };
+    step(
+        &mut exec,
+        "workorder",
+        json!({"workorder": loaded.digest, "inputs": loaded.inputs}),
+    )?;
+
+    let flow = Flow {
+        setup,
+        invocation,
+        started_at: now(),
+    };
+    let session = match flow.start_session(&loaded.workorder.mechanism) {
+        Ok(session) => session,
+        Err(e) => return flow.finish(exec, report, Some(e), RunOutcome::Error),
+    };
+    let gated = flow.plan_and_gate(&session, &loaded, &mut report, &mut exec);
+    let admitted = match gated {
+        Ok(admitted) => admitted,
+        Err(e) => {
+            session.finish();
+            let outcome = outcome_of(&e);
+            return flow.finish(exec, report, Some(e), outcome);
+        }
+    };
+    if !admitted.admitted {
+        session.finish();
+        let error = ErrorInfo {
+            code: report
+                .gates
+                .iter()
+                .find(|g| g.decision == GateDecision::Fail)
+                .and_then(|g| g.code)
+                .unwrap_or(ErrorCode::CapabilityDenied),
+            message: "the gates denied the plan".to_owned(),
+        };
+        return flow.finish(exec, report, Some(error), RunOutcome::Denied);
+    }
+    let force_ack = match mode {
+        Mode::Plan => {
+            session.finish();
+            let outcome = if admitted.force_ack_required {
+                RunOutcome::AwaitingForceAck
+            } else {
+                RunOutcome::Admitted
+            };
+            return flow.finish(exec, report, None, outcome);
+        }
+        Mode::Run { force_ack } => force_ack.clone(),
+    };
+    if admitted.force_ack_required && force_ack.is_none() {
+        session.finish();
+        return flow.finish(exec, report, None, RunOutcome::AwaitingForceAck);
+    }
+    let executed = flow.execute(
+        &session,
+        &admitted,
+        force_ack.as_ref(),
+        &mut report,
+        &mut exec,
+        progress,
+    );
+    session.finish();
+    match executed {
+        Ok(()) => flow.finish(exec, report, None, RunOutcome::Succeeded),
+        Err(e) => {
+            let outcome = outcome_of(&e);
+            flow.finish(exec, report, Some(e), outcome)
+        }
+    }
+}
+
+/// `execute PLAN_HASH`: executes a plan gated earlier, as a child of the run that gated it.
+pub fn execute_plan(
+    setup: &Setup,
+    plan_hash: &Digest,
+    force_ack: Option<Value>,
+    invocation: &Invocation,
+    progress: &mut dyn FnMut(&ProgressParams),
+) -> Result<Report, CommandError> {
+    let record: AdmissionRecord = setup
+        .store
+        .get_ref(ADMISSIONS, &plan_hash.hex())
+        .map_err(|e| CommandError::internal(Some(e.code()), e.to_string()))?
+        .ok_or_else(|| {
+            CommandError::new(
+                exit::DENIED,
+                Some(ErrorCode::AdmissionRequired),
+                format!(
+                    "plan {plan_hash} was never gated in this store; run `admission plan \
+                     WORKORDER` or `admission run WORKORDER` first"
+                ),
+            )
+        })?;
+    let parent: Option<Uid> = record.run_uid.parse().ok();
+    let mut exec = setup
+        .journal
+        .start(
+            "execute",
+            config(setup),
+            json!({"plan_hash": plan_hash, "admission": record.admission}),
+            parent,
+        )
+        .map_err(journal_error)?;
+    let workorder: Workorder = setup
+        .store
+        .get_artifact(&record.workorder)
+        .map_err(|e| e.to_string())
+        .and_then(|a| a.view().map_err(|e| e.to_string()))
+        .map_err(|e| CommandError::internal(Some(ErrorCode::IntegrityMismatch), e.to_string()))?;
+    let mut report = Report {
+        uid: exec.uid().to_string(),
+        parent: Some(record.run_uid.clone()),
+        work_order_id: workorder.work_order_id,
+        mechanism: record.mechanism.clone(),
+        plan_hash: Some(*plan_hash),
+        admission_hash: Some(record.admission),
+        ..Report::default()
+    };
+    let flow = Flow {
+        setup,
+        invocation,
+        started_at: now(),
+    };
+    let plan = match flow.load_plan(plan_hash) {
+        Ok(plan) => plan,
+        Err(e) => return flow.finish(exec, report, Some(e), RunOutcome::Error),
+    };
+    report.plan = Some(plan);
+    if !record.admitted {
+        let error = ErrorInfo {
+            code: ErrorCode::AdmissionRequired,
+            message: format!(
+                "the gates denied plan {plan_hash} (admission {})",
+                record.admission
+            ),
+        };
+        return flow.finish(exec, report, Some(error), RunOutcome::Denied);
+    }
+    if record.force_ack_required && force_ack.is_none() {
+        return flow.finish(exec, report, None, RunOutcome::AwaitingForceAck);
+    }
+    let session = match flow.start_session(&record.mechanism) {
+        Ok(session) => session,
+        Err(e) => return flow.finish(exec, report, Some(e), RunOutcome::Error),
+    };
+    let admitted = Admitted {
+        plan_hash: *plan_hash,
+        admission_hash: record.admission,
+        admitted: true,
+        force_ack_required: record.force_ack_required,
+        deadline_ms: record.deadline_ms,
+    };
+    let executed = flow.execute(
+        &session,
+        &admitted,
+        force_ack.as_ref(),
+        &mut report,
+        &mut exec,
+        progress,
+    );
+    session.finish();
+    match executed {
+        Ok(()) => flow.finish(exec, report, None, RunOutcome::Succeeded),
+        Err(e) => {
+            let outcome = outcome_of(&e);
+            flow.finish(exec, report, Some(e), outcome)
+        }
+    }
+}
+
+/// A gated plan.
+struct Admitted {
+    plan_hash: Digest,
+    admission_hash: Digest,
+    admitted: bool,
+    force_ack_required: bool,
+    deadline_ms: u64,
+}
+
+struct Flow<'a> {
+    setup: &'a Setup,
+    invocation: &'a Invocation,
+    started_at: String,
+}
+
+impl Flow<'_> {
+    fn start_session(&self, mechanism: &str) -> Result<Session, ErrorInfo> {
+        let entry = self
+            .setup
+            .registry
+            .entry(mechanism)
+            .map_err(|e| ErrorInfo {
+                code: ErrorCode::InvalidParams,
+                message: e.to_string(),
+            })?;
+        let paths = LaunchPaths {
+            workspace: &self.setup.workspace,
+            store: &self.setup.store_dir,
+            allowed_signers: self.setup.signers_path.as_deref(),
+        };
+        Session::start(entry, &paths).map_err(|e| ErrorInfo {
+            code: e.code().unwrap_or(ErrorCode::InternalError),
+            message: e.to_string(),
+        })
+    }
+
+    fn load_plan(&self, plan_hash: &Digest) -> Result<Plan, ErrorInfo> {
+        self.setup
+            .store
+            .get_artifact(plan_hash)
+            .map_err(|e| ErrorInfo {
+                code: e.code(),
+                message: format!("plan {plan_hash}: {e}"),
+            })?
+            .view()
+            .map_err(|e| ErrorInfo {
+                code: ErrorCode::InvalidParams,
+                message: format!("plan {plan_hash}: {e}"),
+            })
+    }
+
+    /// Plans (twice for D0), runs the gates, stores the witness and the admission record.
+    fn plan_and_gate(
+        &self,
+        session: &Session,
+        loaded: &Loaded,
+        report: &mut Report,
+        exec: &mut ExecHandle,
+    ) -> Result<Admitted, ErrorInfo> {
+        let entry = self
+            .setup
+            .registry
+            .entry(&loaded.workorder.mechanism)
+            .map_err(|e| ErrorInfo {
+                code: ErrorCode::InvalidParams,
+                message: e.to_string(),
+            })?;
+        let params = PlanParams {
+            operation: loaded.workorder.operation.clone(),
+            params: loaded.workorder.params.clone(),
+            inputs: loaded.inputs.clone(),
+        };
+        let response = session.plan(&params).map_err(|e| session_error(&e))?;
+        let parsed: Option<PlanResult> = serde_json::from_value(response.clone()).ok();
+        if let Some(parsed) = &parsed {
+            report.plan_hash = Some(parsed.plan_hash);
+            report.preview = parsed.preview.clone();
+            report.plan = serde_json::from_value(parsed.plan.clone()).ok();
+        }
+        let second_plan_hash = if gates::requires_second_plan(
+            entry,
+            &loaded.workorder.operation,
+            response.get("plan").unwrap_or(&Value::Null),
+        ) {
+            let again = session.plan(&params).map_err(|e| session_error(&e))?;
+            again
+                .get("plan_hash")
+                .and_then(Value::as_str)
+                .and_then(|h| h.parse().ok())
+        } else {
+            None
+        };
+        let _ = journal_step(exec, "planned", json!({"plan_hash": report.plan_hash}));
+        let outcome = gates::run(&GateInput {
+            entry,
+            policy_digest: self.setup.registry.policy_digest(),
+            describe: &session.describe,
+            described: &session.described,
+            plan_response: &response,
+            workorder: &loaded.workorder,
+            workorder_digest: loaded.digest,
+            store: &self.setup.store,
+            second_plan_hash,
+        });
+        report.gates = outcome.records.clone();
+        let Some(witness) = outcome.witness.as_ref() else {
+            return Err(ErrorInfo {
+                code: ErrorCode::InvalidParams,
+                message: "the mechanism's plan response names no plan".to_owned(),
+            });
+        };
+        let admission_hash = self.store_typed(witness, "admission gates", &[witness.plan_hash])?;
+        report.admission_hash = Some(admission_hash);
+        let admitted = outcome.admitted();
+        let record = AdmissionRecord {
+            admission: admission_hash,
+            admitted,
+            force_ack_required: witness.force_ack_required,
+            mechanism: loaded.workorder.mechanism.clone(),
+            workorder: loaded.digest,
+            run_uid: report.uid.clone(),
+            deadline_ms: outcome.deadline_ms,
+        };
+        // Only a plan the admission hashed itself gets a record: G-INTEGRITY fails otherwise.
+        if admitted {
+            self.setup
+                .store
+                .set_ref(ADMISSIONS, &witness.plan_hash.hex(), &record)
+                .map_err(|e| ErrorInfo {
+                    code: e.code(),
+                    message: e.to_string(),
+                })?;
+        }
+        let _ = journal_step(
+            exec,
+            "gated",
+            json!({"admission": admission_hash, "admitted": admitted, "gates": outcome.records}),
+        );
+        Ok(Admitted {
+            plan_hash: witness.plan_hash,
+            admission_hash,
+            admitted,
+            force_ack_required: witness.force_ack_required,
+            deadline_ms: outcome.deadline_ms,
+        })
+    }
+
+    /// Checks the force-ack as the server will, executes, and verifies what came back.
+    fn execute(
+        &self,
+        session: &Session,
+        admitted: &Admitted,
+        force_ack: Option<&Value>,
+        report: &mut Report,
+        exec: &mut ExecHandle,
+        progress: &mut dyn FnMut(&ProgressParams),
+    ) -> Result<(), ErrorInfo> {
+        let plan = match &report.plan {
+            Some(plan) => plan.clone(),
+            None => self.load_plan(&admitted.plan_hash)?,
+        };
+        if admitted.force_ack_required || plan.destructive {
+            let Some(ack) = force_ack else {
+                return Err(ErrorInfo {
+                    code: ErrorCode::ForceAckRequired,
+                    message: "the plan is destructive and needs a force-ack".to_owned(),
+                });
+            };
+            self.check_force_ack(ack, admitted)?;
+            let hash = self.store_value(ack, "admission force-ack", &[admitted.plan_hash])?;
+            report.force_ack_hash = Some(hash);
+        }
+        let _ = journal_step(exec, "executing", json!({"plan_hash": admitted.plan_hash}));
+        let params = ExecuteParams {
+            plan_hash: admitted.plan_hash,
+            admission: admitted.admission_hash,
+            force_ack: if admitted.force_ack_required || plan.destructive {
+                force_ack.cloned()
+            } else {
+                None
+            },
+        };
+        let deadline = Duration::from_millis(admitted.deadline_ms);
+        let answer = session.execute(&params, deadline, |p| progress(p));
+        let answer = match answer {
+            Ok(answer) => answer,
+            Err(e) => {
+                // A failed execution still has a recorded result, carried in `error.data`.
+                if let SessionError::Client(crate::client::ClientError::Rpc { data, .. }) = &e {
+                    if let Ok(result) =
+                        serde_json::from_value::<ExecuteResult>(data["result"].clone())
+                    {
+                        report.result_hash = Some(result.result_hash);
+                        report.witness_hash = Some(result.witness_hash);
+                    }
+                }
+                return Err(session_error(&e));
+            }
+        };
+        let result: ExecuteResult = serde_json::from_value(answer).map_err(|e| ErrorInfo {
+            code: ErrorCode::InternalError,
+            message: format!("the execute result is malformed: {e}"),
+        })?;
+        report.result_hash = Some(result.result_hash);
+        report.witness_hash = Some(result.witness_hash);
+        let artifact = self.check_result(&result, admitted, &plan)?;
+        report.evidence = Some(artifact.evidence);
+        let _ = journal_step(
+            exec,
+            "executed",
+            json!({"result": result.result_hash, "witness": result.witness_hash}),
+        );
+        Ok(())
+    }
+
+    /// Every check the server makes on a force-ack, made before asking it to execute.
+    fn check_force_ack(&self, ack: &Value, admitted: &Admitted) -> Result<(), ErrorInfo> {
+        let Some(signers) = &self.setup.signers else {
+            return Err(ErrorInfo {
+                code: ErrorCode::ForceAckInvalid,
+                message: "no trusted signers are configured (--allowed-signers FILE), so no \
+                          destructive plan can run"
+                    .to_owned(),
+            });
+        };
+        let expected = Expected {
+            plan_hash: admitted.plan_hash,
+            admission_hash: admitted.admission_hash,
+        };
+        let verified = force_ack::verify(
+            ack,
+            expected,
+            signers,
+            OffsetDateTime::now_utc(),
+            self.setup.max_ttl,
+        )
+        .map_err(|e| ErrorInfo {
+            code: e.code(),
+            message: e.to_string(),
+        })?;
+        let used = self
+            .setup
+            .store_dir
+            .join(force_ack::NONCE_DIR)
+            .join(&verified.nonce);
+        if used.exists() {
+            return Err(ErrorInfo {
+                code: ErrorCode::ForceAckReplayed,
+                message: format!(
+                    "force-ack nonce {} was already used; approve the plan again",
+                    verified.nonce
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    /// The result and witness the mechanism stored must be the ones it returned, for this
+    /// plan and admission, with exactly the planned effects.
+    fn check_result(
+        &self,
+        result: &ExecuteResult,
+        admitted: &Admitted,
+        plan: &Plan,
+    ) -> Result<ResultArtifact, ErrorInfo> {
+        let bad = |message: String| ErrorInfo {
+            code: ErrorCode::IntegrityMismatch,
+            message,
+        };
+        let stored = self
+            .setup
+            .store
+            .get_artifact(&result.result_hash)
+            .map_err(|e| bad(format!("result {}: {e}", result.result_hash)))?;
+        if stored.value() != &result.result {
+            return Err(bad(
+                "the stored result differs from the one returned".to_owned()
+            ));
+        }
+        let artifact: ResultArtifact = stored.view().map_err(|e| bad(e.to_string()))?;
+        let witness: ResultWitness = self
+            .setup
+            .store
+            .get_artifact(&result.witness_hash)
+            .map_err(|e| e.to_string())
+            .and_then(|a| a.view().map_err(|e| e.to_string()))
+            .map_err(|e| bad(format!("witness {}: {e}", result.witness_hash)))?;
+        let links = &witness.predicate;
+        if artifact.plan_hash != admitted.plan_hash
+            || links.plan_hash != admitted.plan_hash
+            || links.result_hash != result.result_hash
+            || links.admission_hash != admitted.admission_hash
+        {
+            return Err(bad(
+                "the result or witness names another plan, result or admission".to_owned(),
+            ));
+        }
+        if artifact.status != ResultStatus::Success {
+            return Err(artifact.error.clone().unwrap_or(ErrorInfo {
+                code: ErrorCode::ExecutionFailed,
+                message: "the execution failed".to_owned(),
+            }));
+        }
+        if artifact.effects_applied != plan.intended_effects {
+            return Err(ErrorInfo {
+                code: ErrorCode::ExecutionFailed,
+                message: "the effects applied differ from the plan's intended effects".to_owned(),
+            });
+        }
+        Ok(artifact)
+    }
+
+    fn store_typed<T: protocol::artifact::Kind>(
+        &self,
+        typed: &T,
+        producer: &str,
+        derived: &[Digest],
+    ) -> Result<Digest, ErrorInfo> {
+        let artifact = Artifact::from_typed(typed).map_err(|e| ErrorInfo {
+            code: ErrorCode::InternalError,
+            message: e.to_string(),
+        })?;
+        self.put(&artifact, producer, derived)
+    }
+
+    fn store_value(
+        &self,
+        value: &Value,
+        producer: &str,
+        derived: &[Digest],
+    ) -> Result<Digest, ErrorInfo> {
+        let artifact = Artifact::from_value(value.clone()).map_err(|e| ErrorInfo {
+            code: ErrorCode::ForceAckInvalid,
+            message: e.to_string(),
+        })?;
+        self.put(&artifact, producer, derived)
+    }
+
+    fn put(
+        &self,
+        artifact: &Artifact,
+        producer: &str,
+        derived: &[Digest],
+    ) -> Result<Digest, ErrorInfo> {
+        let provenance = Provenance::new(producer).with_derived_from(derived.iter().copied());
+        self.setup
+            .store
+            .put_artifact(artifact, &provenance)
+            .map_err(|e| ErrorInfo {
+                code: e.code(),
+                message: e.to_string(),
+            })
+    }
+
+    /// Writes the run record, ends the journal execution and completes the report.
+    fn finish(
+        &self,
+        mut exec: ExecHandle,
+        mut report: Report,
+        error: Option<ErrorInfo>,
+        outcome: RunOutcome,
+    ) -> Result<Report, CommandError> {
+        report.outcome = Some(outcome);
+        report.exit = match (&outcome, &error) {
+            (RunOutcome::Admitted | RunOutcome::Succeeded, _) => 0,
+            (RunOutcome::AwaitingForceAck, _) => exit::AWAITING_FORCE_ACK,
+            (RunOutcome::Denied, _) => exit::DENIED,
+            (RunOutcome::Stale, _) => exit::STALE,
+            (RunOutcome::Failed, _) => exit::EXECUTION_FAILED,
+            (RunOutcome::Error, Some(e)) => exit::exit_for(e.code),
+            (RunOutcome::Error, None) => exit::INTERNAL,
+        };
+        report.error = error;
+        report.next_actions = next_actions(&report, self.invocation);
+        let record = RunRecord {
+            work_order_id: report.work_order_id.clone(),
+            run_uid: report.uid.clone(),
+            mechanism: report.mechanism.clone(),
+            operation: report
+                .plan
+                .as_ref()
+                .map(|p| p.operation.clone())
+                .unwrap_or_default(),
+            // A resumed execution was admitted by its parent run's gates.
+            decision: if outcome == RunOutcome::Denied
+                || report
+                    .gates
+                    .iter()
+                    .any(|g| g.decision == GateDecision::Fail)
+                || (report.gates.is_empty() && report.parent.is_none())
+            {
+                GateDecision::Fail
+            } else {
+                GateDecision::Pass
+            },
+            outcome,
+            plan_hash: report.plan_hash,
+            admission_hash: report.admission_hash,
+            force_ack_hash: report.force_ack_hash,
+            result_hash: report.result_hash,
+            witness_hash: report.witness_hash,
+            error: report.error.clone(),
+            next_actions: NextActionsRef::Inline(report.next_actions.clone()),
+            started_at: Some(self.started_at.clone()),
+            finished_at: Some(now()),
+        };
+        let derived: Vec<Digest> = [
+            report.plan_hash,
+            report.admission_hash,
+            report.force_ack_hash,
+            report.result_hash,
+            report.witness_hash,
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        let stored = self.store_typed(&record, "admission run", &derived);
+        let summary = json!({
+            "outcome": outcome,
+            "run_record": stored.as_ref().ok(),
+            "plan_hash": report.plan_hash,
+            "admission_hash": report.admission_hash,
+            "force_ack_hash": report.force_ack_hash,
+            "result_hash": report.result_hash,
+            "witness_hash": report.witness_hash,
+            "error": report.error,
+        });
+        let ended = match outcome {
+            RunOutcome::Admitted | RunOutcome::Succeeded => exec.complete(summary),
+            RunOutcome::AwaitingForceAck => exec.pause(summary),
+            _ => exec.fail(summary),
+        };
+        ended.map_err(journal_error)?;
+        report.run_record =
+            Some(stored.map_err(|e| CommandError::internal(Some(e.code), e.message))?);
+        Ok(report)
+    }
+}
+
+/// The outcome a failure stands for.
+fn outcome_of(error: &ErrorInfo) -> RunOutcome {
+    match exit::exit_for(error.code) {
+        exit::DENIED => RunOutcome::Denied,
+        exit::STALE => RunOutcome::Stale,
+        exit::EXECUTION_FAILED => RunOutcome::Failed,
+        exit::AWAITING_FORCE_ACK => RunOutcome::AwaitingForceAck,
+        _ => RunOutcome::Error,
+    }
+}
+
+/// One to three commands to paste, most useful first.
+fn next_actions(report: &Report, inv: &Invocation) -> Vec<NextAction> {
+    let g = if inv.global_flags.is_empty() {
+        String::new()
+    } else {
+        format!(" {}", inv.global_flags)
+    };
+    let workorder = inv.workorder.as_deref().unwrap_or("WORKORDER");
+    let action = |priority: u8, command: String, why: &str| NextAction {
+        priority,
+        command,
+        why: why.to_owned(),
+    };
+    let mut actions = Vec::new();
+    match report.outcome {
+        Some(RunOutcome::Succeeded) => {
+            if let Some(witness) = report.witness_hash {
+                actions.push(action(
+                    1,
+                    format!("admission{g} verify {witness}"),
+                    "check the whole chain offline, from the witness to the commit",
+                ));
+            }
+            actions.push(action(
+                2,
+                format!("admission{g} show {}", report.uid),
+                "read the run as recorded",
+            ));
+        }
+        Some(RunOutcome::Admitted) => {
+            if let Some(plan) = report.plan_hash {
+                actions.push(action(
+                    1,
+                    format!("admission{g} execute {plan}"),
+                    "execute the admitted plan by its hash",
+                ));
+            }
+            actions.push(action(
+                2,
+                format!("admission{g} show {}", report.uid),
+                "read the plan and the gate decisions",
+            ));
+        }
+        Some(RunOutcome::AwaitingForceAck) => {
+            if let Some(plan) = report.plan_hash {
+                actions.push(action(1, format!("admission{g} approve {plan} --key ~/.ssh/id_ed25519 --approver YOU@EXAMPLE.COM -o force-ack.json"), "an operator approves this exact destructive plan"));
+                actions.push(action(
+                    2,
+                    format!("admission{g} execute {plan} --force-ack force-ack.json"),
+                    "execute it with the approval",
+                ));
+            }
+            actions.push(action(
+                3,
+                format!("admission{g} show {}", report.uid),
+                "read why it is destructive",
+            ));
+        }
+        Some(RunOutcome::Denied) => {
+            let what = report
+                .admission_hash
+                .map_or_else(|| report.uid.clone(), |a| a.to_string());
+            actions.push(action(
+                1,
+                format!("admission{g} show {what}"),
+                "read every gate's decision and reason",
+            ));
+            actions.push(action(
+                2,
+                format!("admission{g} run {workorder}"),
+                "run again after fixing the workorder or the registry",
+            ));
+        }
+        Some(RunOutcome::Stale) => {
+            actions.push(action(
+                1,
+                format!("admission{g} run {workorder}"),
+                "the world changed since planning: plan again",
+            ));
+            actions.push(action(
+                2,
+                format!("admission{g} show {}", report.uid),
+                "read what was planned",
+            ));
+        }
+        _ => {
+            actions.push(action(
+                1,
+                format!("admission{g} show {}", report.uid),
+                "read what happened, step by step",
+            ));
+            if let Some(result) = report.result_hash {
+                actions.push(action(
+                    2,
+                    format!("admission{g} verify {result}"),
+                    "check what the failed execution left",
+                ));
+            }
+            actions.push(action(
+                3,
+                format!("admission{g} run {workorder}"),
+                "try again once the cause is fixed",
+            ));
+        }
+    }
+    actions.truncate(3);
+    actions
+}
+
+fn config(setup: &Setup) -> Value {
+    json!({
+        "store": setup.store_dir.display().to_string(),
+        "workspace": setup.workspace.display().to_string(),
+        "registry": setup.registry.origin().to_string(),
+        "policy_digest": setup.registry.policy_digest(),
+        "allowed_signers": setup.signers_path.as_ref().map(|p| p.display().to_string()),
+    })
+}
+
+fn session_error(error: &SessionError) -> ErrorInfo {
+    ErrorInfo {
+        code: error.code().unwrap_or(ErrorCode::ExecutionFailed),
+        message: error.to_string(),
+    }
+}
+
+fn step(exec: &mut ExecHandle, label: &str, detail: Value) -> Result<(), CommandError> {
+    exec.step(label, detail).map_err(journal_error)
+}
+
+/// A journal step that failed to write is logged, not fatal: the run record still follows.
+fn journal_step(exec: &mut ExecHandle, label: &str, detail: Value) -> Result<(), ()> {
+    exec.step(label, detail).map_err(|e| {
+        tracing::warn!(error = %e, label, "could not journal a step");
+    })
+}
+
+fn journal_error(error: crate::journal::JournalError) -> CommandError {
+    CommandError::internal(None, format!("journal: {error}"))
+}
+
+fn now() -> String {
+    OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}

@@ -1,0 +1,177 @@
+//! Workorder files: read strictly, inputs stored, and the resolved workorder stored too.
+//!
+//! An input is either a path, relative to the workorder file, which is streamed into the
+//! store as a blob, or the digest of a blob already there. The stored workorder names every
+//! input by digest, so it alone says exactly what was asked for.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use protocol::artifact::kinds::Workorder;
+use protocol::artifact::Artifact;
+use protocol::store::{Provenance, Store, StoreError};
+use protocol::{canonical, schema, Digest, ErrorCode};
+
+/// The largest workorder file read: it holds params and paths, never payloads.
+pub const MAX_WORKORDER_BYTES: u64 = 1024 * 1024;
+
+/// Why a workorder could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkorderError {
+    /// The file could not be read.
+    #[error("cannot read the workorder {}: {source}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is too big to be a workorder.
+    #[error("the workorder {} is larger than {MAX_WORKORDER_BYTES} bytes", path.display())]
+    TooLarge {
+        /// The file.
+        path: PathBuf,
+    },
+    /// Not strict I-JSON, or not a valid workorder.
+    #[error("the workorder {} is invalid: {reason}", path.display())]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong, and where.
+        reason: String,
+    },
+    /// An input could not be found, read or stored.
+    #[error("input {name:?} of the workorder: {reason}")]
+    Input {
+        /// The input's name.
+        name: String,
+        /// What went wrong.
+        reason: String,
+        /// The code to report.
+        code: ErrorCode,
+    },
+    /// The store refused the workorder or an input.
+    #[error("storing the workorder: {0}")]
+    Store(#[from] StoreError),
+}
+
+impl WorkorderError {
+    /// The protocol error code reported for this error.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            WorkorderError::Read { .. } | WorkorderError::Invalid { .. } => {
+                ErrorCode::InvalidParams
+            }
+            WorkorderError::TooLarge { .. } => ErrorCode::MessageTooLarge,
+            WorkorderError::Input { code, .. } => *code,
+            WorkorderError::Store(e) => e.code(),
+        }
+    }
+}
+
+/// A workorder with its inputs in the store.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    /// The workorder, every input named by digest.
+    pub workorder: Workorder,
+    /// The digest of the stored, resolved workorder.
+    pub digest: Digest,
+    /// The inputs by name.
+    pub inputs: BTreeMap<String, Digest>,
+    /// The file it was read from.
+    pub path: PathBuf,
+}
+
+/// Reads the workorder at `path`, stores its path inputs and itself, and returns it resolved.
+pub fn load(path: &Path, store: &Store) -> Result<Loaded, WorkorderError> {
+    let invalid = |reason: String| WorkorderError::Invalid {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let bytes = read_bounded(path)?;
+    let value = canonical::parse(&bytes).map_err(|e| invalid(e.to_string()))?;
+    schema::validate(schema::SchemaName::Workorder, &value).map_err(|e| invalid(e.to_string()))?;
+    let mut workorder: Workorder = Artifact::from_value(value)
+        .and_then(|a| a.view())
+        .map_err(|e| invalid(e.to_string()))?;
+
+    let base = path.parent().unwrap_or(Path::new("."));
+    let mut inputs = BTreeMap::new();
+    for (name, given) in &workorder.inputs {
+        let digest = resolve_input(store, base, name, given, &workorder.work_order_id)?;
+        inputs.insert(name.clone(), digest);
+    }
+    workorder.inputs = inputs
+        .iter()
+        .map(|(name, digest)| (name.clone(), digest.to_string()))
+        .collect();
+    let artifact = Artifact::from_typed(&workorder).map_err(|e| invalid(e.to_string()))?;
+    let provenance =
+        Provenance::new("admission workorder").with_derived_from(inputs.values().copied());
+    let digest = store.put_artifact(&artifact, &provenance)?;
+    Ok(Loaded {
+        workorder,
+        digest,
+        inputs,
+        path: path.to_path_buf(),
+    })
+}
+
+fn read_bounded(path: &Path) -> Result<Vec<u8>, WorkorderError> {
+    let read_error = |source| WorkorderError::Read {
+        path: path.to_path_buf(),
+        source,
+    };
+    let file = File::open(path).map_err(read_error)?;
+    let mut bytes = Vec::new();
+    file.take(MAX_WORKORDER_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(read_error)?;
+    if bytes.len() as u64 > MAX_WORKORDER_BYTES {
+        return Err(WorkorderError::TooLarge {
+            path: path.to_path_buf(),
+        });
+    }
+    Ok(bytes)
+}
+
+/// A digest must name a stored blob that re-hashes; a path is streamed into the store.
+fn resolve_input(
+    store: &Store,
+    base: &Path,
+    name: &str,
+    given: &str,
+    work_order_id: &str,
+) -> Result<Digest, WorkorderError> {
+    let input_error = |code: ErrorCode, reason: String| WorkorderError::Input {
+        name: name.to_owned(),
+        reason,
+        code,
+    };
+    if given.starts_with("sha256:") {
+        let digest: Digest = given
+            .parse()
+            .map_err(|e| input_error(ErrorCode::InvalidParams, format!("{given:?}: {e}")))?;
+        store
+            .verify(&digest)
+            .map_err(|e| input_error(e.code(), e.to_string()))?;
+        return Ok(digest);
+    }
+    let path = base.join(given);
+    let file = File::open(&path).map_err(|e| {
+        input_error(
+            ErrorCode::InvalidParams,
+            format!("cannot read {}: {e}", path.display()),
+        )
+    })?;
+    let provenance = Provenance::new(format!(
+        "admission workorder {work_order_id}: input {name} from {}",
+        path.display()
+    ));
+    store
+        .put_blob(file, &provenance)
+        .map_err(|e| input_error(e.code(), e.to_string()))
+}
