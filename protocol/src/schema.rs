@@ -6,7 +6,7 @@
 //! not depend on the network or the working directory.
 
 use std::fmt;
-use std::sync::LazyLock;
+use std::sync::{LazyLock, OnceLock};
 
 use jsonschema::{Draft, Registry, Resource, Validator as JsonValidator};
 use serde_json::Value;
@@ -254,7 +254,10 @@ impl Validator {
 
 struct Compiled {
     registry: Registry<'static>,
-    validators: Vec<JsonValidator>,
+    documents: Vec<Value>,
+    // Each embedded schema is compiled on first use, once: a process that validates two
+    // kinds should not pay for all of them at startup.
+    validators: Vec<OnceLock<Result<JsonValidator, String>>>,
 }
 
 static COMPILED: LazyLock<Result<Compiled, String>> = LazyLock::new(compile_embedded);
@@ -280,26 +283,21 @@ fn compile_embedded() -> Result<Compiled, String> {
         )
         .and_then(|builder| builder.prepare())
         .map_err(|e| e.to_string())?;
-    let validators = SchemaName::ALL
+    // Ordered as `SchemaName::ALL`, so a name's discriminant is its index.
+    let documents = SchemaName::ALL
         .iter()
         .map(|name| {
-            let (_, value) = documents
+            documents
                 .iter()
                 .find(|(id, _)| id == name.id())
-                .ok_or_else(|| {
-                    format!("schemas/{} does not have $id {}", name.path(), name.id())
-                })?;
-            jsonschema::options()
-                .with_draft(Draft::Draft202012)
-                .with_registry(&registry)
-                .offline()
-                .build(value)
-                .map_err(|e| format!("schemas/{}: {e}", name.path()))
+                .map(|(_, value)| value.clone())
+                .ok_or_else(|| format!("schemas/{} does not have $id {}", name.path(), name.id()))
         })
         .collect::<Result<Vec<_>, _>>()?;
     Ok(Compiled {
         registry,
-        validators,
+        validators: documents.iter().map(|_| OnceLock::new()).collect(),
+        documents,
     })
 }
 
@@ -309,16 +307,35 @@ fn compiled() -> Result<&'static Compiled, SchemaError> {
     })
 }
 
+/// The validator of an embedded schema, compiled on first use.
+fn embedded_validator(name: SchemaName) -> Result<&'static JsonValidator, SchemaError> {
+    let compiled = compiled()?;
+    let index = name as usize;
+    let (Some(slot), Some(document)) = (
+        compiled.validators.get(index),
+        compiled.documents.get(index),
+    ) else {
+        return Err(SchemaError::Embedded {
+            reason: format!("no validator for {}", name.id()),
+        });
+    };
+    slot.get_or_init(|| {
+        jsonschema::options()
+            .with_draft(Draft::Draft202012)
+            .with_registry(&compiled.registry)
+            .offline()
+            .build(document)
+            .map_err(|e| format!("schemas/{}: {e}", name.path()))
+    })
+    .as_ref()
+    .map_err(|reason| SchemaError::Embedded {
+        reason: reason.clone(),
+    })
+}
+
 /// Validates `instance` against one of the embedded schemas.
 pub fn validate(name: SchemaName, instance: &Value) -> Result<(), SchemaError> {
-    // Validators are built in `SchemaName::ALL` order, which is declaration order, so a
-    // name's discriminant is its index.
-    match compiled()?.validators.get(name as usize) {
-        Some(validator) => check(validator, name.id(), instance),
-        None => Err(SchemaError::Embedded {
-            reason: format!("no validator for {}", name.id()),
-        }),
-    }
+    check(embedded_validator(name)?, name.id(), instance)
 }
 
 /// Validates an artifact against the schema of its `kind`; an unknown kind is an error.
