@@ -99,6 +99,8 @@ pub struct Report {
     pub work_order_id: String,
     /// The mechanism.
     pub mechanism: String,
+    /// The operation.
+    pub operation: String,
     /// The plan hash, once planned.
     pub plan_hash: Option<Digest>,
     /// The plan, once planned.
@@ -173,6 +175,7 @@ pub fn run_workorder(
         uid: exec.uid().to_string(),
         work_order_id: loaded.workorder.work_order_id.clone(),
         mechanism: loaded.workorder.mechanism.clone(),
+        operation: loaded.workorder.operation.clone(),
         ..Report::default()
     };
     step(
@@ -288,6 +291,7 @@ pub fn execute_plan(
         uid: exec.uid().to_string(),
         parent: Some(record.run_uid.clone()),
         work_order_id: workorder.work_order_id,
+        operation: workorder.operation,
         mechanism: record.mechanism.clone(),
         plan_hash: Some(*plan_hash),
         admission_hash: Some(record.admission),
@@ -723,11 +727,7 @@ impl Flow<'_> {
             work_order_id: report.work_order_id.clone(),
             run_uid: report.uid.clone(),
             mechanism: report.mechanism.clone(),
-            operation: report
-                .plan
-                .as_ref()
-                .map(|p| p.operation.clone())
-                .unwrap_or_default(),
+            operation: report.operation.clone(),
             // A resumed execution was admitted by its parent run's gates.
             decision: if outcome == RunOutcome::Denied
                 || report
