@@ -287,6 +287,12 @@ pub fn execute_plan(
         .map_err(|e| e.to_string())
         .and_then(|a| a.view().map_err(|e| e.to_string()))
         .map_err(|e| CommandError::internal(Some(ErrorCode::IntegrityMismatch), e.to_string()))?;
+    // The first step makes the execution running, which every ending (pausing too) needs.
+    step(
+        &mut exec,
+        "resumed",
+        json!({"plan_hash": plan_hash, "admission": record.admission, "workorder": record.workorder}),
+    )?;
     let mut report = Report {
         uid: exec.uid().to_string(),
         parent: Some(record.run_uid.clone()),

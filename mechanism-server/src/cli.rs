@@ -42,10 +42,12 @@ where
     let args = Args::parse_from(args);
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    // Already installed when embedded in a program that set up its own logging.
+    // Already installed when embedded in a program that set up its own logging. Colours only
+    // on a terminal: the admission shows a dead mechanism's last stderr lines in its errors.
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();
 
     let Some(mechanism) = crate::builtin(&args.mechanism) else {

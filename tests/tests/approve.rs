@@ -105,6 +105,7 @@ fn a_force_ack_signed_with_a_key_file_verifies_with_ssh_keygen_and_our_verifier(
         .args(["-o", "force-ack.json"])
         .assert()
         .success();
+    let after = OffsetDateTime::now_utc();
     let output = out.get_output();
     assert!(output.stdout.is_empty());
     let stderr = stderr_of(output);
@@ -126,10 +127,13 @@ fn a_force_ack_signed_with_a_key_file_verifies_with_ssh_keygen_and_our_verifier(
     );
     let verified = verify(&operator, &ack);
     assert_eq!(verified.approver, APPROVER);
-    let ttl = verified.expires_at - before;
+    // Ten minutes from the moment approve ran (between `before` and `after`), rounded down to
+    // the second: measured from `before` it may exceed ten minutes by that rounding.
     assert!(
-        ttl > Duration::minutes(9) && ttl <= Duration::minutes(10),
-        "{ttl}"
+        verified.expires_at > before + Duration::minutes(9)
+            && verified.expires_at <= after + Duration::minutes(10),
+        "expires {} for approval between {before} and {after}",
+        verified.expires_at
     );
 
     // ssh-keygen accepts our signature over the canonical bytes of the object without it.

@@ -1,0 +1,1118 @@
+//! The `admission` CLI end to end, over the real binaries: every command and every exit code,
+//! each gate's denial, each way a force-ack is refused, a stale plan, and mechanisms that break
+//! the protocol or die in the middle of `execute`.
+//!
+//! Each test has its own scratch directory holding a real git repository (`ws/repo`, under the
+//! workspace `ws`), an operator key made by `ssh-keygen` (`keys/`), and the store (`store`).
+//! Every assertion on an exit code goes through assert_cmd, which prints the command, its
+//! stdout and its stderr when the code is not the expected one.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{self, Output};
+
+use assert_cmd::Command;
+use protocol::force_ack;
+use protocol::{canonical, Digest};
+use serde_json::{json, Value};
+use tests::fixtures::{Operator, APPROVER};
+use tests::repo::{self, git, rev};
+use tests::Scratch;
+use time::{Duration, OffsetDateTime};
+
+/// The shipped registry, which the tests edit into the registries they pass with --registry.
+const REGISTRY: &str = include_str!("../../registry/mechanisms.json");
+
+/// The fake mechanism that plans correctly and then misbehaves.
+const MISBEHAVING: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/fixtures/misbehaving_mechanism.py"
+);
+
+/// One test's world: a scratch directory with a repository, an operator and a store.
+struct World {
+    s: Scratch,
+    operator: Operator,
+}
+
+impl World {
+    fn new() -> Self {
+        let s = Scratch::new();
+        repo::init(&s.path("ws/repo"));
+        let operator = Operator::new(&s.path("keys"));
+        Self { s, operator }
+    }
+
+    fn repo(&self) -> PathBuf {
+        self.s.path("ws/repo")
+    }
+
+    /// Where `main` points now.
+    fn head(&self) -> String {
+        rev(&self.repo(), "refs/heads/main")
+    }
+
+    /// `admission --store store --workspace ws --allowed-signers keys/allowed_signers`, run in
+    /// the scratch directory.
+    fn admission(&self) -> Command {
+        let mut cmd = self.admission_without_signers();
+        cmd.arg("--allowed-signers")
+            .arg(&self.operator.allowed_signers);
+        cmd
+    }
+
+    /// The same, trusting no force-ack signer.
+    fn admission_without_signers(&self) -> Command {
+        let mut cmd = self.s.admission();
+        cmd.args(["--store", "store", "--workspace", "ws"]);
+        cmd
+    }
+
+    /// `admission --json ARGS`: asserts the exit code and returns stdout as JSON.
+    fn json(&self, args: &[&str], code: i32) -> Value {
+        let mut cmd = self.admission();
+        cmd.arg("--json").args(args);
+        json_of(&exits(&mut cmd, code))
+    }
+
+    /// `admission ARGS` for people: asserts the exit code and returns the output.
+    fn text(&self, args: &[&str], code: i32) -> Output {
+        let mut cmd = self.admission();
+        cmd.args(args);
+        exits(&mut cmd, code)
+    }
+
+    /// Writes `NAME.diff`, the patch of what `edit` does to the repository (which is left as
+    /// it was), and the workorder `NAME.json` that applies it; returns the workorder's name.
+    fn workorder(&self, name: &str, edit: impl FnOnce(&Path)) -> String {
+        let patch = repo::patch_from_edits(&self.repo(), edit);
+        assert!(!patch.is_empty(), "the edit for {name} made no patch");
+        self.workorder_for_patch(name, &patch)
+    }
+
+    /// Writes `NAME.diff` holding `patch` and the workorder `NAME.json` applying it.
+    fn workorder_for_patch(&self, name: &str, patch: &str) -> String {
+        self.s.write(&format!("{name}.diff"), patch);
+        self.write_json(
+            &format!("{name}.json"),
+            &git_workorder(name, &format!("{name}.diff")),
+        )
+    }
+
+    /// Writes `value` as JSON to `name` in the scratch directory and returns `name`.
+    fn write_json(&self, name: &str, value: &Value) -> String {
+        self.s
+            .write(name, serde_json::to_vec_pretty(value).expect("JSON"));
+        name.to_owned()
+    }
+
+    /// A registry file: the shipped one with `edit` applied to its git_apply_patch entry.
+    fn registry(&self, name: &str, edit: impl FnOnce(&mut Value)) -> String {
+        let mut registry: Value = serde_json::from_str(REGISTRY).expect("shipped registry");
+        edit(&mut registry["mechanisms"][0]);
+        self.write_json(name, &registry)
+    }
+
+    /// A registry whose only mechanism is the misbehaving fake in `mode`, started by its
+    /// absolute path, and a workorder for it with `params`; returns (registry, workorder).
+    fn fake(&self, mode: &str, params: Value) -> (String, String) {
+        let program = self.s.path("fake/misbehaving_mechanism.py");
+        fs::create_dir_all(program.parent().unwrap()).unwrap();
+        fs::copy(MISBEHAVING, &program).expect("copy the fake mechanism");
+        set_mode(&program, 0o755);
+        let registry = self.write_json(
+            "fake-registry.json",
+            &json!({
+                "kind": "mechanism.registry/v0",
+                "mechanisms": [{
+                    "id": "fake_writer",
+                    "version": "1.0.0",
+                    "command": {
+                        "program": program.to_str().unwrap(),
+                        "args": [mode, "--root", "{workspace}", "--store", "{store}"],
+                    },
+                    "grants": [{"capability": "fs.write", "resources": ["**"]}],
+                    "budgets": {"wall_ms": 60000},
+                    "determinism_ceiling": {"write": "D0"},
+                }],
+            }),
+        );
+        let workorder = self.write_json(
+            "fake.json",
+            &json!({
+                "kind": "mechanism.workorder/v0",
+                "work_order_id": format!("fake-{mode}"),
+                "mechanism": "fake_writer",
+                "operation": "write",
+                "params": params,
+                "inputs": {},
+                // Short, so a client that missed the failure would time out quickly.
+                "budget": {"wall_ms": 5000},
+            }),
+        );
+        (registry, workorder)
+    }
+
+    /// Plans a destructive workorder deleting `path`: `plan` exits 4. Returns the plan and
+    /// admission hashes.
+    fn destructive_plan(&self, name: &str, path: &str) -> (String, String) {
+        let workorder = self.workorder(name, |dir| {
+            git(dir, &["rm", "-q", path]);
+        });
+        let report = self.json(&["plan", &workorder], 4);
+        assert_eq!(report["outcome"], "awaiting_force_ack", "{report:#}");
+        assert_eq!(report["destructive"], true, "{report:#}");
+        (
+            string(&report["plan_hash"]),
+            string(&report["admission_hash"]),
+        )
+    }
+
+    /// `admission approve PLAN --key KEY --approver alice@example.com -o FILE` (exit 0).
+    fn approve(&self, plan: &str, key: &Path, file: &str, extra: &[&str]) -> String {
+        let mut cmd = self.admission();
+        cmd.args(["approve", plan, "--approver", APPROVER, "--key"])
+            .arg(key)
+            .args(["-o", file])
+            .args(extra);
+        exits(&mut cmd, 0);
+        file.to_owned()
+    }
+
+    /// Writes a force-ack made of `unsigned`'s canonical bytes signed by the real `ssh-keygen`
+    /// in `namespace` with the operator's key, bypassing `admission approve`'s checks.
+    fn force_ack_by_ssh_keygen(&self, name: &str, unsigned: &Value, namespace: &str) -> String {
+        let payload = self.s.write(
+            &format!("{name}.payload"),
+            canonical::to_vec(unsigned).unwrap(),
+        );
+        let signature = ssh_keygen_sign(&self.operator.key, &payload, namespace);
+        let mut signed = unsigned.clone();
+        signed["signature"] = Value::String(signature);
+        self.write_json(&format!("{name}.json"), &signed)
+    }
+
+    /// The run `uid` (or digest) as `show` prints it, exit 0.
+    fn show(&self, id: &str) -> String {
+        stdout(&self.text(&["show", id], 0))
+    }
+
+    /// The stored run record a report names.
+    fn run_record(&self, report: &Value) -> Value {
+        let shown = self.json(&["show", &string(&report["run_record"])], 0);
+        assert_eq!(shown["kind"], "mechanism.run-record/v0", "{shown:#}");
+        shown["artifact"].clone()
+    }
+}
+
+/// A workorder applying the patch file `patch` to `repo` in the workspace.
+fn git_workorder(id: &str, patch: &str) -> Value {
+    json!({
+        "kind": "mechanism.workorder/v0",
+        "work_order_id": id,
+        "mechanism": "git_apply_patch",
+        "operation": "apply",
+        "params": {
+            "repo": "repo",
+            "message": format!("apply {id}"),
+            "author": {"name": "Agent", "email": "agent@example.com"},
+        },
+        "inputs": {"patch": patch},
+        "budget": {"wall_ms": 60000},
+        "ticket_id": "OPS-9",
+    })
+}
+
+/// Runs `cmd`, asserting its exit code; assert_cmd prints the command, stdout and stderr when
+/// the code differs.
+fn exits(cmd: &mut Command, code: i32) -> Output {
+    cmd.assert().code(code).get_output().clone()
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Stdout as one JSON object; on failure, says what was printed instead.
+fn json_of(out: &Output) -> Value {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "stdout is not one JSON object ({e})\n--- stdout\n{}\n--- stderr\n{}",
+            stdout(out),
+            stderr(out)
+        )
+    })
+}
+
+fn string(value: &Value) -> String {
+    value
+        .as_str()
+        .unwrap_or_else(|| panic!("expected a string, got {value}"))
+        .to_owned()
+}
+
+/// `(gate, code)` of every failed gate in a report.
+fn failed_gates(report: &Value) -> Vec<(String, String)> {
+    report["gates"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no gates in {report:#}"))
+        .iter()
+        .filter(|g| g["decision"] == "FAIL")
+        .map(|g| (string(&g["gate"]), string(&g["code"])))
+        .collect()
+}
+
+/// Whether some next action's command contains `needle`.
+fn suggests(report: &Value, needle: &str) -> bool {
+    report["next_actions"].as_array().is_some_and(|actions| {
+        actions
+            .iter()
+            .any(|a| a["command"].as_str().is_some_and(|c| c.contains(needle)))
+    })
+}
+
+fn ssh_keygen_sign(key: &Path, payload: &Path, namespace: &str) -> String {
+    let status = process::Command::new("ssh-keygen")
+        .args(["-q", "-Y", "sign", "-n", namespace, "-f"])
+        .arg(key)
+        .arg(payload)
+        .status()
+        .expect("ssh-keygen runs");
+    assert!(status.success(), "ssh-keygen -Y sign failed");
+    let mut sig = payload.as_os_str().to_owned();
+    sig.push(".sig");
+    fs::read_to_string(sig).expect("ssh-keygen wrote the signature")
+}
+
+fn set_mode(path: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(path, fs::Permissions::from_mode(mode)).expect("chmod");
+}
+
+fn edit_readme_and_add_file(dir: &Path) {
+    repo::write(
+        dir,
+        "README.md",
+        "# fixture\n\nA repository for tests, edited.\n",
+    );
+    repo::write(dir, "src/new.rs", &repo::numbered("new", 4));
+}
+
+/// A force-ack refusal: exit 3 with `code`, the branch where it was, nothing deleted, and a
+/// run record that says so.
+fn assert_force_ack_refused(w: &World, report: &Value, code: &str, needle: &str, head: &str) {
+    assert_eq!(report["outcome"], "denied", "{report:#}");
+    assert_eq!(report["exit"], 3, "{report:#}");
+    assert_eq!(report["error"]["code"], code, "{report:#}");
+    let message = string(&report["error"]["message"]);
+    assert!(message.contains(needle), "{needle:?} not in {message:?}");
+    assert_eq!(w.head(), head, "the branch moved");
+    assert!(w.repo().join("src/old.rs").exists(), "the file was deleted");
+    let record = w.run_record(report);
+    assert_eq!(record["outcome"], "denied", "{record:#}");
+    assert_eq!(record["error"]["code"], code, "{record:#}");
+}
+
+/// A gate denial: exit 3, exactly `gate` failed with `code`, the branch unmoved, the DENY
+/// witness stored and readable, a run record saying so, and the plan not executable.
+fn assert_denied_by(w: &World, report: &Value, gate: &str, code: &str, head: &str) {
+    assert_eq!(report["outcome"], "denied", "{report:#}");
+    assert_eq!(report["exit"], 3, "{report:#}");
+    assert_eq!(
+        failed_gates(report),
+        [(gate.to_owned(), code.to_owned())],
+        "{report:#}"
+    );
+    assert_eq!(report["gates"].as_array().unwrap().len(), 6, "{report:#}");
+    assert_eq!(report["error"]["code"], code, "{report:#}");
+    assert_eq!(w.head(), head, "the branch moved");
+    assert_eq!(git(&w.repo(), &["status", "--porcelain"]), "");
+
+    let admission = string(&report["admission_hash"]);
+    let shown = w.show(&admission);
+    assert!(shown.contains("DENY"), "{shown}");
+    assert!(shown.contains(&format!("FAIL {gate}")), "{shown}");
+    let witness = w.json(&["show", &admission], 0);
+    assert_eq!(witness["artifact"]["decision"], "DENY", "{witness:#}");
+
+    let record = w.run_record(report);
+    assert_eq!(record["outcome"], "denied", "{record:#}");
+    assert_eq!(record["decision"], "FAIL", "{record:#}");
+    assert!(suggests(report, &format!("show {admission}")), "{report:#}");
+
+    // A denied plan has no admission to execute under.
+    let plan = string(&report["plan_hash"]);
+    let refused = w.json(&["execute", &plan], 3);
+    assert_eq!(
+        refused["error"]["code"], "ADMISSION_REQUIRED",
+        "{refused:#}"
+    );
+    assert_eq!(w.head(), head, "the branch moved");
+}
+
+// 1. A non-destructive run, start to finish.
+
+#[test]
+fn a_non_destructive_run_commits_verifies_and_is_recorded() {
+    let w = World::new();
+    let base = w.head();
+    let workorder = w.workorder("edit", edit_readme_and_add_file);
+    let report = w.json(&["run", &workorder], 0);
+    assert_eq!(report["outcome"], "succeeded", "{report:#}");
+    assert_eq!(report["exit"], 0, "{report:#}");
+    assert_eq!(report["destructive"], false, "{report:#}");
+    assert_eq!(report["parent"], Value::Null, "{report:#}");
+    for field in [
+        "plan_hash",
+        "admission_hash",
+        "result_hash",
+        "witness_hash",
+        "run_record",
+    ] {
+        let digest = string(&report[field]);
+        assert!(digest.parse::<Digest>().is_ok(), "{field}: {digest}");
+    }
+    assert_eq!(report["force_ack_hash"], Value::Null, "{report:#}");
+    assert!(failed_gates(&report).is_empty(), "{report:#}");
+    assert_eq!(report["gates"].as_array().unwrap().len(), 6);
+
+    // The branch moved to the commit the evidence names, one commit on the base, with the edit.
+    let commit = string(&report["evidence"]["commit"]);
+    assert_eq!(w.head(), commit);
+    assert_eq!(rev(&w.repo(), "refs/heads/main~1"), base);
+    assert!(w.repo().join("src/new.rs").exists());
+    assert_eq!(git(&w.repo(), &["status", "--porcelain"]), "");
+
+    // The chain verifies offline, from the witness and from the run record.
+    let witness = string(&report["witness_hash"]);
+    assert!(
+        suggests(&report, &format!("verify {witness}")),
+        "{report:#}"
+    );
+    let verified = w.json(&["verify", &witness], 0);
+    assert_eq!(verified["verified"], true, "{verified:#}");
+    let out = w.text(&["verify", &string(&report["run_record"])], 0);
+    assert!(stdout(&out).contains(&commit), "{}", stdout(&out));
+
+    // The run and its plan can be read back.
+    let uid = string(&report["run_uid"]);
+    let shown = w.show(&uid);
+    assert!(shown.contains("succeeded"), "{shown}");
+    assert!(shown.contains(&string(&report["plan_hash"])), "{shown}");
+    let plan = w.show(&string(&report["plan_hash"]));
+    assert!(plan.contains("mechanism.plan/v0"), "{plan}");
+    assert!(plan.contains("src/new.rs"), "{plan}");
+    assert!(
+        plan.contains(&commit),
+        "the plan predicted the commit: {plan}"
+    );
+    let record = w.run_record(&report);
+    assert_eq!(record["outcome"], "succeeded");
+    assert_eq!(record["decision"], "PASS");
+    assert_eq!(record["witness_hash"], report["witness_hash"]);
+
+    // The journal lists the run, completed.
+    let log = w.json(&["log"], 0);
+    let entries = log["entries"].as_array().expect("log entries");
+    assert!(
+        entries.iter().any(|e| e["uid"] == uid.as_str()
+            && e["command"] == "run"
+            && e["status"] == "completed"),
+        "{log:#}"
+    );
+    let text = stdout(&w.text(&["log"], 0));
+    assert!(text.contains(&uid), "{text}");
+}
+
+// 2. Plan, then execute by hash.
+
+#[test]
+fn plan_then_execute_by_hash_runs_as_a_child_of_the_planning_run() {
+    let w = World::new();
+    let base = w.head();
+    let workorder = w.workorder("edit", edit_readme_and_add_file);
+    let planned = w.json(&["plan", &workorder], 0);
+    assert_eq!(planned["outcome"], "admitted", "{planned:#}");
+    assert_eq!(planned["result_hash"], Value::Null, "{planned:#}");
+    assert_eq!(w.head(), base, "planning moved the branch");
+    let plan = string(&planned["plan_hash"]);
+    assert!(
+        suggests(&planned, &format!("execute {plan}")),
+        "{planned:#}"
+    );
+
+    let executed = w.json(&["execute", &plan], 0);
+    assert_eq!(executed["outcome"], "succeeded", "{executed:#}");
+    assert_eq!(executed["parent"], planned["run_uid"], "{executed:#}");
+    assert_eq!(executed["plan_hash"], planned["plan_hash"]);
+    assert_eq!(executed["admission_hash"], planned["admission_hash"]);
+    assert_eq!(w.head(), string(&executed["evidence"]["commit"]));
+
+    // The journal links the two runs both ways.
+    let parent = w.json(&["show", &string(&planned["run_uid"])], 0);
+    assert_eq!(
+        parent["children"],
+        json!([executed["run_uid"]]),
+        "{parent:#}"
+    );
+    let child = w.json(&["show", &string(&executed["run_uid"])], 0);
+    assert_eq!(
+        child["execution"]["parent"], planned["run_uid"],
+        "{child:#}"
+    );
+    let log = stdout(&w.text(&["log"], 0));
+    assert!(
+        log.contains(&format!("(resumes {})", string(&planned["run_uid"]))),
+        "{log}"
+    );
+
+    // Executing it again returns the recorded result and applies nothing twice.
+    let head = w.head();
+    let again = w.json(&["execute", &plan], 0);
+    assert_eq!(again["result_hash"], executed["result_hash"], "{again:#}");
+    assert_eq!(w.head(), head);
+    assert_eq!(rev(&w.repo(), "refs/heads/main~1"), base);
+}
+
+// 3. A destructive plan: pause, approve, execute once.
+
+#[test]
+fn a_destructive_run_waits_for_a_force_ack_and_executes_once_with_it() {
+    let w = World::new();
+    let base = w.head();
+    let workorder = w.workorder("drop", |dir| {
+        git(dir, &["rm", "-q", "src/old.rs"]);
+    });
+    // For people, `plan` says what is destructive and why.
+    let text = stdout(&w.text(&["plan", &workorder], 4));
+    assert!(
+        text.contains("DESTRUCTIVE") && text.contains("deletes src/old.rs"),
+        "{text}"
+    );
+    let paused = w.json(&["run", &workorder], 4);
+    assert_eq!(paused["outcome"], "awaiting_force_ack", "{paused:#}");
+    assert_eq!(paused["destructive"], true, "{paused:#}");
+    assert_eq!(paused["result_hash"], Value::Null, "{paused:#}");
+    assert_eq!(w.head(), base, "the branch moved without a force-ack");
+    assert!(w.repo().join("src/old.rs").exists());
+    let plan = string(&paused["plan_hash"]);
+    assert!(suggests(&paused, &format!("approve {plan}")), "{paused:#}");
+    assert!(
+        suggests(&paused, &format!("execute {plan} --force-ack")),
+        "{paused:#}"
+    );
+
+    // Executing it by hash without a force-ack waits too.
+    let waiting = w.json(&["execute", &plan], 4);
+    assert_eq!(waiting["outcome"], "awaiting_force_ack", "{waiting:#}");
+    assert_eq!(w.head(), base, "the branch moved without a force-ack");
+
+    let ack = w.approve(&plan, &w.operator.key, "ack.json", &[]);
+    let executed = w.json(&["execute", &plan, "--force-ack", &ack], 0);
+    assert_eq!(executed["outcome"], "succeeded", "{executed:#}");
+    assert_eq!(executed["parent"], paused["run_uid"], "{executed:#}");
+    assert!(
+        string(&executed["force_ack_hash"])
+            .parse::<Digest>()
+            .is_ok(),
+        "{executed:#}"
+    );
+    let commit = string(&executed["evidence"]["commit"]);
+    assert_eq!(w.head(), commit);
+    assert!(
+        !w.repo().join("src/old.rs").exists(),
+        "the file is still there"
+    );
+    let verified = w.json(&["verify", &string(&executed["witness_hash"])], 0);
+    assert_eq!(verified["verified"], true, "{verified:#}");
+    assert_eq!(verified["force_ack_hash"], executed["force_ack_hash"]);
+
+    // Back at the base, the same force-ack is spent: a second application needs a fresh one.
+    git(&w.repo(), &["reset", "-q", "--hard", &base]);
+    let replayed = w.json(&["execute", &plan, "--force-ack", &ack], 3);
+    assert_force_ack_refused(&w, &replayed, "FORCE_ACK_REPLAYED", "already used", &base);
+
+    // A fresh approval runs it again, through `run --force-ack` this time.
+    let fresh = w.approve(&plan, &w.operator.key, "fresh.json", &[]);
+    let rerun = w.json(&["run", &workorder, "--force-ack", &fresh], 0);
+    assert_eq!(rerun["outcome"], "succeeded", "{rerun:#}");
+    assert_eq!(w.head(), commit, "the same plan makes the same commit");
+    assert!(!w.repo().join("src/old.rs").exists());
+}
+
+// 4. Force-acks that are refused.
+
+#[test]
+fn an_expired_or_too_long_force_ack_is_refused() {
+    let w = World::new();
+    let base = w.head();
+    let (plan, admission) = w.destructive_plan("drop", "src/old.rs");
+
+    // Signed correctly by the trusted key, with ssh-keygen, but expired a minute ago.
+    let nonce = force_ack::random_nonce().unwrap();
+    let unsigned = force_ack::new_unsigned(
+        &plan.parse().unwrap(),
+        &admission.parse().unwrap(),
+        APPROVER,
+        OffsetDateTime::now_utc() - Duration::minutes(1),
+        &nonce,
+    );
+    let expired = w.force_ack_by_ssh_keygen("expired", &unsigned, force_ack::NAMESPACE);
+    let report = w.json(&["execute", &plan, "--force-ack", &expired], 3);
+    assert_force_ack_refused(&w, &report, "FORCE_ACK_EXPIRED", "expired", &base);
+
+    // Valid for longer than the one hour policy allows.
+    let long = w.approve(&plan, &w.operator.key, "long.json", &["--ttl", "2h"]);
+    let report = w.json(&["execute", &plan, "--force-ack", &long], 3);
+    assert_force_ack_refused(&w, &report, "FORCE_ACK_EXPIRED", "more than", &base);
+
+    // Made the same way with a fresh expiry, it is accepted: the expiry was all that was wrong.
+    let unsigned = force_ack::new_unsigned(
+        &plan.parse().unwrap(),
+        &admission.parse().unwrap(),
+        APPROVER,
+        OffsetDateTime::now_utc() + Duration::minutes(5),
+        &force_ack::random_nonce().unwrap(),
+    );
+    let fresh = w.force_ack_by_ssh_keygen("fresh", &unsigned, force_ack::NAMESPACE);
+    let report = w.json(&["execute", &plan, "--force-ack", &fresh], 0);
+    assert_eq!(report["outcome"], "succeeded", "{report:#}");
+    assert!(!w.repo().join("src/old.rs").exists());
+}
+
+#[test]
+fn a_force_ack_for_another_plan_or_admission_is_refused() {
+    let w = World::new();
+    let base = w.head();
+    let (plan, _) = w.destructive_plan("drop", "src/old.rs");
+    let (other_plan, other_admission) = w.destructive_plan("drop-guide", "docs/guide.txt");
+    assert_ne!(plan, other_plan);
+
+    let other = w.approve(&other_plan, &w.operator.key, "other.json", &[]);
+    let report = w.json(&["execute", &plan, "--force-ack", &other], 3);
+    assert_force_ack_refused(&w, &report, "FORCE_ACK_INVALID", &other_plan, &base);
+
+    // The right plan, but approved as admitted by another admission.
+    let crossed = w.approve(
+        &plan,
+        &w.operator.key,
+        "crossed.json",
+        &["--admission", &other_admission],
+    );
+    let report = w.json(&["execute", &plan, "--force-ack", &crossed], 3);
+    assert_force_ack_refused(&w, &report, "FORCE_ACK_INVALID", &other_admission, &base);
+    assert!(w.repo().join("docs/guide.txt").exists());
+}
+
+#[test]
+fn a_force_ack_signed_by_an_untrusted_key_is_refused() {
+    let w = World::new();
+    let base = w.head();
+    let (plan, _) = w.destructive_plan("drop", "src/old.rs");
+    // Mallory's key claims to be the trusted approver; allowed_signers does not list it.
+    let mallory = Operator::new(&w.s.path("mallory"));
+    let ack = w.approve(&plan, &mallory.key, "mallory.json", &[]);
+    let report = w.json(&["execute", &plan, "--force-ack", &ack], 3);
+    assert_force_ack_refused(&w, &report, "FORCE_ACK_INVALID", "not trusted", &base);
+}
+
+#[test]
+fn a_force_ack_signed_in_another_namespace_is_refused() {
+    let w = World::new();
+    let base = w.head();
+    let (plan, _) = w.destructive_plan("drop", "src/old.rs");
+    let mut cmd = w.admission();
+    cmd.args(["approve", "--payload", &plan, "--approver", APPROVER])
+        .args(["-o", "payload.json"]);
+    exits(&mut cmd, 0);
+    let payload = w.s.path("payload.json");
+    let signature = ssh_keygen_sign(&w.operator.key, &payload, "something-else");
+
+    // `approve --attach` refuses it at once ...
+    let mut cmd = w.admission();
+    cmd.args(["approve", "--attach", "payload.json.sig"]).args([
+        "--payload-file",
+        "payload.json",
+        "-o",
+        "ack.json",
+    ]);
+    let out = exits(&mut cmd, 2);
+    assert!(stderr(&out).contains("something-else"), "{}", stderr(&out));
+
+    // ... and put together by hand, execute refuses it too.
+    let mut ack = canonical::parse(&fs::read(&payload).unwrap()).unwrap();
+    ack["signature"] = Value::String(signature);
+    let ack = w.write_json("ack.json", &ack);
+    let report = w.json(&["execute", &plan, "--force-ack", &ack], 3);
+    assert_force_ack_refused(&w, &report, "FORCE_ACK_INVALID", "something-else", &base);
+
+    // The same payload signed in the force-ack namespace, as the README shows, is accepted.
+    fs::rename(&payload, w.s.path("good.json")).unwrap();
+    ssh_keygen_sign(
+        &w.operator.key,
+        &w.s.path("good.json"),
+        force_ack::NAMESPACE,
+    );
+    let mut cmd = w.admission();
+    cmd.args(["approve", "--attach", "good.json.sig"]).args([
+        "--payload-file",
+        "good.json",
+        "-o",
+        "good-ack.json",
+    ]);
+    exits(&mut cmd, 0);
+    let report = w.json(&["execute", &plan, "--force-ack", "good-ack.json"], 0);
+    assert_eq!(report["outcome"], "succeeded", "{report:#}");
+    assert!(!w.repo().join("src/old.rs").exists());
+}
+
+#[test]
+fn without_allowed_signers_no_destructive_plan_runs() {
+    let w = World::new();
+    let base = w.head();
+    let (plan, _) = w.destructive_plan("drop", "src/old.rs");
+    let ack = w.approve(&plan, &w.operator.key, "ack.json", &[]);
+    let mut cmd = w.admission_without_signers();
+    cmd.args(["--json", "execute", &plan, "--force-ack", &ack]);
+    let report = json_of(&exits(&mut cmd, 3));
+    assert_force_ack_refused(&w, &report, "FORCE_ACK_INVALID", "--allowed-signers", &base);
+
+    // The refusal spent nothing: with the signers trusted, the same force-ack runs.
+    let report = w.json(&["execute", &plan, "--force-ack", &ack], 0);
+    assert_eq!(report["outcome"], "succeeded", "{report:#}");
+    assert!(!w.repo().join("src/old.rs").exists());
+}
+
+// 5. Gate denials, and the mechanism's own refusals.
+
+#[test]
+fn g_cap_denies_effects_outside_the_registry_grant() {
+    let w = World::new();
+    let base = w.head();
+    let registry = w.registry("cap.json", |entry| {
+        for grant in entry["grants"].as_array_mut().unwrap() {
+            grant["resources"] = json!(["other/**"]);
+        }
+    });
+    let workorder = w.workorder("edit", edit_readme_and_add_file);
+    let report = w.json(&["--registry", &registry, "run", &workorder], 3);
+    assert_denied_by(&w, &report, "G-CAP", "CAPABILITY_DENIED", &base);
+}
+
+#[test]
+fn g_budget_denies_a_plan_estimated_over_the_workorder_budget() {
+    let w = World::new();
+    let base = w.head();
+    let workorder = w.workorder("edit", edit_readme_and_add_file);
+    // git_apply_patch estimates 500 ms plus 5 per file.
+    let mut order: Value =
+        serde_json::from_slice(&fs::read(w.s.path(&workorder)).unwrap()).unwrap();
+    order["budget"]["wall_ms"] = json!(100);
+    let workorder = w.write_json("tight.json", &order);
+    let report = w.json(&["run", &workorder], 3);
+    assert_denied_by(&w, &report, "G-BUDGET", "BUDGET_EXCEEDED", &base);
+    let reason = failed_gate_reason(&report);
+    assert!(reason.contains("budget of 100"), "{reason}");
+}
+
+#[test]
+fn g_integrity_denies_a_mechanism_at_another_version_than_the_pin() {
+    let w = World::new();
+    let base = w.head();
+    let registry = w.registry("pin.json", |entry| entry["version"] = json!("9.9.9"));
+    let workorder = w.workorder("edit", edit_readme_and_add_file);
+    let report = w.json(&["--registry", &registry, "run", &workorder], 3);
+    assert_denied_by(&w, &report, "G-INTEGRITY", "UNSUPPORTED_VERSION", &base);
+    assert!(failed_gate_reason(&report).contains("9.9.9"), "{report:#}");
+}
+
+#[test]
+fn g_det_denies_an_operation_the_registry_sets_no_ceiling_for() {
+    let w = World::new();
+    let base = w.head();
+    let registry = w.registry("det.json", |entry| {
+        entry["determinism_ceiling"] = json!({});
+    });
+    let workorder = w.workorder("edit", edit_readme_and_add_file);
+    let report = w.json(&["--registry", &registry, "run", &workorder], 3);
+    assert_denied_by(&w, &report, "G-DET", "CAPABILITY_DENIED", &base);
+}
+
+#[test]
+fn g_det_denies_a_d0_plan_that_does_not_reproduce() {
+    let w = World::new();
+    let base = w.head();
+    let (registry, workorder) = w.fake("unstable-plan", json!({"text": "hello"}));
+    let report = w.json(&["--registry", &registry, "run", &workorder], 3);
+    assert_denied_by(&w, &report, "G-DET", "STALE_PLAN", &base);
+    assert!(
+        failed_gate_reason(&report).contains("does not reproduce"),
+        "{report:#}"
+    );
+}
+
+#[test]
+fn g_schema_denies_params_the_operation_schema_does_not_allow() {
+    let w = World::new();
+    let base = w.head();
+    // The fake plans whatever it is given, so the gate is what catches the unknown param.
+    let (registry, workorder) = w.fake("crash", json!({"text": "hello", "colour": "red"}));
+    let report = w.json(&["--registry", &registry, "run", &workorder], 3);
+    assert_denied_by(&w, &report, "G-SCHEMA", "INVALID_PARAMS", &base);
+    assert!(failed_gate_reason(&report).contains("colour"), "{report:#}");
+}
+
+#[test]
+fn git_apply_patch_itself_refuses_unknown_params_as_bad_input() {
+    let w = World::new();
+    let base = w.head();
+    let workorder = w.workorder("edit", edit_readme_and_add_file);
+    let mut order: Value =
+        serde_json::from_slice(&fs::read(w.s.path(&workorder)).unwrap()).unwrap();
+    order["params"]["colour"] = json!("red");
+    let workorder = w.write_json("colour.json", &order);
+    // The mechanism refuses to plan (INVALID_PARAMS), so there is no plan to gate: exit 2.
+    let report = w.json(&["run", &workorder], 2);
+    assert_eq!(report["outcome"], "error", "{report:#}");
+    assert_eq!(report["error"]["code"], "INVALID_PARAMS", "{report:#}");
+    assert!(
+        string(&report["error"]["message"]).contains("colour"),
+        "{report:#}"
+    );
+    assert_eq!(report["plan_hash"], Value::Null, "{report:#}");
+    assert_eq!(report["admission_hash"], Value::Null, "{report:#}");
+    assert_eq!(w.run_record(&report)["outcome"], "error");
+    assert_eq!(w.head(), base);
+}
+
+#[test]
+fn g_provenance_denies_an_input_stored_without_provenance() {
+    let w = World::new();
+    let base = w.head();
+    let patch = repo::patch_from_edits(&w.repo(), edit_readme_and_add_file);
+    w.s.write("edit.diff", &patch);
+    let out = w.text(&["put", "edit.diff"], 0);
+    let digest: Digest = stdout(&out).trim().parse().expect("put prints a digest");
+    // The blob stays; the record of where it came from goes.
+    let hex = digest.hex();
+    let sidecar = w.s.path(&format!(
+        "store/objects/sha256/{}/{}.prov.json",
+        &hex[..2],
+        &hex[2..]
+    ));
+    assert!(sidecar.exists(), "no sidecar at {}", sidecar.display());
+    fs::remove_file(&sidecar).unwrap();
+    let workorder = w.write_json("orphan.json", &git_workorder("orphan", &digest.to_string()));
+    let report = w.json(&["run", &workorder], 3);
+    assert_denied_by(&w, &report, "G-PROVENANCE", "UNKNOWN_ARTIFACT", &base);
+}
+
+#[test]
+fn the_mechanism_refuses_paths_into_git_or_outside_the_repository() {
+    let w = World::new();
+    let base = w.head();
+    let config = fs::read(w.repo().join(".git/config")).unwrap();
+    let into_git = w.workorder_for_patch(
+        "into-git",
+        "diff --git a/.git/config b/.git/config\n--- a/.git/config\n+++ b/.git/config\n\
+         @@ -1,1 +1,2 @@\n [core]\n+\thooksPath = /tmp/evil\n",
+    );
+    let outside = w.workorder_for_patch(
+        "outside",
+        "diff --git a/../outside.txt b/../outside.txt\nnew file mode 100644\n\
+         --- /dev/null\n+++ b/../outside.txt\n@@ -0,0 +1 @@\n+escaped\n",
+    );
+    for (workorder, path) in [(into_git, ".git/config"), (outside, "../outside.txt")] {
+        let report = w.json(&["run", &workorder], 3);
+        assert_eq!(report["outcome"], "denied", "{report:#}");
+        assert_eq!(report["error"]["code"], "PATH_REFUSED", "{report:#}");
+        assert!(
+            string(&report["error"]["message"]).contains(path),
+            "{report:#}"
+        );
+        assert_eq!(w.run_record(&report)["outcome"], "denied");
+    }
+    // A repository outside the workspace is out of the mechanism's reach.
+    w.workorder("edit", edit_readme_and_add_file);
+    let mut order = git_workorder("climb", "edit.diff");
+    order["params"]["repo"] = json!("../..");
+    let workorder = w.write_json("climb.json", &order);
+    let report = w.json(&["run", &workorder], 3);
+    assert_eq!(report["error"]["code"], "CAPABILITY_DENIED", "{report:#}");
+
+    // Nothing was written anywhere.
+    assert_eq!(w.head(), base);
+    assert_eq!(fs::read(w.repo().join(".git/config")).unwrap(), config);
+    assert!(!w.s.path("ws/outside.txt").exists());
+    assert_eq!(git(&w.repo(), &["status", "--porcelain"]), "");
+}
+
+fn failed_gate_reason(report: &Value) -> String {
+    report["gates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["decision"] == "FAIL")
+        .map(|g| string(&g["reason"]))
+        .unwrap_or_else(|| panic!("no failed gate in {report:#}"))
+}
+
+// 6. A stale plan.
+
+#[test]
+fn a_plan_whose_branch_moved_is_stale_and_not_executed() {
+    let w = World::new();
+    let workorder = w.workorder("edit", edit_readme_and_add_file);
+    let planned = w.json(&["plan", &workorder], 0);
+    let plan = string(&planned["plan_hash"]);
+
+    repo::write(&w.repo(), "docs/other.txt", "someone else's change\n");
+    git(&w.repo(), &["add", "-A"]);
+    git(&w.repo(), &["commit", "-q", "-m", "meanwhile"]);
+    let moved = w.head();
+
+    let report = w.json(&["execute", &plan], 6);
+    assert_eq!(report["outcome"], "stale", "{report:#}");
+    assert_eq!(report["error"]["code"], "STALE_PLAN", "{report:#}");
+    assert_eq!(report["parent"], planned["run_uid"], "{report:#}");
+    assert_eq!(report["result_hash"], Value::Null, "{report:#}");
+    assert!(suggests(&report, " run "), "{report:#}");
+    assert_eq!(w.head(), moved, "a stale plan moved the branch");
+    assert!(!w.repo().join("src/new.rs").exists());
+    assert_eq!(w.run_record(&report)["outcome"], "stale");
+
+    // Planning again against the new state works.
+    let rerun = w.json(&["run", &workorder], 0);
+    assert_ne!(rerun["plan_hash"], planned["plan_hash"]);
+    assert_eq!(rev(&w.repo(), "refs/heads/main~1"), moved);
+}
+
+// 7. Bad input.
+
+#[test]
+fn bad_input_exits_2_with_the_problem_named() {
+    let w = World::new();
+    let base = w.head();
+    w.s.write(
+        "dup.json",
+        r#"{"kind":"mechanism.workorder/v0","kind":"x"}"#,
+    );
+    let mut wrong_kind = git_workorder("kind", "edit.diff");
+    wrong_kind["kind"] = json!("mechanism.plan/v0");
+    w.write_json("kind.json", &wrong_kind);
+    w.write_json("missing.json", &git_workorder("missing", "no-such.diff"));
+    let unknown_uid = "01a20553-1017-712a-a3e3-d56d39f9eeff";
+    let absent = Digest::of_bytes(b"not in the store").to_string();
+    for (args, needle) in [
+        (
+            vec!["run", "no-such-workorder.json"],
+            "no-such-workorder.json",
+        ),
+        (vec!["plan", "dup.json"], "duplicate key \"kind\""),
+        (vec!["run", "kind.json"], "mechanism.workorder/v0"),
+        (vec!["run", "missing.json"], "no-such.diff"),
+        (vec!["execute", "sha256:abc"], "64 hex digits"),
+        (vec!["show", unknown_uid], unknown_uid),
+        (vec!["show", "nonsense"], "nonsense"),
+        (vec!["verify", absent.as_str()], absent.as_str()),
+        (vec!["describe", "no_such_mechanism"], "no_such_mechanism"),
+        (vec!["no-such-command"], "no-such-command"),
+    ] {
+        let out = w.text(&args, 2);
+        let err = stderr(&out);
+        assert!(err.contains(needle), "{args:?}: {needle:?} not in {err}");
+        assert!(out.stdout.is_empty(), "{args:?} printed {}", stdout(&out));
+    }
+    // With --json the error is one object on stdout.
+    let report = w.json(&["run", "missing.json"], 2);
+    assert_eq!(report["error"]["code"], "INVALID_PARAMS", "{report:#}");
+    assert_eq!(report["error"]["exit"], 2, "{report:#}");
+    assert_eq!(w.head(), base);
+}
+
+#[test]
+fn a_store_that_cannot_be_opened_is_an_internal_error() {
+    let w = World::new();
+    let workorder = w.workorder("edit", edit_readme_and_add_file);
+    w.s.write("not-a-store", "a file where the store should be\n");
+    let base = w.head();
+    let mut cmd = w.s.admission();
+    cmd.args([
+        "--store",
+        "not-a-store",
+        "--workspace",
+        "ws",
+        "run",
+        &workorder,
+    ]);
+    let out = exits(&mut cmd, 1);
+    assert!(stderr(&out).contains("not-a-store"), "{}", stderr(&out));
+    let mut cmd = w.s.admission();
+    cmd.args([
+        "--json",
+        "--store",
+        "not-a-store",
+        "--workspace",
+        "ws",
+        "run",
+        &workorder,
+    ]);
+    let report = json_of(&exits(&mut cmd, 1));
+    assert_eq!(report["error"]["exit"], 1, "{report:#}");
+    assert_eq!(w.head(), base);
+}
+
+// 8. Mechanisms that break the protocol or die mid-execute.
+
+#[test]
+fn a_mechanism_that_prints_to_stdout_during_execute_fails_the_run() {
+    let w = World::new();
+    let (registry, workorder) = w.fake("stdout-garbage", json!({"text": "hello"}));
+    let mut cmd = w.admission();
+    cmd.args(["--json", "--registry", &registry, "run", &workorder]);
+    let out = exits(&mut cmd, 5);
+    let report = json_of(&out);
+    assert!(
+        failed_gates(&report).is_empty(),
+        "the fake must pass the gates: {report:#}"
+    );
+    assert_eq!(report["outcome"], "failed", "{report:#}");
+    assert_eq!(report["error"]["code"], "EXECUTION_FAILED", "{report:#}");
+    let message = string(&report["error"]["message"]);
+    assert!(message.contains("broke the protocol"), "{message}");
+    assert!(message.contains("INFO fake_writer"), "{message}");
+    assert!(
+        !stderr(&out).contains('\x1b'),
+        "escape codes in stderr that is not a terminal: {:?}",
+        stderr(&out)
+    );
+    let record = w.run_record(&report);
+    assert_eq!(record["outcome"], "failed", "{record:#}");
+    assert_eq!(record["error"]["code"], "EXECUTION_FAILED", "{record:#}");
+    let run = w.json(&["show", &string(&report["run_uid"])], 0);
+    assert_eq!(run["execution"]["status"], "failed", "{run:#}");
+}
+
+#[test]
+fn a_mechanism_that_dies_in_the_middle_of_execute_fails_the_run() {
+    let w = World::new();
+    let (registry, workorder) = w.fake("crash", json!({"text": "hello"}));
+    let report = w.json(&["--registry", &registry, "run", &workorder], 5);
+    assert!(
+        failed_gates(&report).is_empty(),
+        "the fake must pass the gates: {report:#}"
+    );
+    assert_eq!(report["outcome"], "failed", "{report:#}");
+    assert_eq!(report["error"]["code"], "EXECUTION_FAILED", "{report:#}");
+    let message = string(&report["error"]["message"]);
+    assert!(message.contains("died"), "{message}");
+    assert!(message.contains("exit status 1"), "{message}");
+    assert!(
+        message.contains("crashing in the middle of execute"),
+        "the mechanism's last stderr line: {message}"
+    );
+    let record = w.run_record(&report);
+    assert_eq!(record["outcome"], "failed", "{record:#}");
+    let text = w.show(&string(&report["run_uid"]));
+    assert!(text.contains("failed"), "{text}");
+
+    // Text mode says the same to a person.
+    let mut cmd = w.admission();
+    cmd.args(["--registry", &registry, "run", &workorder]);
+    let out = exits(&mut cmd, 5);
+    let text = stdout(&out);
+    assert!(
+        text.contains("EXECUTION_FAILED") && text.contains("died"),
+        "{text}"
+    );
+}
+
+// 9. describe and demo.
+
+#[test]
+fn describe_lists_what_a_mechanism_offers() {
+    let w = World::new();
+    let text = stdout(&w.text(&["describe", "git_apply_patch"], 0));
+    assert!(text.contains("git_apply_patch"), "{text}");
+    assert!(text.contains("operation apply"), "{text}");
+    let described = w.json(&["describe", "git_apply_patch"], 0);
+    assert_eq!(
+        described["mechanism"]["id"], "git_apply_patch",
+        "{described:#}"
+    );
+    assert_eq!(described["operations"][0]["name"], "apply", "{described:#}");
+}
+
+#[test]
+fn the_demo_runs_and_verifies() {
+    let s = Scratch::new();
+    let out = s.admission().arg("demo").assert().code(0);
+    let text = stdout(out.get_output());
+    assert!(text.contains("checks hold"), "{text}");
+    assert!(!text.contains("NOT verified"), "{text}");
+    assert!(text.contains("proven"), "{text}");
+}
+
+// 10. verify of a chain that no longer holds.
+
+#[test]
+fn verify_fails_when_the_branch_no_longer_holds_the_commit() {
+    let w = World::new();
+    let base = w.head();
+    let workorder = w.workorder("edit", edit_readme_and_add_file);
+    let report = w.json(&["run", &workorder], 0);
+    let witness = string(&report["witness_hash"]);
+    git(&w.repo(), &["reset", "-q", "--hard", &base]);
+    let verified = w.json(&["verify", &witness], 5);
+    assert_eq!(verified["verified"], false, "{verified:#}");
+    let failed: Vec<&Value> = verified["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["ok"] == false && c["skipped"] == false)
+        .collect();
+    assert!(
+        !failed.is_empty()
+            && failed
+                .iter()
+                .all(|c| string(&c["name"]).starts_with("state.")),
+        "only the state checks fail: {verified:#}"
+    );
+    let text = stdout(&w.text(&["verify", &witness], 5));
+    assert!(text.contains("NOT verified"), "{text}");
+}
+
+#[test]
+fn verify_fails_when_a_stored_artifact_was_tampered_with() {
+    let w = World::new();
+    let workorder = w.workorder("edit", edit_readme_and_add_file);
+    let report = w.json(&["run", &workorder], 0);
+    let witness = string(&report["witness_hash"]);
+    let result: Digest = string(&report["result_hash"]).parse().unwrap();
+    let hex = result.hex();
+    let object =
+        w.s.path(&format!("store/objects/sha256/{}/{}", &hex[..2], &hex[2..]));
+    let mut bytes = fs::read(&object).expect("the result is stored");
+    let at = bytes
+        .windows(7)
+        .position(|b| b == b"success")
+        .expect("the result says success");
+    bytes[at] = b'S';
+    // Objects are stored read-only.
+    set_mode(&object, 0o644);
+    fs::write(&object, &bytes).unwrap();
+
+    let verified = w.json(&["verify", &witness], 5);
+    assert_eq!(verified["verified"], false, "{verified:#}");
+    let checks = verified["checks"].as_array().unwrap();
+    assert!(
+        checks.iter().any(|c| c["ok"] == false
+            && c["code"] == "INTEGRITY_MISMATCH"
+            && string(&c["detail"]).contains(&result.to_string())),
+        "{verified:#}"
+    );
+}
