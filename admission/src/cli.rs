@@ -1,5 +1,6 @@
 //! Command-line definition and output conventions: readable by default, `--json` for machines.
 
+use std::io::Write;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
@@ -178,11 +179,13 @@ impl Output {
 
     /// Prints a result: `text` for people, `value` for machines.
     pub fn result(&self, text: &str, value: Value) {
-        if self.json {
-            println!("{value}");
+        // A closed pipe (`admission log | head`) is the reader's choice, not an error.
+        let mut stdout = std::io::stdout().lock();
+        let _ = if self.json {
+            writeln!(stdout, "{value}")
         } else {
-            println!("{text}");
-        }
+            writeln!(stdout, "{text}")
+        };
     }
 
     /// Reports a failure: on stderr for people; as a JSON object on stdout for machines.

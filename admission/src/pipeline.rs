@@ -32,7 +32,10 @@ use crate::workorder::{self, Loaded};
 /// The store reference namespace recording each gated plan (read by `approve`, `execute`).
 pub const ADMISSIONS: &str = "admissions";
 
-/// How far ahead a force-ack may expire.
+/// The store reference namespace where a mechanism server records each plan's last result.
+const RESULTS: &str = "results";
+
+/// How far ahead a force-ack may expire (the mechanism server's default `--force-ack-max-ttl`).
 pub const DEFAULT_MAX_TTL: time::Duration = time::Duration::hours(1);
 
 /// What every command of the pipeline works with.
@@ -272,6 +275,15 @@ pub fn execute_plan(
             )
         })?;
     let parent: Option<Uid> = record.run_uid.parse().ok();
+    // Next actions that plan again name the workorder the parent run was given.
+    let mut invocation = invocation.clone();
+    if invocation.workorder.is_none() {
+        invocation.workorder = parent
+            .as_ref()
+            .and_then(|uid| setup.journal.history(uid).ok())
+            .and_then(|history| history.into_iter().next())
+            .and_then(|(_, doc)| doc.input.get("workorder")?.as_str().map(str::to_owned));
+    }
     let mut exec = setup
         .journal
         .start(
@@ -305,7 +317,7 @@ pub fn execute_plan(
     };
     let flow = Flow {
         setup,
-        invocation,
+        invocation: &invocation,
         started_at: now(),
     };
     let plan = match flow.load_plan(plan_hash) {
@@ -600,7 +612,9 @@ impl Flow<'_> {
             .store_dir
             .join(force_ack::NONCE_DIR)
             .join(&verified.nonce);
-        if used.exists() {
+        // A plan whose recorded result may still hold is the server's to judge: it returns
+        // that result and applies nothing, or refuses the replay if the world was reset.
+        if used.exists() && !self.has_succeeded(&admitted.plan_hash) {
             return Err(ErrorInfo {
                 code: ErrorCode::ForceAckReplayed,
                 message: format!(
@@ -610,6 +624,20 @@ impl Flow<'_> {
             });
         }
         Ok(())
+    }
+
+    /// Whether the mechanism recorded a successful execution of the plan (`results/<plan>`).
+    fn has_succeeded(&self, plan_hash: &Digest) -> bool {
+        #[derive(Deserialize)]
+        struct ResultRef {
+            succeeded: bool,
+        }
+        matches!(
+            self.setup
+                .store
+                .get_ref::<ResultRef>(RESULTS, &plan_hash.hex()),
+            Ok(Some(ResultRef { succeeded: true }))
+        )
     }
 
     /// The result and witness the mechanism stored must be the ones it returned, for this

@@ -531,6 +531,12 @@ fn a_destructive_run_waits_for_a_force_ack_and_executes_once_with_it() {
     assert_eq!(verified["verified"], true, "{verified:#}");
     assert_eq!(verified["force_ack_hash"], executed["force_ack_hash"]);
 
+    // While its effect holds, executing it again returns the recorded result, applies
+    // nothing, and does not count as a second use of the force-ack.
+    let again = w.json(&["execute", &plan, "--force-ack", &ack], 0);
+    assert_eq!(again["result_hash"], executed["result_hash"], "{again:#}");
+    assert_eq!(w.head(), commit, "a second execute moved the branch");
+
     // Back at the base, the same force-ack is spent: a second application needs a fresh one.
     git(&w.repo(), &["reset", "-q", "--hard", &base]);
     let replayed = w.json(&["execute", &plan, "--force-ack", &ack], 3);
@@ -880,7 +886,10 @@ fn a_plan_whose_branch_moved_is_stale_and_not_executed() {
     assert_eq!(report["error"]["code"], "STALE_PLAN", "{report:#}");
     assert_eq!(report["parent"], planned["run_uid"], "{report:#}");
     assert_eq!(report["result_hash"], Value::Null, "{report:#}");
-    assert!(suggests(&report, " run "), "{report:#}");
+    assert!(
+        suggests(&report, &format!(" run {workorder}")),
+        "the next action names the workorder the plan came from: {report:#}"
+    );
     assert_eq!(w.head(), moved, "a stale plan moved the branch");
     assert!(!w.repo().join("src/new.rs").exists());
     assert_eq!(w.run_record(&report)["outcome"], "stale");

@@ -24,7 +24,11 @@ fn files_under(dir: &Path, out: &mut Vec<PathBuf>) {
 #[test]
 fn every_artifact_of_a_demo_validates_against_its_schema() {
     let s = Scratch::new();
-    let output = s.admission().args(["--json", "demo", "--keep"]).output().unwrap();
+    let output = s
+        .admission()
+        .args(["--json", "demo", "--keep"])
+        .output()
+        .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(
         output.status.success(),
@@ -38,7 +42,10 @@ fn every_artifact_of_a_demo_validates_against_its_schema() {
     let mut objects = Vec::new();
     files_under(&store.join("objects"), &mut objects);
     let mut kinds = std::collections::BTreeSet::new();
-    for path in objects.iter().filter(|p| !p.to_string_lossy().ends_with(".prov.json")) {
+    for path in objects
+        .iter()
+        .filter(|p| !p.to_string_lossy().ends_with(".prov.json"))
+    {
         let bytes = fs::read(path).unwrap();
         // Blobs (the patches) are not JSON artifacts; everything else must be one.
         let Ok(artifact) = Artifact::from_bytes(&bytes) else {
@@ -57,7 +64,10 @@ fn every_artifact_of_a_demo_validates_against_its_schema() {
         "mechanism.result-witness/v0",
         "mechanism.run-record/v0",
     ] {
-        assert!(kinds.contains(kind), "no {kind} in the store; found {kinds:?}");
+        assert!(
+            kinds.contains(kind),
+            "no {kind} in the store; found {kinds:?}"
+        );
     }
 
     let mut snapshots = Vec::new();
