@@ -33,7 +33,7 @@ use crate::workorder::{self, Loaded};
 pub const ADMISSIONS: &str = "admissions";
 
 /// The store reference namespace where a mechanism server records each plan's last result.
-const RESULTS: &str = "results";
+pub const RESULTS: &str = "results";
 
 /// How far ahead a force-ack may expire (the mechanism server's default `--force-ack-max-ttl`).
 pub const DEFAULT_MAX_TTL: time::Duration = time::Duration::hours(1);

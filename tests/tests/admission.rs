@@ -410,6 +410,12 @@ fn a_non_destructive_run_commits_verifies_and_is_recorded() {
         plan.contains(&commit),
         "the plan predicted the commit: {plan}"
     );
+    // ... and what became of the plan: its admission and its result.
+    assert!(
+        plan.contains(&string(&report["admission_hash"]))
+            && plan.contains(&format!("{} (succeeded)", string(&report["result_hash"]))),
+        "{plan}"
+    );
     let record = w.run_record(&report);
     assert_eq!(record["outcome"], "succeeded");
     assert_eq!(record["decision"], "PASS");

@@ -13,6 +13,7 @@ use serde_json::{json, Value};
 use crate::cli::{Cli, Output};
 use crate::exit::CommandError;
 use crate::journal::{Journal, JournalError, Uid};
+use crate::pipeline::{self, AdmissionRecord};
 
 /// `admission log`: one line per journal entry, oldest first.
 pub fn log(cli: &Cli, out: Output) -> Result<u8, CommandError> {
@@ -261,6 +262,7 @@ fn describe_artifact(store: &Store, artifact: &Artifact) -> String {
                 Value::Object(e.detail.clone())
             );
         }
+        t.push_str(&plan_history(store, &artifact.digest()));
     } else if let Ok(witness) = artifact.view::<AdmissionWitness>() {
         let _ = writeln!(t, "plan       {}", witness.plan_hash);
         t.push_str(&describe_admission(&witness));
@@ -277,6 +279,43 @@ fn describe_artifact(store: &Store, artifact: &Artifact) -> String {
     } else {
         let pretty = serde_json::to_string_pretty(artifact.value()).unwrap_or_default();
         t.push_str(&pretty);
+    }
+    t
+}
+
+/// What became of a plan: its admission (and the run that gated it) and its last result.
+fn plan_history(store: &Store, plan: &Digest) -> String {
+    let mut t = String::new();
+    match store.get_ref::<AdmissionRecord>(pipeline::ADMISSIONS, &plan.hex()) {
+        Ok(Some(record)) => {
+            let _ = writeln!(
+                t,
+                "admission  {} ({}, gated by run {})",
+                record.admission,
+                if record.admitted { "ADMIT" } else { "DENY" },
+                record.run_uid
+            );
+        }
+        _ => {
+            let _ = writeln!(t, "admission  none recorded in this store");
+        }
+    }
+    #[derive(serde::Deserialize)]
+    struct ResultRef {
+        result: Digest,
+        witness: Digest,
+        succeeded: bool,
+    }
+    if let Ok(Some(r)) = store.get_ref::<ResultRef>(pipeline::RESULTS, &plan.hex()) {
+        let _ = writeln!(
+            t,
+            "result     {} ({})\nwitness    {}",
+            r.result,
+            if r.succeeded { "succeeded" } else { "failed" },
+            r.witness
+        );
+    } else {
+        let _ = writeln!(t, "result     not executed");
     }
     t
 }
