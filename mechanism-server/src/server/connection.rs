@@ -2,8 +2,10 @@
 //! notifications, cancellation and concurrency are handled here; dispatch is jsonrpsee's.
 //!
 //! Frames are read on a thread of their own (the framing code is synchronous) and each
-//! message is served on its own task, so `status` answers while `execute` runs. Responses
-//! and notifications go through one writer task, one whole frame at a time.
+//! message is served on its own task, so `status` answers while `execute` runs. Each frame
+//! is parsed, and its requests registered for `$/cancelRequest`, in the order frames are
+//! read, so a cancel always finds a request read before it, even one not yet started.
+//! Responses and notifications go through one writer task, one whole frame at a time.
 
 use std::collections::HashMap;
 use std::io::{BufRead, Write};
@@ -87,11 +89,14 @@ where
                 if let Ok(mut slot) = framing.lock() {
                     slot.get_or_insert(f);
                 }
+                // Parsed and registered here, in read order, so a `$/cancelRequest` always
+                // finds a request read before it; served on a task of its own.
+                let frame = parse_frame(&module, &bytes, &inflight);
                 let module = Arc::clone(&module);
                 let out = out_tx.clone();
                 let inflight = Arc::clone(&inflight);
                 tasks.spawn(async move {
-                    if let Some(reply) = handle_frame(&module, &bytes, &out, &inflight).await {
+                    if let Some(reply) = handle_frame(&module, frame, &out, &inflight).await {
                         let _ = out.send(reply.into_bytes());
                     }
                 });
@@ -180,13 +185,24 @@ fn write_frames<W: Write>(
 /// Cancellation flags of the requests being served, by request id.
 type Inflight = Arc<Mutex<HashMap<String, Arc<AtomicBool>>>>;
 
-/// Answers one frame: a single message or a batch. `None` when nothing is to be sent.
-async fn handle_frame<C: Send + Sync + 'static>(
-    module: &RpcModule<C>,
-    bytes: &[u8],
-    out: &mpsc::UnboundedSender<Vec<u8>>,
-    inflight: &Inflight,
-) -> Option<String> {
+/// A frame parsed, with the cancellation flags of its requests already registered.
+enum Frame {
+    /// Answered without serving anything (not JSON, nested too deep, an empty batch).
+    Reply(String),
+    /// One message.
+    Single(Entry),
+    /// A batch of messages.
+    Batch(Vec<Entry>),
+}
+
+/// One message of a frame, with the flag `$/cancelRequest` sets if it is a request.
+struct Entry {
+    message: Message,
+    cancelled: Arc<AtomicBool>,
+}
+
+/// Parses a frame and registers the cancellation flag of each request in it under its id.
+fn parse_frame<C>(module: &RpcModule<C>, bytes: &[u8], inflight: &Inflight) -> Frame {
     let value: Value = match serde_json::from_slice(bytes) {
         Ok(v) => v,
         Err(e) => {
@@ -199,33 +215,57 @@ async fn handle_frame<C: Send + Sync + 'static>(
                 (ErrorCode::ParseError, "invalid JSON")
             };
             let message = format!("{what}: {e}");
-            return Some(jsonrpc::error_response(Value::Null, code, &message).to_string());
+            return Frame::Reply(jsonrpc::error_response(Value::Null, code, &message).to_string());
         }
     };
+    let entry = |value: Value| {
+        let message = jsonrpc::classify(value);
+        let cancelled = Arc::new(AtomicBool::new(false));
+        if let Message::Request { id, method, .. } = &message {
+            if module.method(method).is_some() {
+                if let Ok(mut map) = inflight.lock() {
+                    map.insert(id.to_string(), Arc::clone(&cancelled));
+                }
+            }
+        }
+        Entry { message, cancelled }
+    };
     match value {
-        Value::Array(items) if items.is_empty() => Some(
+        Value::Array(items) if items.is_empty() => Frame::Reply(
             jsonrpc::error_response(Value::Null, ErrorCode::InvalidRequest, "empty batch")
                 .to_string(),
         ),
-        Value::Array(items) => {
+        Value::Array(items) => Frame::Batch(items.into_iter().map(entry).collect()),
+        single => Frame::Single(entry(single)),
+    }
+}
+
+/// Answers one frame: a single message or a batch. `None` when nothing is to be sent.
+async fn handle_frame<C: Send + Sync + 'static>(
+    module: &RpcModule<C>,
+    frame: Frame,
+    out: &mpsc::UnboundedSender<Vec<u8>>,
+    inflight: &Inflight,
+) -> Option<String> {
+    match frame {
+        Frame::Reply(reply) => Some(reply),
+        Frame::Batch(entries) => {
             // Entries of one batch are served in order; separate frames run concurrently.
-            let mut replies = Vec::with_capacity(items.len());
-            for item in items {
-                if let Some(reply) =
-                    handle_message(module, jsonrpc::classify(item), out, inflight).await
-                {
+            let mut replies = Vec::with_capacity(entries.len());
+            for entry in entries {
+                if let Some(reply) = handle_message(module, entry, out, inflight).await {
                     replies.push(reply);
                 }
             }
             (!replies.is_empty()).then(|| format!("[{}]", replies.join(",")))
         }
-        single => handle_message(module, jsonrpc::classify(single), out, inflight).await,
+        Frame::Single(entry) => handle_message(module, entry, out, inflight).await,
     }
 }
 
 async fn handle_message<C: Send + Sync + 'static>(
     module: &RpcModule<C>,
-    message: Message,
+    Entry { message, cancelled }: Entry,
     out: &mpsc::UnboundedSender<Vec<u8>>,
     inflight: &Inflight,
 ) -> Option<String> {
@@ -255,10 +295,6 @@ async fn handle_message<C: Send + Sync + 'static>(
                 );
             }
             let key = id.to_string();
-            let cancelled = Arc::new(AtomicBool::new(false));
-            if let Ok(mut map) = inflight.lock() {
-                map.insert(key.clone(), Arc::clone(&cancelled));
-            }
             let request = serde_json::json!({
                 "jsonrpc": "2.0",
                 "id": id,
