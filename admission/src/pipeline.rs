@@ -16,7 +16,7 @@ use protocol::artifact::Artifact;
 use protocol::force_ack::allowed_signers::AllowedSigners;
 use protocol::force_ack::{self, Expected};
 use protocol::store::{Provenance, Store};
-use protocol::verbs::{ExecuteParams, ExecuteResult, PlanParams, PlanResult, ProgressParams};
+use protocol::verbs::{ExecuteParams, ExecuteResult, PlanParams, ProgressParams};
 use protocol::{Digest, ErrorCode};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -27,7 +27,7 @@ use crate::gates::{self, GateInput};
 use crate::journal::{ExecHandle, Journal, Uid};
 use crate::registry::{LaunchPaths, Registry};
 use crate::session::{Session, SessionError};
-use crate::workorder::{self, Loaded};
+use crate::workorder::{self, Loaded, WorkorderError};
 
 /// The store reference namespace recording each gated plan (read by `approve`, `execute`).
 pub const ADMISSIONS: &str = "admissions";
@@ -165,13 +165,12 @@ pub fn run_workorder(
     let loaded = match workorder::load(path, &setup.store) {
         Ok(loaded) => loaded,
         Err(e) => {
-            let error = CommandError::from_code(e.code(), e.to_string());
+            // Input that never became a run: no run record, but the journal says why.
             let _ = exec.fail(json!({"error": {"code": e.code(), "message": e.to_string()}}));
-            return Err(CommandError::new(
-                exit::BAD_INPUT,
-                error.code,
-                error.message,
-            ));
+            return Err(match e {
+                WorkorderError::Store(_) => CommandError::internal(Some(e.code()), e.to_string()),
+                _ => CommandError::bad_input(Some(e.code()), e.to_string()),
+            });
         }
     };
     let mut report = Report {
@@ -440,12 +439,15 @@ impl Flow<'_> {
             inputs: loaded.inputs.clone(),
         };
         let response = session.plan(&params).map_err(|e| session_error(&e))?;
-        let parsed: Option<PlanResult> = serde_json::from_value(response.clone()).ok();
-        if let Some(parsed) = &parsed {
-            report.plan_hash = Some(parsed.plan_hash);
-            report.preview = parsed.preview.clone();
-            report.plan = serde_json::from_value(parsed.plan.clone()).ok();
-        }
+        // Read in place (G-SCHEMA judges the shape): a plan of many effects is not copied.
+        report.plan_hash = response
+            .get("plan_hash")
+            .and_then(|h| Digest::deserialize(h).ok());
+        report.preview = response
+            .get("preview")
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        report.plan = response.get("plan").and_then(|p| Plan::deserialize(p).ok());
         let second_plan_hash = if gates::requires_second_plan(
             entry,
             &loaded.workorder.operation,
