@@ -135,7 +135,7 @@ fn demo(cli: &Cli, dir: &Path) -> Result<(String, Value, bool), CommandError> {
             .map_err(|e| internal(e.to_string()))?;
             let _ = writeln!(
                 story,
-                "   {APPROVER} approves plan {} (`admission approve`, SSH signature, namespace {NAMESPACE}, 15 minutes).",
+                "   {APPROVER} approves plan {} with an SSH signature (namespace {NAMESPACE}, valid 15 minutes), as `admission approve --key` does.",
                 short(&plan.to_string())
             );
             let three = pipeline::execute_plan(&setup, &plan, Some(ack), &invocation, &mut quiet)?;
