@@ -303,14 +303,20 @@ async fn handle_message<C: Send + Sync + 'static>(
             })
             .to_string();
             let scope = RequestScope {
-                cancelled,
+                cancelled: Arc::clone(&cancelled),
                 notify: Notifier(out.clone()),
             };
             let reply = SCOPE
                 .scope(scope, module.raw_json_request(&request, 1))
                 .await;
+            // Only our own entry: a client reusing an id in flight must not lose its cancel.
             if let Ok(mut map) = inflight.lock() {
-                map.remove(&key);
+                if map
+                    .get(&key)
+                    .is_some_and(|flag| Arc::ptr_eq(flag, &cancelled))
+                {
+                    map.remove(&key);
+                }
             }
             Some(match reply {
                 Ok((response, _)) => response.get().to_owned(),
