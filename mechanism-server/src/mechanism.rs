@@ -68,6 +68,9 @@ pub struct PlanRequest {
     pub params: Value,
     /// Named input blobs, by digest.
     pub inputs: BTreeMap<String, Digest>,
+    /// Whether a preview for people is wanted: false when the runtime re-plans only to
+    /// compare the plan with the admitted one.
+    pub preview: bool,
 }
 
 /// A computed plan and its human preview.

@@ -74,11 +74,12 @@ impl Mechanism for GitApplyPatch {
 
     fn plan(&self, env: &Env, request: &PlanRequest) -> Result<Planned, MechanismError> {
         let (params, patch) = read_request(env, request)?;
-        let prediction = super::plan(&env.root, &params, &patch).map_err(mechanism_error)?;
+        let prediction = super::plan_with(&env.root, &params, &patch, request.preview)
+            .map_err(mechanism_error)?;
         let plan = to_plan(self, request, &prediction);
         Ok(Planned {
             plan,
-            preview: Some(prediction.preview),
+            preview: request.preview.then_some(prediction.preview),
         })
     }
 
@@ -92,6 +93,7 @@ impl Mechanism for GitApplyPatch {
             operation: planned.plan.operation.clone(),
             params: planned.plan.params.clone(),
             inputs: planned.plan.inputs.clone(),
+            preview: false,
         };
         let (params, patch) = read_request(env, &request)?;
         ctx.progress(0, 1, "applying the patch");

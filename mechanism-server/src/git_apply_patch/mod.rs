@@ -156,8 +156,18 @@ pub enum BranchState {
 
 /// Predicts what applying `patch` would do, writing nothing.
 pub fn plan(root: &Path, params: &ApplyParams, patch: &[u8]) -> Result<Prediction, ApplyError> {
+    plan_with(root, params, patch, true)
+}
+
+/// [`plan`], with the preview left empty unless `with_preview`.
+pub fn plan_with(
+    root: &Path,
+    params: &ApplyParams,
+    patch: &[u8],
+    with_preview: bool,
+) -> Result<Prediction, ApplyError> {
     let target = predict::Target::open(root, params)?;
-    Ok(predict::build(&target, params, patch)?.prediction)
+    Ok(predict::build(&target, params, patch, with_preview)?.prediction)
 }
 
 /// Applies `patch` exactly as `expected` predicts: refuses with `StalePlan` unless the plan
@@ -185,7 +195,7 @@ pub fn execute_checked(
     accept: impl FnOnce(&Prediction) -> Result<(), ApplyError>,
 ) -> Result<Applied, ApplyError> {
     let target = predict::Target::open(root, params)?;
-    let built = predict::build(&target, params, patch).map_err(no_longer_holds)?;
+    let built = predict::build(&target, params, patch, false).map_err(no_longer_holds)?;
     accept(&built.prediction)?;
     let expected = &built.prediction;
     let disk = predict::persist(&target, &built)?;
@@ -270,8 +280,13 @@ fn no_longer_holds(error: ApplyError) -> ApplyError {
     }
 }
 
+/// The recomputed prediction has no preview, which is not part of the plan.
 fn stale_unless_equal(recomputed: &Prediction, expected: &Prediction) -> Result<(), ApplyError> {
-    if recomputed == expected {
+    let same = Prediction {
+        preview: String::new(),
+        ..expected.clone()
+    } == *recomputed;
+    if same {
         return Ok(());
     }
     let what = if recomputed.base_commit != expected.base_commit {

@@ -181,6 +181,7 @@ pub(crate) fn build(
     target: &Target,
     params: &ApplyParams,
     patch_bytes: &[u8],
+    with_preview: bool,
 ) -> Result<Built, ApplyError> {
     let repo = &target.repo;
     let base_commit = repo.find_commit(target.base)?;
@@ -240,7 +241,13 @@ pub(crate) fn build(
             .with("to", new_commit.to_string())
             .with("tree", new_tree_id.to_string()),
     );
-    let preview = preview(repo, &files)?;
+    // The preview is for people and not part of the plan; a recomputation to compare or to
+    // execute skips it (it is a third of the work of a plan).
+    let preview = if with_preview {
+        preview(repo, &files)?
+    } else {
+        String::new()
+    };
 
     let prediction = Prediction {
         repo: repo_name.to_owned(),

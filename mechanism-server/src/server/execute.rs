@@ -182,6 +182,7 @@ fn replan(state: &State, plan: &Plan, plan_hash: &Digest) -> Result<Planned, Err
         operation: plan.operation.clone(),
         params: plan.params.clone(),
         inputs: plan.inputs.clone(),
+        preview: false,
     };
     let planned = state
         .mechanism

@@ -142,6 +142,7 @@ fn plan(state: &State, params: PlanParams) -> RpcResult {
         operation: params.operation,
         params: params.params,
         inputs: params.inputs,
+        preview: true,
     };
     let planned = state.mechanism.plan(&state.env, &request)?;
     let artifact = Artifact::from_typed(&planned.plan)
