@@ -85,7 +85,7 @@ fn demo(cli: &Cli, dir: &Path) -> Result<(String, Value, bool), CommandError> {
     let _ = writeln!(
         story,
         "A throw-away repository `lighthouse` (3 commits, main at {}) and an operator key.\n",
-        &base[..12]
+        abbrev(&base)
     );
 
     // 1. A patch that only adds and edits: planned, gated and executed in one go.
@@ -199,7 +199,7 @@ fn demo(cli: &Cli, dir: &Path) -> Result<(String, Value, bool), CommandError> {
             story,
             "\nEvery effect was planned exactly, approved for that exact plan where destructive, \
              executed only as planned, and proven from the artifacts: main is now at {}.",
-            &head[..head.len().min(12)]
+            abbrev(&head)
         );
     } else {
         let _ = writeln!(story, "\nThe demo did NOT go as it should; see above.");
@@ -254,7 +254,7 @@ fn tell_run(story: &mut String, report: &Report) {
             let _ = writeln!(
                 story,
                 "   executed: commit {} (the id predicted at plan time)",
-                &commit[..commit.len().min(12)]
+                abbrev(commit)
             );
         }
         Some(RunOutcome::AwaitingForceAck) => {
@@ -277,8 +277,14 @@ fn tell_run(story: &mut String, report: &Report) {
     }
 }
 
+/// `sha256:` and the first 12 hex digits.
 fn short(digest: &str) -> &str {
-    &digest[..digest.len().min(19)]
+    digest.get(..19).unwrap_or(digest)
+}
+
+/// A commit id as people write it; the id comes from a mechanism, so never slice blindly.
+fn abbrev(id: &str) -> &str {
+    id.get(..12).unwrap_or(id)
 }
 
 const README: &str =
