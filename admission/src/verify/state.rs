@@ -12,12 +12,16 @@
 //!   commits on top are fine); a branch reset or rewritten past it fails, since the commit is
 //!   no longer on it.
 //!
+//! - `state.files`: the files the commit changes, read from the diff of its parent's tree
+//!   and its own, are exactly the plan's `fs.write`, `fs.delete` and `fs.mode` effects on that
+//!   repository, blob ids and modes included. The admission approved those effects, not a
+//!   tree id; this is what proves the commit did nothing else.
+//!
 //! A commit id pins its tree and parents, so `state.tree` and `state.parent` fail only when
 //! the plan's own prediction does not hold together; they are cheap and say which part.
 //!
-//! Other effect types have no offline state check yet; `state.other` (skipped) names them.
-//! For `git_apply_patch`, the `fs.*` effects describe files of the predicted tree, whose id
-//! `state.tree` compares.
+//! Effect types other than `git.commit` and the `fs.*` effects inside a committed repository
+//! have no offline state check yet; `state.other` (skipped) names them.
 //!
 //! Everything here only reads. Object ids must be full 40-digit lowercase SHA-1 hex, because
 //! `git2` reads shorter hex as a prefix padded with zeros.
@@ -27,7 +31,7 @@ use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 
 use git2::{Oid, Repository, RepositoryOpenFlags};
-use protocol::artifact::effect::{Effect, GIT_COMMIT};
+use protocol::artifact::effect::{Effect, FS_DELETE, FS_MODE, FS_WRITE, GIT_COMMIT};
 use protocol::ErrorCode;
 use serde_json::Value;
 
@@ -36,28 +40,222 @@ use crate::gates::unsafe_resource;
 
 /// Every `state.*` check for `effects`, each `git.commit` effect in turn.
 pub(super) fn checks(workspace: &Path, effects: &[Effect], checks: &mut Vec<Check>) {
+    let commits: Vec<&Effect> = effects
+        .iter()
+        .filter(|e| e.effect_type == GIT_COMMIT)
+        .collect();
+    for effect in &commits {
+        git_commit(workspace, effect, effects, checks);
+    }
     let mut other: BTreeMap<&str, usize> = BTreeMap::new();
-    let mut commits = 0;
     for effect in effects {
-        if effect.effect_type == GIT_COMMIT {
-            commits += 1;
-            git_commit(workspace, effect, checks);
-        } else {
+        let committed = FILE_EFFECTS.contains(&effect.effect_type.as_str())
+            && commits
+                .iter()
+                .any(|c| file_path(&c.resource, effect).is_some());
+        if effect.effect_type != GIT_COMMIT && !committed {
             *other.entry(effect.effect_type.as_str()).or_default() += 1;
         }
     }
     if !other.is_empty() {
         let list: Vec<String> = other.iter().map(|(t, n)| format!("{n} {t}")).collect();
-        let covered = if commits > 0 {
-            "; the files a commit changes are pinned by its tree id"
-        } else {
-            ""
-        };
         checks.push(Check::skip(
             "state.other",
-            format!("no offline state check for {}{covered}", list.join(", ")),
+            format!("no offline state check for {}", list.join(", ")),
         ));
     }
+}
+
+/// The effect types a commit's tree diff shows.
+const FILE_EFFECTS: [&str; 3] = [FS_WRITE, FS_DELETE, FS_MODE];
+
+/// The path, relative to the repository at `repo`, of a file effect inside it.
+fn file_path<'e>(repo: &str, effect: &'e Effect) -> Option<&'e str> {
+    let path = effect.detail.get("path")?.as_str()?;
+    let expected = if repo == "." {
+        path.to_owned()
+    } else {
+        format!("{repo}/{path}")
+    };
+    (effect.resource == expected).then_some(path)
+}
+
+/// One file change, as the plan states it and as the diff shows it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+enum Change {
+    /// Content written: path, blob before (none when created), blob after, mode after.
+    Write(String, Option<String>, String, String),
+    /// Deleted: path, blob before.
+    Delete(String, String),
+    /// Mode changed: path, from, to.
+    Mode(String, String, String),
+}
+
+impl std::fmt::Display for Change {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let short = |id: &str| id.get(..12).unwrap_or(id).to_owned();
+        match self {
+            Change::Write(path, before, after, mode) => write!(
+                f,
+                "fs.write {path} {} -> {} ({mode})",
+                before.as_deref().map_or_else(|| "new".to_owned(), short),
+                short(after)
+            ),
+            Change::Delete(path, before) => write!(f, "fs.delete {path} {}", short(before)),
+            Change::Mode(path, from, to) => write!(f, "fs.mode {path} {from} -> {to}"),
+        }
+    }
+}
+
+/// The plan's file effects inside the repository at `repo`, as changes.
+fn planned_changes(repo: &str, effects: &[Effect]) -> Vec<Change> {
+    let text = |e: &Effect, key: &str| e.detail.get(key).and_then(Value::as_str).map(str::to_owned);
+    let mut changes = Vec::new();
+    for effect in effects {
+        let Some(path) = file_path(repo, effect) else {
+            continue;
+        };
+        let path = path.to_owned();
+        let change = match effect.effect_type.as_str() {
+            FS_WRITE => Change::Write(
+                path,
+                text(effect, "before"),
+                text(effect, "after").unwrap_or_default(),
+                text(effect, "mode").unwrap_or_default(),
+            ),
+            FS_DELETE => Change::Delete(path, text(effect, "before").unwrap_or_default()),
+            FS_MODE => Change::Mode(
+                path,
+                text(effect, "from").unwrap_or_default(),
+                text(effect, "to").unwrap_or_default(),
+            ),
+            _ => continue,
+        };
+        changes.push(change);
+    }
+    changes.sort();
+    changes
+}
+
+/// The changes from `from`'s tree to `to`'s, file by file (renames as a delete and a write).
+fn committed_changes(
+    repo: &Repository,
+    from: &git2::Tree<'_>,
+    to: &git2::Tree<'_>,
+    planned: &[Change],
+) -> Result<Vec<Change>, git2::Error> {
+    let diff = repo.diff_tree_to_tree(Some(from), Some(to), None)?;
+    let mut changes = Vec::new();
+    for delta in diff.deltas() {
+        let (old, new) = (delta.old_file(), delta.new_file());
+        let path = new
+            .path()
+            .or_else(|| old.path())
+            .map(|p| p.to_string_lossy().replace('\\', "/"))
+            .unwrap_or_default();
+        let mode = |m: git2::FileMode| format!("{:o}", u32::from(m));
+        match delta.status() {
+            git2::Delta::Added => {
+                let after = mode(new.mode());
+                changes.push(Change::Write(
+                    path.clone(),
+                    None,
+                    new.id().to_string(),
+                    after.clone(),
+                ));
+                // A renamed file whose mode also changed states the mode change on its new
+                // path; the diff shows only the file appearing with its new mode.
+                changes.extend(
+                    planned
+                        .iter()
+                        .filter(
+                            |c| matches!(c, Change::Mode(p, _, to) if *p == path && *to == after),
+                        )
+                        .cloned(),
+                );
+            }
+            git2::Delta::Deleted => {
+                changes.push(Change::Delete(path, old.id().to_string()));
+            }
+            _ => {
+                if old.id() != new.id() {
+                    changes.push(Change::Write(
+                        path.clone(),
+                        Some(old.id().to_string()),
+                        new.id().to_string(),
+                        mode(new.mode()),
+                    ));
+                }
+                if old.mode() != new.mode() {
+                    changes.push(Change::Mode(path, mode(old.mode()), mode(new.mode())));
+                }
+            }
+        }
+    }
+    changes.sort();
+    Ok(changes)
+}
+
+/// `state.files`: the commit changed exactly the files the plan said, and nothing else.
+fn files_check(
+    repo: &Repository,
+    at: &str,
+    commit: &git2::Commit<'_>,
+    from: Oid,
+    effects: &[Effect],
+) -> Check {
+    const NAME: &str = "state.files";
+    let planned = planned_changes(at, effects);
+    let trees = repo
+        .find_commit(from)
+        .and_then(|parent| Ok((parent.tree()?, commit.tree()?)));
+    let committed = match trees
+        .and_then(|(before, after)| committed_changes(repo, &before, &after, &planned))
+    {
+        Ok(changes) => changes,
+        Err(e) => {
+            return Check::fail(
+                NAME,
+                ErrorCode::ExecutionFailed,
+                format!(
+                    "{at}: cannot diff {from} and {}: {}",
+                    commit.id(),
+                    e.message()
+                ),
+            )
+        }
+    };
+    if committed == planned {
+        return Check::pass(
+            NAME,
+            format!(
+                "{at}: the commit changes exactly the {} planned file change(s)",
+                planned.len()
+            ),
+        );
+    }
+    let list = |changes: Vec<&Change>| {
+        changes
+            .iter()
+            .take(8)
+            .map(|c| c.to_string())
+            .collect::<Vec<_>>()
+            .join("; ")
+    };
+    let unplanned: Vec<&Change> = committed.iter().filter(|c| !planned.contains(c)).collect();
+    let missing: Vec<&Change> = planned.iter().filter(|c| !committed.contains(c)).collect();
+    let mut why = Vec::new();
+    if !unplanned.is_empty() {
+        why.push(format!("committed but not planned: {}", list(unplanned)));
+    }
+    if !missing.is_empty() {
+        why.push(format!("planned but not committed: {}", list(missing)));
+    }
+    Check::fail(
+        NAME,
+        ErrorCode::IntegrityMismatch,
+        format!("{at}: {}", why.join("; ")),
+    )
 }
 
 /// A `git.commit` effect's detail, parsed.
@@ -97,8 +295,8 @@ impl<'a> Predicted<'a> {
     }
 }
 
-/// The `state.*` checks of one `git.commit` effect.
-fn git_commit(workspace: &Path, effect: &Effect, checks: &mut Vec<Check>) {
+/// The `state.*` checks of one `git.commit` effect; `effects` are all the plan's.
+fn git_commit(workspace: &Path, effect: &Effect, effects: &[Effect], checks: &mut Vec<Check>) {
     let at = &effect.resource;
     let predicted = match Predicted::parse(effect) {
         Ok(p) => p,
@@ -154,6 +352,7 @@ fn git_commit(workspace: &Path, effect: &Effect, checks: &mut Vec<Check>) {
                     predicted.from
                 ),
             ));
+            checks.push(files_check(&repo, at, &commit, predicted.from, effects));
         }
         Err(e) => checks.push(Check::fail(
             "state.commit",

@@ -63,6 +63,8 @@ struct World {
     to: String,
     tree: String,
     blob: String,
+    /// a.txt at the base commit.
+    base_blob: String,
 }
 
 impl World {
@@ -75,6 +77,7 @@ impl World {
         git(&repo, &["add", "a.txt"]);
         git(&repo, &["commit", "-q", "-m", "base"]);
         let from = git(&repo, &["rev-parse", "HEAD"]);
+        let base_blob = git(&repo, &["rev-parse", "HEAD:a.txt"]);
         fs::write(repo.join("a.txt"), "two\n").unwrap();
         git(&repo, &["commit", "-q", "-a", "-m", "apply a patch"]);
         let store = Store::open(dir.path().join("store")).unwrap();
@@ -82,6 +85,7 @@ impl World {
             to: git(&repo, &["rev-parse", "HEAD"]),
             tree: git(&repo, &["rev-parse", "HEAD^{tree}"]),
             blob: git(&repo, &["rev-parse", "HEAD:a.txt"]),
+            base_blob,
             from,
             store,
             key: PrivateKey::random(&mut OsRng, Algorithm::Ed25519).unwrap(),
@@ -192,6 +196,7 @@ fn build(w: &World, k: Knobs) -> Built {
         intended_effects: vec![
             Effect::new(FS_WRITE, "repo/a.txt")
                 .with("path", "a.txt")
+                .with("before", w.base_blob.as_str())
                 .with("after", w.blob.as_str())
                 .with("mode", "100644"),
             Effect::new(GIT_COMMIT, "repo")
@@ -405,9 +410,11 @@ fn a_sound_chain_verifies_from_the_run_record_the_witness_and_the_result() {
             passed(&report, name);
         }
         assert!(passed(&report, "state.ref").detail.contains("points to"));
-        // The fs.write effect has no state check of its own, and the report says so.
-        let other = report.named("state.other").next().unwrap();
-        assert!(other.ok && other.skipped, "{other}");
+        // The fs.write effect is checked against the commit's diff, so nothing is left over.
+        assert!(passed(&report, "state.files")
+            .detail
+            .contains("exactly the 1 planned"));
+        assert!(report.named("state.other").next().is_none());
     }
     let report = w.verify(&b.record);
     assert_eq!(report.kind, RunRecord::KIND);
@@ -483,9 +490,11 @@ fn a_repository_at_the_workspace_root_is_resource_dot() {
         Knobs {
             plan: Some(Box::new(|plan| {
                 for effect in &mut plan.intended_effects {
-                    if effect.effect_type == GIT_COMMIT {
-                        effect.resource = ".".to_owned();
-                    }
+                    effect.resource = if effect.effect_type == GIT_COMMIT {
+                        ".".to_owned()
+                    } else {
+                        "a.txt".to_owned()
+                    };
                 }
             })),
             ..Knobs::default()
@@ -953,6 +962,7 @@ fn a_tree_or_parent_other_than_predicted_fails() {
     let base_tree = git(&w.repo(), &["rev-parse", "HEAD~1^{tree}"]);
     let b = build(&w, commit_detail("tree", base_tree.clone()));
     let report = w.verify(&b.record);
+    // The files are checked against the commit as it is, so only the prediction fails.
     assert_failures(&report, &["state.tree"]);
     let check = failure(&report, "state.tree", ErrorCode::IntegrityMismatch);
     assert!(check.detail.contains(&base_tree), "{check}");
@@ -961,7 +971,7 @@ fn a_tree_or_parent_other_than_predicted_fails() {
     let to = w.to.clone();
     let b = build(&w, commit_detail("from", to));
     let report = w.verify(&b.record);
-    assert_failures(&report, &["state.parent"]);
+    assert_failures(&report, &["state.parent", "state.files"]);
     failure(&report, "state.parent", ErrorCode::IntegrityMismatch);
 }
 
@@ -1053,4 +1063,71 @@ fn checks_print_their_verdict_name_and_code() {
     let skip = super::Check::skip("a.b", "not checked");
     assert_eq!(skip.to_string(), "SKIP a.b: not checked");
     assert!(skip.ok);
+}
+
+#[test]
+fn a_commit_that_changes_files_the_plan_did_not_state_fails() {
+    let w = World::new();
+    // The approved plan says nothing about a.txt: the commit did something unapproved.
+    let b = build(
+        &w,
+        Knobs {
+            plan: Some(Box::new(|plan| {
+                plan.intended_effects
+                    .retain(|e| e.effect_type == GIT_COMMIT);
+            })),
+            result: Some(Box::new(|result| {
+                result
+                    .effects_applied
+                    .retain(|e| e.effect_type == GIT_COMMIT);
+            })),
+            ..Knobs::default()
+        },
+    );
+    let report = w.verify(&b.record);
+    assert_failures(&report, &["state.files"]);
+    let check = failure(&report, "state.files", ErrorCode::IntegrityMismatch);
+    assert!(
+        check
+            .detail
+            .contains("committed but not planned: fs.write a.txt"),
+        "{check}"
+    );
+}
+
+#[test]
+fn a_plan_stating_other_blob_ids_than_the_commit_fails() {
+    let w = World::new();
+    let wrong = "0123456789abcdef0123456789abcdef01234567";
+    let b = build(
+        &w,
+        Knobs {
+            plan: Some(Box::new(move |plan| {
+                for effect in &mut plan.intended_effects {
+                    if effect.effect_type == FS_WRITE {
+                        effect.detail.insert("after".to_owned(), wrong.into());
+                    }
+                }
+            })),
+            result: Some(Box::new(move |result| {
+                for effect in &mut result.effects_applied {
+                    if effect.effect_type == FS_WRITE {
+                        effect.detail.insert("after".to_owned(), wrong.into());
+                    }
+                }
+            })),
+            ..Knobs::default()
+        },
+    );
+    let report = w.verify(&b.record);
+    assert_failures(&report, &["state.files"]);
+    let check = failure(&report, "state.files", ErrorCode::IntegrityMismatch);
+    assert!(
+        check.detail.contains("planned but not committed"),
+        "{check}"
+    );
+    assert!(
+        check.detail.contains("committed but not planned"),
+        "{check}"
+    );
 }
