@@ -32,9 +32,6 @@ use crate::workorder::{self, Loaded, WorkorderError};
 /// The store reference namespace recording each gated plan (read by `approve`, `execute`).
 pub const ADMISSIONS: &str = "admissions";
 
-/// The store reference namespace where a mechanism server records each plan's last result.
-pub const RESULTS: &str = "results";
-
 /// How far ahead a force-ack may expire (the mechanism server's default `--force-ack-max-ttl`).
 pub const DEFAULT_MAX_TTL: time::Duration = time::Duration::hours(1);
 
@@ -628,17 +625,11 @@ impl Flow<'_> {
         Ok(())
     }
 
-    /// Whether the mechanism recorded a successful execution of the plan (`results/<plan>`).
+    /// Whether the mechanism recorded a successful execution of the plan.
     fn has_succeeded(&self, plan_hash: &Digest) -> bool {
-        #[derive(Deserialize)]
-        struct ResultRef {
-            succeeded: bool,
-        }
         matches!(
-            self.setup
-                .store
-                .get_ref::<ResultRef>(RESULTS, &plan_hash.hex()),
-            Ok(Some(ResultRef { succeeded: true }))
+            self.setup.store.result_record(plan_hash),
+            Ok(Some(record)) if record.succeeded
         )
     }
 

@@ -61,16 +61,13 @@ use protocol::{Digest, ErrorCode};
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::pipeline::{AdmissionRecord, ADMISSIONS};
+use protocol::store::refs::RESULTS;
+
 mod ack;
 mod state;
 #[cfg(test)]
 mod tests;
-
-/// The store reference namespace where the mechanism server records each plan's last result.
-const RESULTS: &str = "results";
-
-/// The store reference namespace where `admission plan` records each plan's admission.
-const ADMISSIONS: &str = "admissions";
 
 /// One line of a verification report.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -438,13 +435,8 @@ impl<'a> Chain<'a> {
 
     /// The witness the server recorded for `plan`, if its record names `result`.
     fn recorded_witness(&self, plan: &Digest, result: &Digest) -> Result<(Digest, String), String> {
-        #[derive(serde::Deserialize)]
-        struct Recorded {
-            result: Digest,
-            witness: Digest,
-        }
         let where_ = format!("{RESULTS}/{}", plan.hex());
-        match self.store.get_ref::<Recorded>(RESULTS, &plan.hex()) {
+        match self.store.result_record(plan) {
             Ok(Some(r)) if r.result == *result => {
                 Ok((r.witness, format!("recorded by the server in {where_}")))
             }
@@ -507,12 +499,12 @@ impl<'a> Chain<'a> {
             // Only the witness and the run record name the admission; without both, fall
             // back on what `admission plan` recorded for the plan.
             let plan = self.plan_hash()?;
-            let recorded = self
+            let digest = self
                 .store
-                .get_ref::<Value>(ADMISSIONS, &plan.hex())
+                .get_ref::<AdmissionRecord>(ADMISSIONS, &plan.hex())
                 .ok()
-                .flatten()?;
-            let digest: Digest = recorded.get("admission")?.as_str()?.parse().ok()?;
+                .flatten()?
+                .admission;
             self.admission_fallback = Some(digest);
             Some((
                 format!(

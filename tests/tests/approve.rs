@@ -30,7 +30,15 @@ fn record_admission(s: &Scratch) {
         .set_ref(
             "admissions",
             &plan().hex(),
-            &json!({ "admission": admission() }),
+            &json!({
+                "admission": admission(),
+                "admitted": true,
+                "force_ack_required": true,
+                "mechanism": "git_apply_patch",
+                "workorder": Digest::of_bytes(b"its workorder"),
+                "run_uid": "01a2054f-b568-7408-a700-b3261992ece7",
+                "deadline_ms": 60000,
+            }),
         )
         .unwrap();
 }

@@ -20,24 +20,15 @@ use protocol::force_ack::ssh_key::{PrivateKey, PublicKey, SshSig};
 use protocol::force_ack::{self, Expected, ForceAckError, NAMESPACE};
 use protocol::store::{Store, StoreError};
 use protocol::{Digest, ErrorCode};
-use serde::Deserialize;
 use serde_json::{json, Value};
 use time::{Duration, OffsetDateTime};
 
 use crate::cli::{ApproveArgs, Output};
 use crate::exit::CommandError;
-
-/// The store reference namespace where `admission plan` records each plan's admission.
-const ADMISSIONS: &str = "admissions";
+use crate::pipeline::{AdmissionRecord, ADMISSIONS};
 
 /// Largest key, payload or signature file read: all are a few kilobytes at most.
 const MAX_INPUT_BYTES: u64 = 64 * 1024;
-
-/// The record `admission plan` writes under `admissions/<plan hex>`.
-#[derive(Deserialize)]
-struct AdmissionRef {
-    admission: Digest,
-}
 
 /// `admission approve`, in whichever mode the arguments select.
 pub fn run(out: Output, store: &Path, args: &ApproveArgs) -> Result<(), CommandError> {
@@ -158,7 +149,7 @@ fn recorded_admission(store_dir: &Path, plan: &Digest) -> Result<Digest, Command
     }
     let store = Store::open(store_dir)
         .map_err(|e| CommandError::internal(Some(e.code()), e.to_string()))?;
-    match store.get_ref::<AdmissionRef>(ADMISSIONS, &plan.hex()) {
+    match store.get_ref::<AdmissionRecord>(ADMISSIONS, &plan.hex()) {
         Ok(Some(record)) => Ok(record.admission),
         Ok(None) => Err(missing(format!("store {}", store_dir.display()))),
         Err(e @ StoreError::BadRef { .. }) => Err(missing(e.to_string())),

@@ -300,13 +300,7 @@ fn plan_history(store: &Store, plan: &Digest) -> String {
             let _ = writeln!(t, "admission  none recorded in this store");
         }
     }
-    #[derive(serde::Deserialize)]
-    struct ResultRef {
-        result: Digest,
-        witness: Digest,
-        succeeded: bool,
-    }
-    if let Ok(Some(r)) = store.get_ref::<ResultRef>(pipeline::RESULTS, &plan.hex()) {
+    if let Ok(Some(r)) = store.result_record(plan) {
         let _ = writeln!(
             t,
             "result     {} ({})\nwitness    {}",

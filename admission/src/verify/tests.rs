@@ -238,12 +238,17 @@ fn build(w: &World, k: Knobs) -> Built {
     };
     apply(&k.admission, &mut admission);
     let admission_hash = w.put(&admission);
+    let record = crate::pipeline::AdmissionRecord {
+        admission: admission_hash,
+        admitted: true,
+        force_ack_required: plan.destructive,
+        mechanism: "git_apply_patch".to_owned(),
+        workorder: Digest::of_bytes(b"the workorder"),
+        run_uid: "01a2054f-b568-7408-a700-b3261992ece7".to_owned(),
+        deadline_ms: 60_000,
+    };
     w.store
-        .set_ref(
-            "admissions",
-            &plan_hash.hex(),
-            &json!({"admission": admission_hash}),
-        )
+        .set_ref(crate::pipeline::ADMISSIONS, &plan_hash.hex(), &record)
         .unwrap();
 
     let force_ack_hash = (plan.destructive && !k.omit_force_ack).then(|| {

@@ -1,28 +1,17 @@
 //! Which result belongs to which plan: a small mutable index beside the immutable store.
 //!
 //! The store is content-addressed, so "the last result of plan P" needs a name of its own:
-//! the store reference `results/<plan hex>` holding the result and witness digests, replaced
-//! atomically by [`Store::set_ref`].
+//! the store reference `results/<plan hex>` ([`protocol::store::refs::ResultRecord`], which
+//! admissions read too), replaced atomically.
 
 use std::path::Path;
 
+use protocol::store::refs::ResultRecord;
 use protocol::store::{Store, StoreError};
 use protocol::Digest;
-use serde::{Deserialize, Serialize};
-
-/// The store reference namespace of result records.
-const NAMESPACE: &str = "results";
 
 /// The digests recorded for one execution of a plan.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Record {
-    /// The ResultArtifact.
-    pub result: Digest,
-    /// The ResultWitness.
-    pub witness: Digest,
-    /// Whether the result says success.
-    pub succeeded: bool,
-}
+pub type Record = ResultRecord;
 
 /// The result index of one store.
 #[derive(Debug, Clone)]
@@ -41,7 +30,7 @@ impl Records {
     /// The last recorded execution of `plan`, if any. A record that cannot be read is
     /// treated as absent: the plan is then re-checked against the world, never trusted.
     pub fn get(&self, plan: &Digest) -> Option<Record> {
-        match self.store.get_ref(NAMESPACE, &plan.hex()) {
+        match self.store.result_record(plan) {
             Ok(record) => record,
             Err(error) => {
                 tracing::warn!(%plan, %error, "ignoring an unreadable result record");
@@ -52,7 +41,7 @@ impl Records {
 
     /// Records an execution of `plan`, replacing any earlier record.
     pub fn put(&self, plan: &Digest, record: &Record) -> Result<(), StoreError> {
-        self.store.set_ref(NAMESPACE, &plan.hex(), record)
+        self.store.set_result_record(plan, record)
     }
 }
 
@@ -79,7 +68,10 @@ mod tests {
         };
         records.put(&plan, &second).unwrap();
         assert_eq!(records.get(&plan), Some(second));
-        let path = records.store.ref_path(NAMESPACE, &plan.hex()).unwrap();
+        let path = records
+            .store
+            .ref_path(protocol::store::refs::RESULTS, &plan.hex())
+            .unwrap();
         std::fs::write(path, b"{\"result\":").unwrap();
         assert_eq!(records.get(&plan), None);
     }

@@ -17,9 +17,25 @@ use std::io::{self, Read, Write};
 use std::path::PathBuf;
 
 use serde::de::DeserializeOwned;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::{create_dir_durable, io_at, new_temp, sync_parent, Result, Store, StoreError};
+use crate::digest::Digest;
+
+/// The namespace where a mechanism server records each plan's last execution, keyed by the
+/// plan's hex digest; admissions read it to find a result's witness.
+pub const RESULTS: &str = "results";
+
+/// What a mechanism server records under `results/<plan hex>` for one execution.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResultRecord {
+    /// The ResultArtifact.
+    pub result: Digest,
+    /// The ResultWitness.
+    pub witness: Digest,
+    /// Whether the result says success.
+    pub succeeded: bool,
+}
 
 /// Longest namespace or key, in bytes; leaves room for `.json` within a 255-byte file name.
 pub const MAX_REF_NAME: usize = 200;
@@ -32,6 +48,16 @@ pub const MAX_REF_BYTES: u64 = 64 * 1024;
 const REFS_DIR: &str = "refs";
 
 impl Store {
+    /// The last execution of `plan` a mechanism server recorded, if any.
+    pub fn result_record(&self, plan: &Digest) -> Result<Option<ResultRecord>> {
+        self.get_ref(RESULTS, &plan.hex())
+    }
+
+    /// Records an execution of `plan`, replacing any earlier record.
+    pub fn set_result_record(&self, plan: &Digest, record: &ResultRecord) -> Result<()> {
+        self.set_ref(RESULTS, &plan.hex(), record)
+    }
+
     /// Where the reference `namespace`/`key` lives (whether or not it is there).
     pub fn ref_path(&self, namespace: &str, key: &str) -> Result<PathBuf> {
         check_name(namespace)?;
