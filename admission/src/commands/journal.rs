@@ -69,7 +69,7 @@ fn show_run(cli: &Cli, out: Output, uid: &Uid) -> Result<u8, CommandError> {
             format!("run {uid} has no snapshot"),
         ));
     };
-    let store = open_store(cli)?;
+    let store = super::pipeline::existing_store(cli)?;
     let record = run_record_of(&store, latest);
     let mut text = describe_run(latest, &history);
     if let Some((digest, record)) = &record {
@@ -208,7 +208,7 @@ fn describe_admission(witness: &AdmissionWitness) -> String {
 }
 
 fn show_artifact(cli: &Cli, out: Output, digest: &Digest) -> Result<u8, CommandError> {
-    let store = open_store(cli)?;
+    let store = super::pipeline::existing_store(cli)?;
     let artifact = store.get_artifact(digest).map_err(|e| match e {
         StoreError::NotFound(_) => CommandError::bad_input(
             Some(ErrorCode::UnknownArtifact),
@@ -312,16 +312,6 @@ fn plan_history(store: &Store, plan: &Digest) -> String {
         let _ = writeln!(t, "result     not executed");
     }
     t
-}
-
-fn open_store(cli: &Cli) -> Result<Store, CommandError> {
-    if !cli.store.is_dir() {
-        return Err(CommandError::bad_input(
-            Some(ErrorCode::UnknownArtifact),
-            format!("there is no store at {}", cli.store.display()),
-        ));
-    }
-    Store::open(&cli.store).map_err(|e| CommandError::internal(Some(e.code()), e.to_string()))
 }
 
 fn open_journal(cli: &Cli) -> Result<Journal, CommandError> {

@@ -21,6 +21,32 @@ use crate::session::Session;
 /// Largest force-ack file read: a few kilobytes at most.
 const MAX_FORCE_ACK_BYTES: u64 = 64 * 1024;
 
+/// The trusted signers `--allowed-signers` names, if it is given.
+pub fn read_signers(cli: &Cli) -> Result<Option<AllowedSigners>, CommandError> {
+    cli.allowed_signers
+        .as_deref()
+        .map(|path| {
+            AllowedSigners::read(path).map_err(|e| {
+                CommandError::bad_input(
+                    Some(ErrorCode::InvalidParams),
+                    format!("--allowed-signers {}: {e}", path.display()),
+                )
+            })
+        })
+        .transpose()
+}
+
+/// The store `--store` names, which must exist: reading commands never create one.
+pub fn existing_store(cli: &Cli) -> Result<Store, CommandError> {
+    if !cli.store.is_dir() {
+        return Err(CommandError::bad_input(
+            Some(ErrorCode::UnknownArtifact),
+            format!("there is no store at {}", cli.store.display()),
+        ));
+    }
+    Store::open(&cli.store).map_err(|e| CommandError::internal(Some(e.code()), e.to_string()))
+}
+
 /// Opens the store, journal, registry and signers the global flags name.
 pub fn setup(cli: &Cli) -> Result<Setup, CommandError> {
     let store = Store::open(&cli.store)
@@ -29,15 +55,7 @@ pub fn setup(cli: &Cli) -> Result<Setup, CommandError> {
         .map_err(|e| CommandError::internal(None, format!("journal: {e}")))?;
     let registry = Registry::load(cli.registry.as_deref())
         .map_err(|e| CommandError::bad_input(Some(ErrorCode::InvalidParams), e.to_string()))?;
-    let signers = match &cli.allowed_signers {
-        Some(path) => Some(AllowedSigners::read(path).map_err(|e| {
-            CommandError::bad_input(
-                Some(ErrorCode::InvalidParams),
-                format!("--allowed-signers {}: {e}", path.display()),
-            )
-        })?),
-        None => None,
-    };
+    let signers = read_signers(cli)?;
     if !cli.workspace.is_dir() {
         return Err(CommandError::bad_input(
             Some(ErrorCode::InvalidParams),

@@ -2,8 +2,6 @@
 
 use std::fmt::Write as _;
 
-use protocol::force_ack::allowed_signers::AllowedSigners;
-use protocol::store::Store;
 use protocol::{Digest, ErrorCode};
 
 use crate::cli::{Cli, Output};
@@ -15,23 +13,8 @@ pub fn run(cli: &Cli, out: Output, digest: &str) -> Result<u8, CommandError> {
     let digest: Digest = digest.parse().map_err(|e| {
         CommandError::bad_input(Some(ErrorCode::InvalidParams), format!("{digest:?}: {e}"))
     })?;
-    if !cli.store.is_dir() {
-        return Err(CommandError::bad_input(
-            Some(ErrorCode::UnknownArtifact),
-            format!("there is no store at {}", cli.store.display()),
-        ));
-    }
-    let store = Store::open(&cli.store)
-        .map_err(|e| CommandError::internal(Some(e.code()), e.to_string()))?;
-    let signers = match &cli.allowed_signers {
-        Some(path) => Some(AllowedSigners::read(path).map_err(|e| {
-            CommandError::bad_input(
-                Some(ErrorCode::InvalidParams),
-                format!("--allowed-signers {}: {e}", path.display()),
-            )
-        })?),
-        None => None,
-    };
+    let store = super::pipeline::existing_store(cli)?;
+    let signers = super::pipeline::read_signers(cli)?;
     let report = verify::verify(&store, &cli.workspace, signers.as_ref(), &digest)
         .map_err(|e| CommandError::from_code(e.code(), e.to_string()))?;
     let mut text = format!("{} {}\n", report.kind, report.start);
