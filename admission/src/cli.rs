@@ -110,6 +110,12 @@ pub enum Command {
         /// A run record, result witness or result digest.
         digest: String,
     },
+    /// Check a mechanism against the protocol: `admission conformance -- PROGRAM [ARGS...]`.
+    ///
+    /// Starts it in a throw-away workspace and store (`{workspace}` and `{store}` in ARGS are
+    /// filled in; `--force-ack-signers FILE` is appended), prints one row per check and
+    /// exits 5 when any check fails.
+    Conformance(ConformanceArgs),
     /// Plan, gate, approve, execute and verify real patches on a throw-away repository.
     Demo {
         /// Keep the demo directory instead of deleting it.
@@ -158,6 +164,20 @@ pub struct ApproveArgs {
     /// Write the force-ack (or the payload) to this file instead of stdout.
     #[arg(short, long, value_name = "FILE")]
     pub output: Option<PathBuf>,
+}
+
+/// Arguments of `admission conformance`.
+#[derive(Debug, Args)]
+pub struct ConformanceArgs {
+    /// Start the workspace as a copy of this directory (which is never modified).
+    #[arg(long, value_name = "DIR")]
+    pub seed: Option<PathBuf>,
+    /// How long to wait for any one reply, e.g. `30s`.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    pub timeout: std::time::Duration,
+    /// The mechanism's command line, after `--`.
+    #[arg(last = true, required = true, value_name = "COMMAND")]
+    pub command: Vec<String>,
 }
 
 /// Where results and errors are printed, in the chosen style.

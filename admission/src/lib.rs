@@ -3,6 +3,7 @@
 pub mod cli;
 pub mod client;
 pub mod commands;
+pub mod conformance;
 pub mod exit;
 pub mod gates;
 pub mod journal;

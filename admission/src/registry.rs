@@ -398,12 +398,22 @@ pub fn command_args(
     entry: &RegistryEntry,
     paths: &LaunchPaths<'_>,
 ) -> Result<Vec<OsString>, RegistryError> {
+    fill_args(&entry.id, &entry.command.args, paths)
+}
+
+/// Fills in argument templates of `mechanism`'s command (rules in the module doc), as
+/// [`command_args`] does for a registry entry.
+pub fn fill_args(
+    mechanism: &str,
+    templates: &[String],
+    paths: &LaunchPaths<'_>,
+) -> Result<Vec<OsString>, RegistryError> {
     let workspace = absolute(paths.workspace)?;
     let store = absolute(paths.store)?;
-    let mut args = Vec::with_capacity(entry.command.args.len() + 2);
-    for template in &entry.command.args {
+    let mut args = Vec::with_capacity(templates.len() + 2);
+    for template in templates {
         let pieces = parse_template(template).map_err(|reason| RegistryError::Command {
-            mechanism: entry.id.clone(),
+            mechanism: mechanism.to_owned(),
             reason: format!("argument {template:?}: {reason}"),
         })?;
         let mut arg = OsString::new();

@@ -1,6 +1,7 @@
 //! One module per group of subcommands.
 
 mod approve;
+mod conformance;
 mod demo;
 mod journal;
 mod objects;
@@ -33,6 +34,7 @@ pub fn run(cli: &Cli) -> Result<u8, CommandError> {
         Command::Show { id } => journal::show(cli, out, id),
         Command::Log => journal::log(cli, out),
         Command::Verify { digest } => verify::run(cli, out, digest),
+        Command::Conformance(args) => conformance::run(out, args),
         Command::Demo { keep } => demo::run(cli, out, *keep),
     }
 }

@@ -1,0 +1,274 @@
+//! The throw-away world a mechanism is checked in: a workspace (its root), an object store,
+//! a trusted and an untrusted operator key, and the admission records the harness writes
+//! for the plans it executes.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use protocol::artifact::kinds::{
+    AdmissionDecision, AdmissionWitness, GateDecision, GateRecord, MechanismRef,
+};
+use protocol::artifact::{self, Artifact};
+use protocol::force_ack::{self, ssh_key};
+use protocol::store::{Provenance, Store};
+use protocol::Digest;
+use serde_json::Value;
+use ssh_key::rand_core::OsRng;
+use ssh_key::{Algorithm, PrivateKey};
+use tempfile::TempDir;
+use time::OffsetDateTime;
+
+/// The principal the harness's trusted key signs force-acks as.
+pub const APPROVER: &str = "conformance@admission.invalid";
+
+/// Who the harness says produced what it stores.
+const PRODUCER: &str = "admission conformance";
+
+/// A scratch workspace and store, and the operator keys.
+pub struct World {
+    _dir: TempDir,
+    /// The mechanism's root: `{workspace}`.
+    pub workspace: PathBuf,
+    /// The object store directory: `{store}`.
+    pub store_dir: PathBuf,
+    /// The store, opened.
+    pub store: Store,
+    /// The allowed_signers file naming only the trusted key.
+    pub allowed_signers: PathBuf,
+    trusted: PrivateKey,
+    untrusted: PrivateKey,
+}
+
+/// Why the world could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum WorldError {
+    /// A file operation failed.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// The error.
+        source: io::Error,
+    },
+    /// Generating keys or storing artifacts failed.
+    #[error("{0}")]
+    Other(String),
+}
+
+fn io_error(what: impl Into<String>) -> impl FnOnce(io::Error) -> WorldError {
+    let what = what.into();
+    move |source| WorldError::Io { what, source }
+}
+
+impl World {
+    /// A fresh world; the workspace starts as a copy of `seed` when given, else empty.
+    pub fn new(seed: Option<&Path>) -> Result<Self, WorldError> {
+        let dir = tempfile::Builder::new()
+            .prefix("admission-conformance-")
+            .tempdir()
+            .map_err(io_error("creating a scratch directory"))?;
+        let workspace = dir.path().join("workspace");
+        let store_dir = dir.path().join("store");
+        match seed {
+            Some(seed) => copy_tree(seed, &workspace).map_err(io_error(format!(
+                "copying {} as the workspace",
+                seed.display()
+            )))?,
+            None => fs::create_dir(&workspace).map_err(io_error("creating the workspace"))?,
+        }
+        let store = Store::open(&store_dir).map_err(|e| WorldError::Other(e.to_string()))?;
+        let key = || {
+            PrivateKey::random(&mut OsRng, Algorithm::Ed25519)
+                .map_err(|e| WorldError::Other(format!("generating an ed25519 key: {e}")))
+        };
+        let trusted = key()?;
+        let untrusted = key()?;
+        let public = trusted
+            .public_key()
+            .to_openssh()
+            .map_err(|e| WorldError::Other(e.to_string()))?;
+        let allowed_signers = dir.path().join("allowed_signers");
+        fs::write(
+            &allowed_signers,
+            format!(
+                "{APPROVER} namespaces=\"{}\" {public}\n",
+                force_ack::NAMESPACE
+            ),
+        )
+        .map_err(io_error("writing allowed_signers"))?;
+        Ok(Self {
+            _dir: dir,
+            workspace,
+            store_dir,
+            store,
+            allowed_signers,
+            trusted,
+            untrusted,
+        })
+    }
+
+    /// Stores an artifact value under its digest, as the admission would.
+    pub fn put(&self, value: Value) -> Result<Digest, String> {
+        let artifact = Artifact::from_value(value).map_err(|e| e.to_string())?;
+        self.store
+            .put_artifact(&artifact, &Provenance::new(PRODUCER))
+            .map_err(|e| e.to_string())
+    }
+
+    /// Stores a blob, returning its digest.
+    pub fn put_blob(&self, bytes: &[u8]) -> Result<Digest, String> {
+        self.store
+            .put_blob_bytes(bytes, &Provenance::new(PRODUCER))
+            .map_err(|e| e.to_string())
+    }
+
+    /// Writes an AdmissionWitness for `plan_hash` with `decision` and returns its digest.
+    ///
+    /// The harness judges nothing (conformance is about the mechanism, not a policy), so
+    /// every gate says so; the mechanism must only check that the witness exists, is for
+    /// this plan and admits it.
+    pub fn admission(
+        &self,
+        plan_hash: Digest,
+        mechanism: MechanismRef,
+        destructive: bool,
+        decision: AdmissionDecision,
+    ) -> Result<Digest, String> {
+        let gate_decision = match decision {
+            AdmissionDecision::Admit => GateDecision::Pass,
+            AdmissionDecision::Deny => GateDecision::Fail,
+        };
+        let witness = AdmissionWitness {
+            plan_hash,
+            mechanism,
+            policy_digest: Digest::of_bytes(PRODUCER.as_bytes()),
+            gates: protocol::artifact::kinds::Gate::ALL
+                .into_iter()
+                .map(|gate| GateRecord {
+                    gate,
+                    decision: gate_decision,
+                    code: (decision == AdmissionDecision::Deny)
+                        .then_some(protocol::ErrorCode::CapabilityDenied),
+                    reason: "set by the conformance harness".to_owned(),
+                })
+                .collect(),
+            decision,
+            force_ack_required: destructive,
+            workorder: None,
+        };
+        let artifact = Artifact::from_typed(&witness).map_err(|e| e.to_string())?;
+        self.put(artifact.into_value())
+    }
+
+    /// A force-ack for `plan_hash` and `admission`, expiring at `expires_at`, signed by the
+    /// trusted key or, when `trusted` is false, by a key the mechanism was not told of.
+    pub fn force_ack(
+        &self,
+        plan_hash: &Digest,
+        admission: &Digest,
+        expires_at: OffsetDateTime,
+        trusted: bool,
+    ) -> Result<Value, String> {
+        let nonce = force_ack::random_nonce().map_err(|e| e.to_string())?;
+        let mut unsigned =
+            force_ack::new_unsigned(plan_hash, admission, APPROVER, expires_at, &nonce);
+        let key = if trusted {
+            &self.trusted
+        } else {
+            &self.untrusted
+        };
+        let signature = force_ack::sign(&unsigned, key).map_err(|e| e.to_string())?;
+        if let Some(object) = unsigned.as_object_mut() {
+            object.insert("signature".to_owned(), Value::String(signature));
+        }
+        Ok(unsigned)
+    }
+
+    /// The trusted public key, for the report.
+    pub fn trusted_key_line(&self) -> String {
+        self.trusted
+            .public_key()
+            .to_openssh()
+            .unwrap_or_else(|_| "?".to_owned())
+    }
+
+    /// Every file, directory and symlink under the workspace with its content digest,
+    /// mode or target, to tell whether anything at all changed.
+    pub fn snapshot(&self) -> Result<Snapshot, String> {
+        let mut entries = BTreeMap::new();
+        walk(&self.workspace, &self.workspace, &mut entries)
+            .map_err(|e| format!("reading the workspace: {e}"))?;
+        Ok(Snapshot(entries))
+    }
+}
+
+/// The state of a workspace, path by path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Snapshot(BTreeMap<PathBuf, String>);
+
+impl Snapshot {
+    /// The first difference from `later`, for a report; `None` when they are equal.
+    pub fn first_difference(&self, later: &Snapshot) -> Option<String> {
+        let paths: std::collections::BTreeSet<&PathBuf> =
+            self.0.keys().chain(later.0.keys()).collect();
+        paths.into_iter().find_map(|path| {
+            let (before, after) = (self.0.get(path), later.0.get(path));
+            (before != after).then(|| {
+                let show = |s: Option<&String>| s.map_or("absent".to_owned(), Clone::clone);
+                format!("{}: {} -> {}", path.display(), show(before), show(after))
+            })
+        })
+    }
+}
+
+fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<PathBuf, String>) -> io::Result<()> {
+    for entry in fs::read_dir(dir)? {
+        let entry = entry?;
+        let path = entry.path();
+        let meta = fs::symlink_metadata(&path)?;
+        let rel = path.strip_prefix(root).unwrap_or(&path).to_path_buf();
+        let mode = meta.permissions().mode();
+        if meta.file_type().is_symlink() {
+            out.insert(
+                rel,
+                format!("symlink to {}", fs::read_link(&path)?.display()),
+            );
+        } else if meta.is_dir() {
+            out.insert(rel, format!("directory {mode:o}"));
+            walk(root, &path, out)?;
+        } else {
+            let digest = Digest::of_reader(fs::File::open(&path)?)?;
+            out.insert(rel, format!("file {mode:o} {digest}"));
+        }
+    }
+    Ok(())
+}
+
+/// Copies a directory tree, keeping modes and symlinks as they are.
+fn copy_tree(from: &Path, to: &Path) -> io::Result<()> {
+    fs::create_dir(to)?;
+    fs::set_permissions(to, fs::metadata(from)?.permissions())?;
+    for entry in fs::read_dir(from)? {
+        let entry = entry?;
+        let (src, dst) = (entry.path(), to.join(entry.file_name()));
+        let kind = entry.file_type()?;
+        if kind.is_symlink() {
+            std::os::unix::fs::symlink(fs::read_link(&src)?, &dst)?;
+        } else if kind.is_dir() {
+            copy_tree(&src, &dst)?;
+        } else {
+            fs::copy(&src, &dst)?;
+        }
+    }
+    Ok(())
+}
+
+/// The digest of a JSON value's canonical form, or why it has none.
+pub fn digest_of(value: &Value) -> Result<Digest, String> {
+    artifact::Artifact::from_value(value.clone())
+        .map(|a| a.digest())
+        .map_err(|e| e.to_string())
+}
