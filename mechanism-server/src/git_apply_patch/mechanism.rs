@@ -49,17 +49,11 @@ impl Mechanism for GitApplyPatch {
                 .to_vec(),
             destructive: Destructiveness::Maybe,
             determinism: Determinism::D0,
-            examples: vec![Example {
-                params: json!({
-                    "repo": ".",
-                    "message": "Add hello.txt",
-                    "author": {"name": "Example Author", "email": "author@example.com"},
-                }),
-                inputs: Some(BTreeMap::from([(
-                    PATCH_INPUT.to_owned(),
-                    EXAMPLE_PATCH.to_owned(),
-                )])),
-            }],
+            // In order: the second deletes what the first adds, so it is destructive.
+            examples: vec![
+                example("Add hello.txt", EXAMPLE_ADD),
+                example("Remove hello.txt", EXAMPLE_DELETE),
+            ],
         }]
     }
 
@@ -154,13 +148,33 @@ impl Mechanism for GitApplyPatch {
     }
 }
 
+/// An example on the repository at the root: `message` and the patch text.
+fn example(message: &str, patch: &str) -> Example {
+    Example {
+        params: json!({
+            "repo": ".",
+            "message": message,
+            "author": {"name": "Example Author", "email": "author@example.com"},
+        }),
+        inputs: Some(BTreeMap::from([(PATCH_INPUT.to_owned(), patch.to_owned())])),
+    }
+}
+
 /// A patch that applies to any repository without a `hello.txt`.
-const EXAMPLE_PATCH: &str = "diff --git a/hello.txt b/hello.txt\n\
+const EXAMPLE_ADD: &str = "diff --git a/hello.txt b/hello.txt\n\
 new file mode 100644\n\
 --- /dev/null\n\
 +++ b/hello.txt\n\
 @@ -0,0 +1 @@\n\
 +hello\n";
+
+/// Deletes what [`EXAMPLE_ADD`] added: a destructive plan.
+const EXAMPLE_DELETE: &str = "diff --git a/hello.txt b/hello.txt\n\
+deleted file mode 100644\n\
+--- a/hello.txt\n\
++++ /dev/null\n\
+@@ -1 +0,0 @@\n\
+-hello\n";
 
 /// The JSON Schema of [`ApplyParams`].
 fn params_schema() -> Value {
