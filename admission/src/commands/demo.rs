@@ -89,7 +89,7 @@ fn demo(cli: &Cli, dir: &Path) -> Result<(String, Value, bool), CommandError> {
     );
 
     // 1. A patch that only adds and edits: planned, gated and executed in one go.
-    let first = write_workorder(dir, "add-keeper", PATCH_ADD)?;
+    let first = write_workorder(dir, &ADD_KEEPER)?;
     let mut quiet = |_: &protocol::verbs::ProgressParams| {};
     let one = pipeline::run_workorder(
         &setup,
@@ -105,7 +105,7 @@ fn demo(cli: &Cli, dir: &Path) -> Result<(String, Value, bool), CommandError> {
     tell_run(&mut story, &one);
 
     // 2. A patch that deletes a file: destructive, so it pauses for the operator.
-    let second = write_workorder(dir, "drop-notes", PATCH_DELETE)?;
+    let second = write_workorder(dir, &DROP_NOTES)?;
     let two = pipeline::run_workorder(
         &setup,
         &second,
@@ -292,36 +292,25 @@ const README: &str =
 const NOTES: &str = "# Old notes\n\nThese notes are out of date.\n";
 const BEAM: &str = "pub fn beam() -> &'static str {\n    \"sweeping\"\n}\n";
 
-/// Adds a file and edits another: not destructive.
-const PATCH_ADD: &str = "diff --git a/README.md b/README.md
---- a/README.md
-+++ b/README.md
-@@ -2,4 +2,4 @@
- 
- A tiny project for the mechanism demo.
- 
--Run `make` to build.
-+Run `cargo build` to build.
-diff --git a/src/keeper.rs b/src/keeper.rs
-new file mode 100644
---- /dev/null
-+++ b/src/keeper.rs
-@@ -0,0 +1,3 @@
-+pub fn keep() -> &'static str {
-+    \"the light is on\"
-+}
-";
+/// The demo's workorders and patches, exactly as shipped in `examples/demo/`: the first
+/// adds a file and edits another (not destructive), the second deletes a file (destructive).
+const ADD_KEEPER: Example = Example {
+    name: "add-keeper",
+    workorder: include_str!("../../../examples/demo/add-keeper.json"),
+    patch: include_str!("../../../examples/demo/add-keeper.diff"),
+};
+const DROP_NOTES: Example = Example {
+    name: "drop-notes",
+    workorder: include_str!("../../../examples/demo/drop-notes.json"),
+    patch: include_str!("../../../examples/demo/drop-notes.diff"),
+};
 
-/// Deletes a file: destructive.
-const PATCH_DELETE: &str = "diff --git a/docs/notes.md b/docs/notes.md
-deleted file mode 100644
---- a/docs/notes.md
-+++ /dev/null
-@@ -1,3 +0,0 @@
--# Old notes
--
--These notes are out of date.
-";
+/// A workorder (naming its patch `<name>.diff`) and the patch.
+struct Example {
+    name: &'static str,
+    workorder: &'static str,
+    patch: &'static str,
+}
 
 /// A repository with three commits on `main`, checked out; returns the head commit id.
 fn make_repository(dir: &Path) -> Result<String, CommandError> {
@@ -394,31 +383,15 @@ fn make_operator(dir: &Path) -> Result<(PrivateKey, PathBuf), CommandError> {
     Ok((key, signers))
 }
 
-/// Writes the patch and a workorder for it; returns the workorder's path.
-fn write_workorder(dir: &Path, name: &str, patch: &str) -> Result<PathBuf, CommandError> {
-    let patch_file = format!("{name}.diff");
-    fs::write(dir.join(&patch_file), patch).map_err(|e| internal(e.to_string()))?;
-    let workorder = json!({
-        "kind": "mechanism.workorder/v0",
-        "work_order_id": format!("demo-{name}"),
-        "mechanism": "git_apply_patch",
-        "operation": "apply",
-        "params": {
-            "repo": "lighthouse",
-            "message": format!("demo: {name}"),
-            "author": {"name": "Demo Agent", "email": "agent@demo.invalid"},
-        },
-        "inputs": {"patch": patch_file},
-        "budget": {"wall_ms": 60000},
-        "ticket_id": "DEMO-1",
-    });
-    let path = dir.join(format!("{name}.json"));
-    fs::write(
-        &path,
-        serde_json::to_vec_pretty(&workorder).unwrap_or_default(),
-    )
-    .map_err(|e| internal(e.to_string()))?;
-    Ok(path)
+/// Writes the example's workorder and patch side by side; returns the workorder's path.
+fn write_workorder(dir: &Path, example: &Example) -> Result<PathBuf, CommandError> {
+    let write = |file: String, content: &str| {
+        let path = dir.join(file);
+        fs::write(&path, content).map_err(|e| internal(e.to_string()))?;
+        Ok(path)
+    };
+    write(format!("{}.diff", example.name), example.patch)?;
+    write(format!("{}.json", example.name), example.workorder)
 }
 
 fn internal(message: String) -> CommandError {
