@@ -193,6 +193,30 @@ fn refusals_before_any_effect() {
 }
 
 #[test]
+fn stored_objects_that_are_not_plans_or_admissions_are_refused_as_such() {
+    let w = World::new();
+    let patch = w.patch(edit_non_destructive);
+    let mut srv = w.server();
+    let before = rev(&w.repo(), "main");
+    // The patch blob is in the store, but it is neither a plan nor an admission witness.
+    let code = srv.error_code("execute", json!({"plan_hash": patch, "admission": patch}));
+    assert_eq!(code, "UNKNOWN_PLAN");
+    let code = srv.error_code("status", json!({"plan_hash": patch}));
+    assert_eq!(code, "UNKNOWN_PLAN");
+    let plan = srv.result("plan", apply_params(&patch));
+    let code = srv.error_code(
+        "execute",
+        json!({"plan_hash": plan["plan_hash"], "admission": patch}),
+    );
+    assert_eq!(code, "ADMISSION_REQUIRED");
+    assert_eq!(
+        srv.result("status", json!({"plan_hash": plan["plan_hash"]}))["state"],
+        "planned"
+    );
+    assert_eq!(rev(&w.repo(), "main"), before);
+}
+
+#[test]
 fn a_plan_goes_stale_when_the_branch_moves_or_a_touched_file_is_edited() {
     let w = World::new();
     let patch = w.patch(edit_non_destructive);

@@ -47,6 +47,48 @@ fn invalid_requests_get_minus_32600_with_their_id_when_readable() {
 }
 
 #[test]
+fn params_are_strict_i_json_by_name_and_valid_against_the_verb_schema() {
+    let s = Scratch::new();
+    let mut srv = server(&s);
+    // A duplicate key is refused, not resolved: the last copy would otherwise be hashed.
+    srv.send_raw(
+        br#"{"jsonrpc":"2.0","id":"dup","method":"plan","params":{"operation":"apply","operation":"apply","params":{}}}"#,
+    );
+    srv.send_raw(b"\n");
+    let response = srv.recv();
+    assert_error(&response, -32602, "INVALID_PARAMS");
+    assert_eq!(response["id"], "dup");
+    assert!(
+        response["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("duplicate key \"operation\""),
+        "{response}"
+    );
+    // Outside params it is the request that is invalid.
+    srv.send_raw(b"{\"jsonrpc\":\"2.0\",\"id\":3,\"id\":3,\"method\":\"describe\"}\n");
+    assert_error(&srv.recv(), -32600, "INVALID_REQUEST");
+    // An integer a double cannot carry.
+    srv.send_raw(
+        b"{\"jsonrpc\":\"2.0\",\"id\":4,\"method\":\"plan\",\"params\":{\"operation\":\"apply\",\"params\":{\"n\":9007199254740993}}}\n",
+    );
+    assert_error(&srv.recv(), -32602, "INVALID_PARAMS");
+    // Unknown fields and positional params are errors, as the verb schemas say.
+    let digest = protocol::Digest::of_bytes(b"x").to_string();
+    let response = srv.call("status", json!({"plan_hash": digest, "plan_hahs": digest}));
+    assert_error(&response, -32602, "INVALID_PARAMS");
+    let response = srv.call("status", json!([digest]));
+    assert_error(&response, -32602, "INVALID_PARAMS");
+    let response = srv.call("describe", json!({"protocol_version": ["mechanism/0"]}));
+    assert_error(&response, -32602, "INVALID_PARAMS");
+    // And the connection goes on.
+    assert_eq!(
+        srv.result("describe", json!({}))["protocol_version"],
+        "mechanism/0"
+    );
+}
+
+#[test]
 fn batches_empty_invalid_and_mixed() {
     let s = Scratch::new();
     let mut srv = server(&s);

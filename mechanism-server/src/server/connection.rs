@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use jsonrpsee::RpcModule;
+use protocol::canonical::{self, CanonError};
 use protocol::framing::{FrameError, FrameReader, FrameWriter, Framing};
 use protocol::jsonrpc::{self, Message};
 use protocol::ErrorCode;
@@ -203,20 +204,9 @@ struct Entry {
 
 /// Parses a frame and registers the cancellation flag of each request in it under its id.
 fn parse_frame<C>(module: &RpcModule<C>, bytes: &[u8], inflight: &Inflight) -> Frame {
-    let value: Value = match serde_json::from_slice(bytes) {
+    let value: Value = match canonical::parse(bytes) {
         Ok(v) => v,
-        Err(e) => {
-            let (code, what) = if e.to_string().contains("recursion limit") {
-                (
-                    ErrorCode::MessageTooLarge,
-                    "message nests deeper than 128 levels",
-                )
-            } else {
-                (ErrorCode::ParseError, "invalid JSON")
-            };
-            let message = format!("{what}: {e}");
-            return Frame::Reply(jsonrpc::error_response(Value::Null, code, &message).to_string());
-        }
+        Err(e) => return Frame::Reply(refusal(bytes, &e)),
     };
     let entry = |value: Value| {
         let message = jsonrpc::classify(value);
@@ -238,6 +228,46 @@ fn parse_frame<C>(module: &RpcModule<C>, bytes: &[u8], inflight: &Inflight) -> F
         Value::Array(items) => Frame::Batch(items.into_iter().map(entry).collect()),
         single => Frame::Single(entry(single)),
     }
+}
+
+/// The error answering a frame that is not strict I-JSON.
+///
+/// Syntax errors are `PARSE_ERROR` (or `MESSAGE_TOO_LARGE` for nesting beyond the limit). A
+/// duplicate key or an unsafe integer is refused rather than resolved, since params end up
+/// hashed in plans and two documents must never share one digest: `INVALID_PARAMS` inside a
+/// request's params, `INVALID_REQUEST` elsewhere or in a batch, naming the request's id when
+/// a lenient read finds one.
+fn refusal(bytes: &[u8], error: &CanonError) -> String {
+    let (code, id) = match error {
+        CanonError::Syntax { message } if message.contains("recursion limit") => {
+            (ErrorCode::MessageTooLarge, Value::Null)
+        }
+        CanonError::Syntax { .. } | CanonError::InvalidUtf8 { .. } => {
+            (ErrorCode::ParseError, Value::Null)
+        }
+        CanonError::DuplicateKey { path, .. } | CanonError::IntegerOutOfRange { path, .. } => {
+            let id = serde_json::from_slice::<Value>(bytes)
+                .ok()
+                .and_then(|v| v.get("id").cloned())
+                .unwrap_or(Value::Null);
+            let in_params = path == "$.params"
+                || path.starts_with("$.params.")
+                || path.starts_with("$.params[");
+            let code = if in_params {
+                ErrorCode::InvalidParams
+            } else {
+                ErrorCode::InvalidRequest
+            };
+            (code, id)
+        }
+        CanonError::LoneSurrogate { .. } => (ErrorCode::InvalidRequest, Value::Null),
+    };
+    let what = match code {
+        ErrorCode::ParseError => "invalid JSON",
+        ErrorCode::MessageTooLarge => "message nests deeper than 128 levels",
+        _ => "not I-JSON",
+    };
+    jsonrpc::error_response(id, code, &format!("{what}: {error}")).to_string()
 }
 
 /// Answers one frame: a single message or a batch. `None` when nothing is to be sent.

@@ -222,6 +222,9 @@ fn check_admission(
             StoreError::NotFound(_) => {
                 required(format!("no admission witness {admission} in the store"))
             }
+            StoreError::Artifact { .. } | StoreError::NotCanonical(_) => {
+                required(format!("{admission} is not an admission witness: {e}"))
+            }
             other => store_error("loading the admission witness", &other),
         })?;
     let witness: AdmissionWitness = artifact

@@ -7,12 +7,13 @@ use jsonrpsee::types::{ErrorObjectOwned, Params};
 use jsonrpsee::RpcModule;
 use protocol::artifact::kinds::{CostWitness, Plan};
 use protocol::artifact::Artifact;
+use protocol::schema::{self, SchemaName};
 use protocol::store::{Provenance, StoreError};
 use protocol::verbs::{
-    self, DeclareCostParams, DeclareCostResult, DescribeParams, DescribeResult, Limits, PlanParams,
-    PlanResult, PlanState, StatusParams, StatusResult, MAX_INLINE_BYTES,
+    self, DeclareCostParams, DeclareCostResult, DescribeParams, DescribeResult, ExecuteParams,
+    Limits, PlanParams, PlanResult, PlanState, StatusParams, StatusResult, MAX_INLINE_BYTES,
 };
-use protocol::ErrorCode;
+use protocol::{canonical, ErrorCode};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
@@ -59,10 +60,43 @@ pub(super) fn register(state: State) -> Result<RpcModule<State>, ServerError> {
     Ok(module)
 }
 
-/// Parses params into `T`, answering `INVALID_PARAMS` with serde's reason.
-pub(super) fn parse<T: DeserializeOwned>(params: &Params<'_>) -> Result<T, ErrorObjectOwned> {
-    let raw = params.as_str().unwrap_or("{}");
-    serde_json::from_str(raw).map_err(|e| rpc_error(ErrorCode::InvalidParams, e.to_string()))
+/// The params of a verb, with the schema they must satisfy.
+pub(super) trait VerbParams: DeserializeOwned {
+    /// `schemas/verbs/<verb>.params.json`.
+    const SCHEMA: SchemaName;
+}
+
+impl VerbParams for DescribeParams {
+    const SCHEMA: SchemaName = SchemaName::DescribeParams;
+}
+impl VerbParams for PlanParams {
+    const SCHEMA: SchemaName = SchemaName::PlanParams;
+}
+impl VerbParams for DeclareCostParams {
+    const SCHEMA: SchemaName = SchemaName::DeclareCostParams;
+}
+impl VerbParams for ExecuteParams {
+    const SCHEMA: SchemaName = SchemaName::ExecuteParams;
+}
+impl VerbParams for StatusParams {
+    const SCHEMA: SchemaName = SchemaName::StatusParams;
+}
+
+/// Parses params into `T`, answering `INVALID_PARAMS` with the reason.
+///
+/// Strictly: as I-JSON (a duplicate key, an unsafe integer or a lone surrogate is refused, not
+/// silently resolved, since params end up hashed in plans), by name, and valid against the
+/// verb's schema, so an unknown field is an error rather than ignored.
+pub(super) fn parse<T: VerbParams>(params: &Params<'_>) -> Result<T, ErrorObjectOwned> {
+    let invalid = |reason: String| rpc_error(ErrorCode::InvalidParams, reason);
+    let value = match params.as_str() {
+        None => Value::Object(serde_json::Map::new()),
+        Some(raw) => {
+            canonical::parse(raw.as_bytes()).map_err(|e| invalid(format!("params: {e}")))?
+        }
+    };
+    schema::validate(T::SCHEMA, &value).map_err(|e| invalid(e.to_string()))?;
+    serde_json::from_value(value).map_err(|e| invalid(e.to_string()))
 }
 
 pub(super) fn to_value<T: Serialize>(value: &T) -> RpcResult {
@@ -72,7 +106,7 @@ pub(super) fn to_value<T: Serialize>(value: &T) -> RpcResult {
 /// Runs a blocking verb on the blocking pool.
 async fn blocking<P, F>(state: Arc<State>, params: Params<'static>, verb: F) -> RpcResult
 where
-    P: DeserializeOwned + Send + 'static,
+    P: VerbParams + Send + 'static,
     F: FnOnce(&State, P) -> RpcResult + Send + 'static,
 {
     let parsed: P = parse(&params)?;
@@ -175,6 +209,11 @@ pub(super) fn load_plan(
                 ErrorCode::UnknownPlan,
                 format!("no plan {plan_hash} in the store"),
             ),
+            // An intact object that is not JSON (a patch blob): not a plan either.
+            StoreError::Artifact { .. } | StoreError::NotCanonical(_) => rpc_error(
+                ErrorCode::UnknownPlan,
+                format!("{plan_hash} is not a plan: {e}"),
+            ),
             other => store_error("loading the plan", &other),
         })?;
     let plan: Plan = artifact.view().map_err(|e| {
@@ -242,15 +281,12 @@ fn status(params: &Params<'_>, state: &State) -> RpcResult {
             progress: None,
         });
     }
-    if state.env.store.contains(&params.plan_hash) {
-        return to_value(&StatusResult {
-            state: PlanState::Planned,
-            result_hash: None,
-            progress: None,
-        });
-    }
-    Err(rpc_error(
-        ErrorCode::UnknownPlan,
-        format!("no plan {} in the store", params.plan_hash),
-    ))
+    // Only a plan of this mechanism is "planned": any other object, or a corrupt one, is
+    // answered as load_plan answers execute.
+    load_plan(state, &params.plan_hash)?;
+    to_value(&StatusResult {
+        state: PlanState::Planned,
+        result_hash: None,
+        progress: None,
+    })
 }
