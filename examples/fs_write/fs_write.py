@@ -289,9 +289,6 @@ class Store:
         hex_ = digest.removeprefix("sha256:")
         return os.path.join(self.objects, hex_[:2], hex_[2:])
 
-    def contains(self, digest):
-        return os.path.isfile(self.path_of(digest))
-
     def open(self, digest):
         try:
             return open(self.path_of(digest), "rb")
@@ -838,7 +835,9 @@ class Server:
         except Refusal as e:
             if e.code == "UNKNOWN_ARTIFACT":
                 raise Refusal("UNKNOWN_PLAN", f"no plan {plan_hash} in the store") from None
-            raise
+            if e.code == "INVALID_PARAMS":  # intact, but not an artifact (a content blob)
+                raise Refusal("UNKNOWN_PLAN", f"{plan_hash} is not a plan: {e.message}") from None
+            raise  # a corrupt object is reported as such
         shape = {"mechanism": dict, "operation": str, "params": dict, "inputs": dict,
                  "state": dict, "intended_effects": list, "touches": list, "destructive": bool,
                  "destructive_reasons": list, "determinism": str, "estimated_costs": dict,
@@ -863,9 +862,8 @@ class Server:
         if record := self.store.result_record(plan_hash):  # never "running": one request at a time
             return {"state": "succeeded" if record["succeeded"] else "failed",
                     "result_hash": record["result"]}
-        if self.store.contains(plan_hash):
-            return {"state": "planned"}
-        raise Refusal("UNKNOWN_PLAN", f"no plan {plan_hash} in the store")
+        self.load_plan(plan_hash)  # only a plan of ours is "planned"; anything else is refused
+        return {"state": "planned"}
 
     def execute(self, params):
         """Step by step as mechanism-server/src/server/execute.rs: nothing is claimed or applied

@@ -35,6 +35,7 @@ const CORE_CHECKS: &[&str] = &[
     "plan.schema",
     "plan.hash",
     "plan.matches-request",
+    "plan.i-json",
     "plan.stored",
     "plan.repeatable",
     "plan.cross-process",

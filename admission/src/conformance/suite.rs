@@ -203,7 +203,18 @@ impl Suite<'_> {
             return;
         };
         let check = match peer.call(verbs::DESCRIBE, json!({})) {
-            Ok(Ok(_)) => Ok("describe answered in Content-Length framing".to_owned()),
+            Ok(Ok(_)) => (|| {
+                let reply = peer
+                    .exchange(br#"{"jsonrpc": "2.0", "id": 1, "#)
+                    .map_err(|no| format!("a malformed body: {no}"))?;
+                expect_error_response(&reply, ErrorCode::ParseError, &Value::Null)
+                    .map_err(|e| format!("a malformed body: {e}"))?;
+                match peer.call(verbs::DESCRIBE, json!({})) {
+                    Ok(Ok(_)) => Ok("describe answered in Content-Length framing; a malformed body gets PARSE_ERROR and the next message is read".to_owned()),
+                    Ok(Err(e)) => Err(format!("describe after a malformed body failed: {}", e.describe())),
+                    Err(no) => Err(format!("after a malformed body: {no}")),
+                }
+            })(),
             Ok(Err(e)) => Err(format!("describe failed: {}", e.describe())),
             Err(no) => {
                 let seen = peer.violations();
@@ -273,11 +284,15 @@ impl Suite<'_> {
                 (verbs::PLAN, json!({"operation": 42, "params": {}})),
                 (verbs::STATUS, json!({"plan_hash": "sha256:not-a-digest"})),
                 (verbs::PLAN, json!([1, 2])),
+                (
+                    verbs::STATUS,
+                    json!({"plan_hash": Digest::of_bytes(b"conformance"), "unexpected": true}),
+                ),
             ] {
                 expect_error(main.call(method, params.clone()), ErrorCode::InvalidParams)
                     .map_err(|e| format!("{method} {params}: {e}"))?;
             }
-            Ok("ill-typed params get INVALID_PARAMS (-32602)".to_owned())
+            Ok("ill-typed, positional or unknown params get INVALID_PARAMS (-32602)".to_owned())
         })();
         self.report.record("jsonrpc.invalid-params", None, params);
 
@@ -366,28 +381,50 @@ impl Suite<'_> {
     }
 
     fn unknown_plan(&mut self, main: &mut Peer) {
+        let world = self.world;
         let nowhere = Digest::of_bytes(b"admission conformance: a plan nobody issued");
+        let blob = match world.put_blob(b"admission conformance: a stored object, not a plan") {
+            Ok(digest) => digest,
+            Err(e) => {
+                self.report.push(
+                    "execute.unknown-plan",
+                    None,
+                    Outcome::Fail,
+                    format!("the harness could not store a blob: {e}"),
+                );
+                return;
+            }
+        };
+        let cases = [
+            ("a hash nobody issued", nowhere),
+            ("a stored blob that is not a plan", blob),
+        ];
         let execute = (|| {
-            let before = self.world.snapshot()?;
-            expect_error(
-                main.call(
-                    verbs::EXECUTE,
-                    json!({"plan_hash": nowhere, "admission": nowhere}),
-                ),
-                ErrorCode::UnknownPlan,
-            )?;
-            unchanged(self.world, &before)?;
-            Ok(
-                "execute of a hash it never planned gets UNKNOWN_PLAN and changes nothing"
-                    .to_owned(),
-            )
+            let before = world.snapshot()?;
+            for (what, digest) in &cases {
+                expect_error(
+                    main.call(
+                        verbs::EXECUTE,
+                        json!({"plan_hash": digest, "admission": digest}),
+                    ),
+                    ErrorCode::UnknownPlan,
+                )
+                .map_err(|e| format!("{what}: {e}"))?;
+            }
+            unchanged(world, &before)?;
+            Ok("execute of a hash nobody issued, or of a stored object that is not a plan, gets UNKNOWN_PLAN and changes nothing".to_owned())
         })();
         self.report.record("execute.unknown-plan", None, execute);
-        let status = expect_error(
-            main.call(verbs::STATUS, json!({"plan_hash": nowhere})),
-            ErrorCode::UnknownPlan,
-        )
-        .map(|_| "status of a hash it never planned gets UNKNOWN_PLAN".to_owned());
+        let status = (|| {
+            for (what, digest) in &cases {
+                expect_error(
+                    main.call(verbs::STATUS, json!({"plan_hash": digest})),
+                    ErrorCode::UnknownPlan,
+                )
+                .map_err(|e| format!("{what}: {e}"))?;
+            }
+            Ok("status of a hash nobody issued, or of a stored object that is not a plan, gets UNKNOWN_PLAN".to_owned())
+        })();
         self.report.record("status.unknown-plan", None, status);
     }
 
@@ -396,6 +433,7 @@ impl Suite<'_> {
             return;
         };
         let mut destructive_seen = false;
+        let mut first = true;
         for operation in &described.operations {
             for (i, example) in operation.examples.iter().enumerate() {
                 let subject = format!("{}#{}", operation.name, i + 1);
@@ -406,6 +444,7 @@ impl Suite<'_> {
                     mechanism: &described.mechanism,
                     operation,
                     subject: &subject,
+                    first: std::mem::take(&mut first),
                 };
                 if run.run(example) == Some(true) {
                     destructive_seen = true;
@@ -475,6 +514,8 @@ struct ExampleRun<'s, 'w> {
     mechanism: &'s MechanismRef,
     operation: &'s Operation,
     subject: &'s str,
+    /// Whether this is the first example of all: checks of the request format run once.
+    first: bool,
 }
 
 impl ExampleRun<'_, '_> {
@@ -488,6 +529,9 @@ impl ExampleRun<'_, '_> {
             }
         };
         let (plan_hash, plan) = self.plan(&request)?;
+        if self.first {
+            self.duplicate_key(&request);
+        }
         let world = self.suite.world;
         let forged = self.forged(&plan, &plan_hash);
         self.admission_required(&plan_hash, forged.as_ref().map(|f| &f.0));
@@ -624,6 +668,35 @@ impl ExampleRun<'_, '_> {
         Some((plan_hash, plan))
     }
 
+    /// Plans the request again with a duplicate of its first params key (same value, so a
+    /// parser that keeps either copy would plan it): it must be refused, not resolved.
+    fn duplicate_key(&mut self, request: &Value) {
+        let Some((key, value)) = request["params"].as_object().and_then(|p| p.iter().next()) else {
+            self.suite.report.push(
+                "plan.i-json",
+                Some(self.subject),
+                Outcome::Skip,
+                "the example has no params to repeat a key of",
+            );
+            return;
+        };
+        let params = request["params"].to_string();
+        let duplicated = format!("{{{}:{value},{}", json!(key), &params[1..]);
+        let id = json!("duplicate-key");
+        let payload = format!(
+            r#"{{"jsonrpc":"2.0","id":{id},"method":"plan","params":{{"operation":{},"params":{duplicated},"inputs":{}}}}}"#,
+            json!(self.operation.name),
+            request["inputs"]
+        );
+        let check = expect_error(
+            self.main.call_raw(payload.as_bytes(), &id),
+            ErrorCode::InvalidParams,
+        )
+        .map(|_| format!("params with the key {key:?} twice get INVALID_PARAMS: two documents must never share one digest"))
+        .map_err(|e| format!("params with the key {key:?} twice: {e}"));
+        self.record("plan.i-json", check);
+    }
+
     fn matches_request(&self, request: &Value, plan: &Plan) -> Check {
         if plan.operation != self.operation.name {
             return Err(format!("the plan's operation is {:?}", plan.operation));
@@ -727,8 +800,10 @@ impl ExampleRun<'_, '_> {
                 false,
                 AdmissionDecision::Deny,
             )?;
+            let blob = world.put_blob(b"admission conformance: not an admission witness")?;
             let mut cases = vec![
                 ("an admission that is not in the store", missing),
+                ("a stored object that is not an admission witness", blob),
                 ("a DENY admission", denied),
             ];
             let foreign;
