@@ -459,6 +459,13 @@ impl Flow<'_> {
             None
         };
         let _ = journal_step(exec, "planned", json!({"plan_hash": report.plan_hash}));
+        // A workspace that cannot be resolved has failed to start the mechanism already.
+        let store_location = self
+            .setup
+            .store
+            .location_within(&self.setup.workspace)
+            .ok()
+            .flatten();
         let outcome = gates::run(&GateInput {
             entry,
             policy_digest: self.setup.registry.policy_digest(),
@@ -468,6 +475,7 @@ impl Flow<'_> {
             workorder: &loaded.workorder,
             workorder_digest: loaded.digest,
             store: &self.setup.store,
+            store_location: store_location.as_ref(),
             second_plan_hash,
         });
         report.gates = outcome.records.clone();

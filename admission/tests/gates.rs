@@ -16,7 +16,7 @@ use protocol::artifact::kinds::{
 };
 use protocol::artifact::Artifact;
 use protocol::schema;
-use protocol::store::{Provenance, Store};
+use protocol::store::{Provenance, Store, StoreLocation};
 use protocol::verbs::{
     DescribeResult, Destructiveness, Example, Limits, Operation, PROTOCOL_VERSION,
 };
@@ -37,6 +37,8 @@ struct World {
     workorder: Workorder,
     plan: Plan,
     patch: Digest,
+    /// Where the store lies in the workspace; none by default.
+    store_location: Option<StoreLocation>,
 }
 
 fn pinned() -> MechanismRef {
@@ -182,6 +184,7 @@ impl World {
             workorder,
             plan,
             patch,
+            store_location: None,
         }
     }
 
@@ -211,6 +214,7 @@ impl World {
             workorder: &self.workorder,
             workorder_digest,
             store: &self.store,
+            store_location: self.store_location.as_ref(),
             second_plan_hash: second,
         })
     }
@@ -564,6 +568,45 @@ fn g_cap_denies_writes_into_git_directories_even_under_a_double_star_grant() {
         &[Gate::Cap],
         Gate::Cap,
         ErrorCode::CapabilityDenied,
+    );
+}
+
+#[test]
+fn g_cap_denies_changes_to_a_store_inside_the_workspace_even_under_a_double_star_grant() {
+    let mut w = World::new();
+    w.store_location = Some(StoreLocation {
+        resource: "repo/.mechanism".into(),
+    });
+    assert!(
+        w.run().admitted(),
+        "nothing in the plan touches the store yet"
+    );
+    w.plan.touches.push(Touch {
+        resource: "repo/.Mechanism/nonces/0123abcd".into(),
+        access: Access::Delete,
+    });
+    w.plan
+        .intended_effects
+        .push(Effect::new(FS_WRITE, "repo/.mechanism/refs/results/x.json"));
+    let outcome = w.run();
+    assert_denied_by(
+        &outcome,
+        &[Gate::Cap],
+        Gate::Cap,
+        ErrorCode::CapabilityDenied,
+    );
+    let why = reason(&outcome, Gate::Cap);
+    assert!(
+        why.contains(
+            "delete touch of repo/.Mechanism/nonces/0123abcd: it lies in the object store"
+        ),
+        "{why}"
+    );
+    assert!(
+        why.contains(
+            "effect fs.write on repo/.mechanism/refs/results/x.json: it lies in the object store"
+        ),
+        "{why}"
     );
 }
 

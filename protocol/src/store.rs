@@ -158,6 +158,28 @@ pub struct Store {
     tmp: PathBuf,
 }
 
+/// The store's place among the resources of a root it lies inside. Nothing a mechanism
+/// plans may change it: a write there could forge a result record or free a spent force-ack
+/// nonce.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreLocation {
+    /// The store directory as a resource path relative to the root.
+    pub resource: String,
+}
+
+impl StoreLocation {
+    /// Whether `resource` is the store or lies inside it. Compared without regard to ASCII
+    /// case, since on a case-insensitive filesystem `.Mechanism/x` is `.mechanism/x`.
+    pub fn contains(&self, resource: &str) -> bool {
+        let store = self.resource.as_bytes();
+        let r = resource.as_bytes();
+        store.is_empty()
+            || (r.len() >= store.len()
+                && r[..store.len()].eq_ignore_ascii_case(store)
+                && (r.len() == store.len() || r[store.len()] == b'/'))
+    }
+}
+
 /// A fully written, flushed, read-only temporary file not yet renamed into place.
 struct Staged {
     temp: NamedTempFile,
@@ -191,6 +213,20 @@ impl Store {
     /// The store's root directory.
     pub fn root(&self) -> &Path {
         &self.root
+    }
+
+    /// Where the store lies inside `root`, as a `/`-separated resource path (empty when it is
+    /// `root` itself); `None` when it lies elsewhere. Both are resolved first, so a symlink
+    /// or a relative spelling does not hide the store from [`StoreLocation::contains`].
+    pub fn location_within(&self, root: &Path) -> io::Result<Option<StoreLocation>> {
+        let (store, root) = (self.root.canonicalize()?, root.canonicalize()?);
+        Ok(store.strip_prefix(&root).ok().map(|inside| StoreLocation {
+            resource: inside
+                .components()
+                .map(|c| c.as_os_str().to_string_lossy())
+                .collect::<Vec<_>>()
+                .join("/"),
+        }))
     }
 
     /// Where the object with this digest lives (whether or not it is there).

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use protocol::artifact::Artifact;
 use protocol::digest::Hasher;
-use protocol::store::{Provenance, Store, StoreError, BLOB_KIND};
+use protocol::store::{Provenance, Store, StoreError, StoreLocation, BLOB_KIND};
 use protocol::{Digest, ErrorCode};
 use serde_json::json;
 use time::format_description::well_known::Rfc3339;
@@ -741,4 +741,46 @@ fn several_processes_put_the_same_and_distinct_objects_at_once() {
     }
     assert_eq!(object_files(&store).len(), expected);
     assert!(tmp_entries(&store).is_empty(), "{:?}", tmp_entries(&store));
+}
+
+#[test]
+fn the_store_knows_where_it_lies_inside_a_root_however_the_root_is_spelled() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("ws");
+    let store = Store::open(root.join("repo/.mechanism")).unwrap();
+    let location = store.location_within(&root).unwrap().expect("inside");
+    assert_eq!(location.resource, "repo/.mechanism");
+    // Through a symlink and a `..` the root is the same directory.
+    std::os::unix::fs::symlink(&root, dir.path().join("link")).unwrap();
+    let spelled = dir.path().join("link/repo/..");
+    assert_eq!(
+        store.location_within(&spelled).unwrap(),
+        Some(location.clone())
+    );
+    for inside in [
+        "repo/.mechanism",
+        "repo/.mechanism/nonces/ab",
+        "REPO/.Mechanism/refs/x",
+    ] {
+        assert!(location.contains(inside), "{inside}");
+    }
+    for outside in [
+        "repo/.mechanism2/x",
+        "repo/.mechanis",
+        "repo",
+        "other/.mechanism/x",
+    ] {
+        assert!(!location.contains(outside), "{outside}");
+    }
+    // A store elsewhere is not in the root; a store that is the root holds everything.
+    let elsewhere = Store::open(dir.path().join("store")).unwrap();
+    assert_eq!(elsewhere.location_within(&root).unwrap(), None);
+    let whole = Store::open(&root).unwrap().location_within(&root).unwrap();
+    assert_eq!(
+        whole,
+        Some(StoreLocation {
+            resource: String::new()
+        })
+    );
+    assert!(whole.unwrap().contains("repo/src/lib.rs"));
 }

@@ -193,6 +193,44 @@ fn refusals_before_any_effect() {
 }
 
 #[test]
+fn no_plan_may_change_a_store_that_lies_inside_the_root() {
+    let w = World::new();
+    // The store inside the repository's work tree, as `--workspace . --store .mechanism`
+    // gives when the workspace is the repository.
+    let store = w.repo().join(".mechanism");
+    let mut srv = Server::spawn(&w.s.path("root"), &store, None);
+    let before = rev(&w.repo(), "main");
+    for target in [
+        ".mechanism/nonces/0123abcd",
+        ".MECHANISM/refs/results/x.json",
+    ] {
+        let patch = format!(
+            "diff --git a/{target} b/{target}\nnew file mode 100644\n--- /dev/null\n+++ b/{target}\n@@ -0,0 +1 @@\n+forged\n"
+        );
+        let digest = put_patch(&store, &patch);
+        let response = srv.call("plan", apply_params(&digest));
+        assert_eq!(
+            response["error"]["data"]["code"], "PATH_REFUSED",
+            "{target}: {response}"
+        );
+        assert!(
+            response["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("object store"),
+            "{response}"
+        );
+    }
+    // Everything else in the repository is planned as usual (git itself ignores the store).
+    std::fs::write(w.repo().join(".git/info/exclude"), ".mechanism/\n").unwrap();
+    let text = repo::patch_from_edits(&w.repo(), edit_non_destructive);
+    let digest = put_patch(&store, &text);
+    srv.result("plan", apply_params(&digest));
+    assert_eq!(rev(&w.repo(), "main"), before);
+    assert!(!store.join("nonces/0123abcd").exists());
+}
+
+#[test]
 fn stored_objects_that_are_not_plans_or_admissions_are_refused_as_such() {
     let w = World::new();
     let patch = w.patch(edit_non_destructive);

@@ -19,7 +19,8 @@
 //!
 //! Each effect's `type` must also be one of the effect types the operation declared.
 //! A resource that is absolute, contains `..`, `.` or empty components, or a backslash is
-//! denied outright, whatever the grants say.
+//! denied outright, whatever the grants say; so is any change inside the object store when
+//! it lies in the workspace (`--store .mechanism` in a repository), whatever `**` grants.
 //!
 //! # Resource globs
 //!
@@ -299,6 +300,11 @@ pub(super) fn check(ctx: &Context<'_>) -> GateRecord {
         }
     };
 
+    let in_store = |resource: &str| {
+        ctx.input
+            .store_location
+            .is_some_and(|store| store.contains(resource))
+    };
     let declared_types: Option<BTreeSet<&str>> = ctx
         .operation()
         .map(|op| op.effect_types.iter().map(String::as_str).collect());
@@ -324,6 +330,9 @@ pub(super) fn check(ctx: &Context<'_>) -> GateRecord {
         if let Err(why) = allowed(kind, resource) {
             problems.push(denied(format!("effect {kind} on {resource}: {why}")));
         }
+        if in_store(resource) {
+            problems.push(denied(format!("effect {kind} on {resource}: {IN_STORE}")));
+        }
     }
 
     // The capabilities a write or delete touch may be granted by.
@@ -348,6 +357,12 @@ pub(super) fn check(ctx: &Context<'_>) -> GateRecord {
             Access::Write => |c| c != FS_READ && !is_deleting(c),
             Access::Delete => is_deleting,
         };
+        if in_store(resource) {
+            problems.push(denied(format!(
+                "{} touch of {resource}: {IN_STORE}",
+                access_name(touch.access)
+            )));
+        }
         let granted = capabilities
             .iter()
             .filter(|c| fits(c))
@@ -368,6 +383,11 @@ pub(super) fn check(ctx: &Context<'_>) -> GateRecord {
         )
     })
 }
+
+/// Why no grant covers the object store: changing it could forge a result record or free
+/// a spent force-ack nonce.
+const IN_STORE: &str =
+    "it lies in the object store, which no grant covers and no mechanism may change";
 
 fn denied(reason: String) -> Problem {
     Problem::new(ErrorCode::CapabilityDenied, reason)

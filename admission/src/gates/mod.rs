@@ -16,7 +16,7 @@ use protocol::artifact::kinds::{
     Plan, RegistryEntry, Workorder,
 };
 use protocol::artifact::Artifact;
-use protocol::store::Store;
+use protocol::store::{Store, StoreLocation};
 use protocol::verbs::{DescribeResult, Operation};
 use protocol::{Digest, ErrorCode};
 use serde_json::Value;
@@ -52,6 +52,8 @@ pub struct GateInput<'a> {
     pub workorder_digest: Digest,
     /// The object store holding the plan's inputs.
     pub store: &'a Store,
+    /// Where that store lies inside the workspace, if it does: G-CAP denies any change to it.
+    pub store_location: Option<&'a StoreLocation>,
     /// The hash a second `plan` call gave, when the caller planned twice (required for D0;
     /// see [`requires_second_plan`]).
     pub second_plan_hash: Option<Digest>,

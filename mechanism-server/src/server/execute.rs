@@ -194,6 +194,7 @@ fn replan(state: &State, plan: &Plan, plan_hash: &Digest) -> Result<Planned, Err
             ),
             _ => e.into(),
         })?;
+    super::handlers::refuse_store_changes(state, &planned.plan)?;
     let fresh = Artifact::from_typed(&planned.plan)
         .map_err(|e| rpc_error(ErrorCode::InternalError, e.to_string()))?;
     if fresh.digest() != *plan_hash {

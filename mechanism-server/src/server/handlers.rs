@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use jsonrpsee::types::{ErrorObjectOwned, Params};
 use jsonrpsee::RpcModule;
+use protocol::artifact::effect::Access;
 use protocol::artifact::kinds::{CostWitness, Plan};
 use protocol::artifact::Artifact;
 use protocol::schema::{self, SchemaName};
@@ -179,6 +180,7 @@ fn plan(state: &State, params: PlanParams) -> RpcResult {
         preview: true,
     };
     let planned = state.mechanism.plan(&state.env, &request)?;
+    refuse_store_changes(state, &planned.plan)?;
     let artifact = Artifact::from_typed(&planned.plan)
         .map_err(|e| rpc_error(ErrorCode::InternalError, e.to_string()))?;
     let provenance = Provenance::new(format!("mechanism-server {}", state.mechanism.id()))
@@ -193,6 +195,36 @@ fn plan(state: &State, params: PlanParams) -> RpcResult {
         plan: artifact.into_value(),
         preview: planned.preview,
     })
+}
+
+/// Refuses a plan that would change the object store, when the store lies inside the root:
+/// a patch to `.mechanism/nonces/...` must not free a spent force-ack.
+pub(super) fn refuse_store_changes(state: &State, plan: &Plan) -> Result<(), ErrorObjectOwned> {
+    let Some(store) = &state.store_location else {
+        return Ok(());
+    };
+    let changed = plan
+        .intended_effects
+        .iter()
+        .map(|e| e.resource.as_str())
+        .chain(
+            plan.touches
+                .iter()
+                .filter(|t| t.access != Access::Read)
+                .map(|t| t.resource.as_str()),
+        );
+    for resource in changed {
+        if store.contains(resource) {
+            return Err(rpc_error(
+                ErrorCode::PathRefused,
+                format!(
+                    "{resource:?} lies in the object store ({:?} under the root), which no plan may change",
+                    store.resource
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Loads a plan this mechanism issued, by hash.

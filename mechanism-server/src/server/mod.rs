@@ -19,7 +19,7 @@ use jsonrpsee::types::ErrorObjectOwned;
 use jsonrpsee::RpcModule;
 use protocol::force_ack::allowed_signers::AllowedSigners;
 use protocol::schema::Validator;
-use protocol::store::Store;
+use protocol::store::{Store, StoreLocation};
 use protocol::verbs::{Operation, Progress};
 use protocol::{Digest, ErrorCode};
 use serde_json::json;
@@ -104,6 +104,8 @@ pub struct State {
     max_ttl: Duration,
     max_message_bytes: usize,
     records: Records,
+    /// Where the store lies inside the root, if it does: no plan may change it.
+    store_location: Option<StoreLocation>,
     /// Plans executing now, with their latest progress.
     running: Arc<Mutex<HashMap<Digest, Option<Progress>>>>,
 }
@@ -138,6 +140,9 @@ impl State {
         }
         let records = Records::open(store.root())
             .map_err(|e| ServerError::Config(format!("--store: {e}")))?;
+        let store_location = store
+            .location_within(&root)
+            .map_err(|e| ServerError::Config(format!("--store: {e}")))?;
         Ok(Self {
             mechanism,
             env: Env { root, store },
@@ -147,6 +152,7 @@ impl State {
             max_ttl: config.force_ack_max_ttl,
             max_message_bytes: config.max_message_bytes,
             records,
+            store_location,
             running: Arc::default(),
         })
     }
