@@ -218,6 +218,14 @@ fn a_log_line_on_stdout_fails_stdout_hygiene_and_nothing_else() {
 }
 
 #[test]
+fn a_log_line_on_stdout_as_the_mechanism_exits_is_caught_too() {
+    let run = check_git(&["python3", BROKEN_PROXY, "stdout-at-exit"]);
+    assert_fails_only(&run, &["stdout.protocol-only"]);
+    let detail = run.failure("stdout.protocol-only");
+    assert!(detail.contains("INFO mechanism shutting down"), "{detail}");
+}
+
+#[test]
 fn a_plan_that_differs_between_runs_fails_repeatability() {
     let run = check_git(&["python3", BROKEN_PROXY, "unstable-plan"]);
     assert_eq!(run.exit, 5, "{:#}", run.report);

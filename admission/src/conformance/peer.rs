@@ -99,6 +99,8 @@ pub struct Ending {
     pub status: Option<ExitStatus>,
     /// The last lines it wrote on stderr.
     pub stderr_tail: String,
+    /// Everything it wrote on stdout that was not a protocol message, to the very end.
+    pub violations: Vec<String>,
 }
 
 /// A running mechanism process and the harness's end of its pipes.
@@ -266,6 +268,7 @@ impl Peer {
         Ending {
             status,
             stderr_tail: self.stderr_tail(),
+            violations: self.violations(),
         }
     }
 

@@ -100,10 +100,10 @@ impl Suite<'_> {
     }
 
     fn end(&mut self, name: &str, peer: Peer) {
-        for violation in peer.violations() {
-            self.violations.push((name.to_owned(), violation));
-        }
         let ending = peer.finish();
+        for violation in &ending.violations {
+            self.violations.push((name.to_owned(), violation.clone()));
+        }
         let problem = match ending.status {
             Some(status) if status.success() => None,
             Some(status) => Some(format!(
