@@ -181,7 +181,7 @@ impl Peer {
     }
 
     /// A fresh request id.
-    pub fn fresh_id(&mut self) -> Value {
+    fn fresh_id(&mut self) -> Value {
         self.next_id += 1;
         json!(self.next_id)
     }

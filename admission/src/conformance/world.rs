@@ -187,14 +187,6 @@ impl World {
         Ok(unsigned)
     }
 
-    /// The trusted public key, for the report.
-    pub fn trusted_key_line(&self) -> String {
-        self.trusted
-            .public_key()
-            .to_openssh()
-            .unwrap_or_else(|_| "?".to_owned())
-    }
-
     /// Every file, directory and symlink under the workspace with its content digest,
     /// mode or target, to tell whether anything at all changed.
     pub fn snapshot(&self) -> Result<Snapshot, String> {
