@@ -45,6 +45,7 @@ const CORE_CHECKS: &[&str] = &[
     "execute.force-ack",
     "execute.applies",
     "execute.idempotent",
+    "execute.replay",
     "status.succeeded",
     "plan.after-execute",
     "stdout.protocol-only",
@@ -256,6 +257,17 @@ fn execute_accepting_an_unknown_hash_fails() {
     assert!(
         forged.contains("succeeded where STALE_PLAN was required"),
         "{forged}"
+    );
+}
+
+#[test]
+fn a_spent_force_ack_that_works_again_fails_the_replay_check() {
+    let run = check_git(&["python3", BROKEN_PROXY, "forgets-nonces"]);
+    assert_fails_only(&run, &["execute.replay [apply#2]"]);
+    let detail = run.failure("execute.replay [apply#2]");
+    assert!(
+        detail.contains("succeeded where FORCE_ACK_REPLAYED was required"),
+        "{detail}"
     );
 }
 

@@ -24,7 +24,7 @@ use time::OffsetDateTime;
 
 use super::peer::{excerpt, Launch, NoReply, Peer, Reply};
 use super::report::{Outcome, Report};
-use super::world::{digest_of, World};
+use super::world::{digest_of, Saved, World};
 
 /// The largest `max_message_bytes` the harness will exceed on purpose to check the limit.
 const MAX_OVERSIZE_PROBE: u64 = 64 * 1024 * 1024;
@@ -577,9 +577,24 @@ impl ExampleRun<'_, '_> {
         if let Some(ack) = &force_ack {
             params["force_ack"] = ack.clone();
         }
+        // The world before a destructive plan, to reset it to and try the spent force-ack.
+        let base = if plan.destructive {
+            match world.save() {
+                Ok(saved) => Some(saved),
+                Err(e) => {
+                    self.record("execute.replay", Err(e));
+                    None
+                }
+            }
+        } else {
+            None
+        };
         let executed = self.execute(&params, &plan_hash, &plan, &admission, force_ack.is_some());
         if let Some(executed) = executed {
             self.idempotent(&params, &executed);
+            if let Some(base) = &base {
+                self.replay(&params, base);
+            }
             self.status_after(&plan_hash, &executed);
         }
         self.plan_after(&request, &plan_hash);
@@ -1020,6 +1035,30 @@ impl ExampleRun<'_, '_> {
             Ok("executing again returns the recorded result and changes nothing".to_owned())
         })();
         self.record("execute.idempotent", check);
+    }
+
+    /// Resets the workspace to the plan's base and executes again with the same force-ack:
+    /// that would be a second application, so the spent nonce must be refused. The executed
+    /// state is put back afterwards for the examples that follow.
+    fn replay(&mut self, params: &Value, base: &Saved) {
+        let world = self.suite.world;
+        let after = match world.save() {
+            Ok(saved) => saved,
+            Err(e) => return self.record("execute.replay", Err(e)),
+        };
+        let check = (|| {
+            world.restore(base)?;
+            let reset = world.snapshot()?;
+            expect_error(
+                self.main.call(verbs::EXECUTE, params.clone()),
+                ErrorCode::ForceAckReplayed,
+            )
+            .map_err(|e| format!("after the workspace was reset to the plan's base: {e}"))?;
+            unchanged(world, &reset)?;
+            Ok("with the workspace reset to the plan's base, the spent force-ack gets FORCE_ACK_REPLAYED and nothing is applied a second time".to_owned())
+        })();
+        let put_back = world.restore(&after);
+        self.record("execute.replay", check.and_then(|ok| put_back.map(|()| ok)));
     }
 
     fn status_after(&mut self, plan_hash: &Digest, first: &Executed) {

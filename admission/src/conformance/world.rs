@@ -187,6 +187,36 @@ impl World {
         Ok(unsigned)
     }
 
+    /// A copy of the workspace as it is now, to put back with [`World::restore`].
+    pub fn save(&self) -> Result<Saved, String> {
+        let dir = tempfile::tempdir_in(self._dir.path())
+            .map_err(|e| format!("saving the workspace: {e}"))?;
+        let copy = dir.path().join("workspace");
+        copy_tree(&self.workspace, &copy).map_err(|e| format!("saving the workspace: {e}"))?;
+        Ok(Saved { _dir: dir, copy })
+    }
+
+    /// Puts the workspace back as it was saved. The directory itself stays (a mechanism may
+    /// hold it open); everything in it is replaced.
+    pub fn restore(&self, saved: &Saved) -> Result<(), String> {
+        let restore = || -> io::Result<()> {
+            for entry in fs::read_dir(&self.workspace)? {
+                let entry = entry?;
+                if entry.file_type()?.is_dir() {
+                    fs::remove_dir_all(entry.path())?;
+                } else {
+                    fs::remove_file(entry.path())?;
+                }
+            }
+            for entry in fs::read_dir(&saved.copy)? {
+                let entry = entry?;
+                copy_entry(&entry, &self.workspace.join(entry.file_name()))?;
+            }
+            Ok(())
+        };
+        restore().map_err(|e| format!("restoring the workspace: {e}"))
+    }
+
     /// Every file, directory and symlink under the workspace with its content digest,
     /// mode or target, to tell whether anything at all changed.
     pub fn snapshot(&self) -> Result<Snapshot, String> {
@@ -195,6 +225,12 @@ impl World {
             .map_err(|e| format!("reading the workspace: {e}"))?;
         Ok(Snapshot(entries))
     }
+}
+
+/// A saved copy of the workspace.
+pub struct Saved {
+    _dir: TempDir,
+    copy: PathBuf,
 }
 
 /// The state of a workspace, path by path.
@@ -245,17 +281,21 @@ fn copy_tree(from: &Path, to: &Path) -> io::Result<()> {
     fs::set_permissions(to, fs::metadata(from)?.permissions())?;
     for entry in fs::read_dir(from)? {
         let entry = entry?;
-        let (src, dst) = (entry.path(), to.join(entry.file_name()));
-        let kind = entry.file_type()?;
-        if kind.is_symlink() {
-            std::os::unix::fs::symlink(fs::read_link(&src)?, &dst)?;
-        } else if kind.is_dir() {
-            copy_tree(&src, &dst)?;
-        } else {
-            fs::copy(&src, &dst)?;
-        }
+        copy_entry(&entry, &to.join(entry.file_name()))?;
     }
     Ok(())
+}
+
+fn copy_entry(entry: &fs::DirEntry, to: &Path) -> io::Result<()> {
+    let from = entry.path();
+    let kind = entry.file_type()?;
+    if kind.is_symlink() {
+        std::os::unix::fs::symlink(fs::read_link(&from)?, to)
+    } else if kind.is_dir() {
+        copy_tree(&from, to)
+    } else {
+        fs::copy(&from, to).map(|_| ())
+    }
 }
 
 /// The digest of a JSON value's canonical form, or why it has none.
