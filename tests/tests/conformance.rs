@@ -40,6 +40,7 @@ const CORE_CHECKS: &[&str] = &[
     "plan.repeatable",
     "plan.cross-process",
     "status.planned",
+    "cost.declared",
     "execute.forged-plan",
     "execute.admission-required",
     "execute.force-ack",
@@ -224,6 +225,18 @@ fn a_log_line_on_stdout_as_the_mechanism_exits_is_caught_too() {
     assert_fails_only(&run, &["stdout.protocol-only"]);
     let detail = run.failure("stdout.protocol-only");
     assert!(detail.contains("INFO mechanism shutting down"), "{detail}");
+}
+
+#[test]
+fn a_notification_the_protocol_does_not_define_fails_stdout_hygiene() {
+    let run = check_git(&["python3", BROKEN_PROXY, "log-notification"]);
+    assert_fails_only(&run, &["stdout.protocol-only"]);
+    let detail = run.failure("stdout.protocol-only");
+    assert!(
+        detail.contains("a notification the protocol does not define")
+            && detail.contains("window/logMessage"),
+        "{detail}"
+    );
 }
 
 #[test]

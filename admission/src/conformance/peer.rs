@@ -101,6 +101,8 @@ pub struct Ending {
     pub stderr_tail: String,
     /// Everything it wrote on stdout that was not a protocol message, to the very end.
     pub violations: Vec<String>,
+    /// The notifications it sent, in order.
+    pub notifications: Vec<Value>,
 }
 
 /// A running mechanism process and the harness's end of its pipes.
@@ -112,6 +114,8 @@ pub struct Peer {
     closed: bool,
     /// Messages that arrived while waiting for another: responses with other ids.
     strays: VecDeque<Value>,
+    /// Notifications received so far (`progress`, or anything else the mechanism sent).
+    notifications: Vec<Value>,
     violations: Arc<Mutex<Vec<String>>>,
     stderr: Arc<Mutex<Vec<u8>>>,
     next_id: u64,
@@ -154,6 +158,7 @@ impl Peer {
             incoming,
             closed: false,
             strays: VecDeque::new(),
+            notifications: Vec::new(),
             violations,
             stderr,
             next_id: 0,
@@ -216,8 +221,8 @@ impl Peer {
         let deadline = Instant::now() + QUIET_WINDOW;
         while let Some(left) = deadline.checked_duration_since(Instant::now()) {
             match self.incoming.recv_timeout(left) {
-                Ok(Some(message)) if !is_notification(&message) => self.strays.push_back(message),
-                Ok(Some(_)) => {}
+                Ok(Some(message)) if is_notification(&message) => self.notifications.push(message),
+                Ok(Some(message)) => self.strays.push_back(message),
                 Ok(None) | Err(RecvTimeoutError::Disconnected) => {
                     self.closed = true;
                     break;
@@ -261,6 +266,7 @@ impl Peer {
         let settle = Instant::now() + QUIET_WINDOW;
         while !self.closed && Instant::now() < settle {
             match self.incoming.recv_timeout(QUIET_WINDOW) {
+                Ok(Some(message)) if is_notification(&message) => self.notifications.push(message),
                 Ok(Some(_)) => {}
                 _ => self.closed = true,
             }
@@ -269,6 +275,7 @@ impl Peer {
             status,
             stderr_tail: self.stderr_tail(),
             violations: self.violations(),
+            notifications: std::mem::take(&mut self.notifications),
         }
     }
 
@@ -285,7 +292,7 @@ impl Peer {
                 .checked_duration_since(Instant::now())
                 .ok_or(NoReply::Timeout(self.timeout))?;
             match self.incoming.recv_timeout(left) {
-                Ok(Some(message)) if is_notification(&message) => {}
+                Ok(Some(message)) if is_notification(&message) => self.notifications.push(message),
                 Ok(Some(message)) if wanted(&message) => return Ok(message),
                 Ok(Some(message)) => self.strays.push_back(message),
                 Ok(None) | Err(RecvTimeoutError::Disconnected) => {

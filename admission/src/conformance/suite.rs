@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use protocol::artifact::effect::Effect;
 use protocol::artifact::kinds::{
-    AdmissionDecision, MechanismRef, Plan, ResultStatus, ResultWitness,
+    AdmissionDecision, CostWitness, MechanismRef, Plan, ResultStatus, ResultWitness,
 };
 use protocol::artifact::Artifact;
 use protocol::framing::Framing;
@@ -103,6 +103,11 @@ impl Suite<'_> {
         let ending = peer.finish();
         for violation in &ending.violations {
             self.violations.push((name.to_owned(), violation.clone()));
+        }
+        for notification in &ending.notifications {
+            if let Some(problem) = notification_problem(notification) {
+                self.violations.push((name.to_owned(), problem));
+            }
         }
         let problem = match ending.status {
             Some(status) if status.success() => None,
@@ -482,7 +487,7 @@ impl Suite<'_> {
 
     fn stdout_and_exit(&mut self) {
         let stdout = match self.violations.first() {
-            None => Ok("every byte on stdout, in every process, was a JSON-RPC 2.0 message".to_owned()),
+            None => Ok("every byte on stdout, in every process, was a JSON-RPC 2.0 response or a valid progress notification".to_owned()),
             Some((process, first)) => Err(format!(
                 "{} thing(s) on stdout were not protocol messages; first, in the {process} process: {first}",
                 self.violations.len()
@@ -680,7 +685,57 @@ impl ExampleRun<'_, '_> {
             Err(no) => Err(format!("status: {no}")),
         };
         self.record("status.planned", status);
+        self.declare_cost(&plan_hash);
         Some((plan_hash, plan))
+    }
+
+    /// `declare_cost` is optional; when offered, its witness must be for this plan, hashed
+    /// right and stored.
+    fn declare_cost(&mut self, plan_hash: &Digest) {
+        let reply = self
+            .main
+            .call(verbs::DECLARE_COST, json!({"plan_hash": plan_hash}));
+        if let Ok(Err(e)) = &reply {
+            if e.code.as_deref() == Some(ErrorCode::MethodNotFound.as_str()) {
+                self.suite.report.push(
+                    "cost.declared",
+                    Some(self.subject),
+                    Outcome::Skip,
+                    "declare_cost is optional and not offered",
+                );
+                return;
+            }
+        }
+        let store = &self.suite.world.store;
+        let check = (|| {
+            let result = reply
+                .map_err(|no| format!("declare_cost: {no}"))?
+                .map_err(|e| format!("declare_cost failed: {}", e.describe()))?;
+            schema::validate(SchemaName::DeclareCostResult, &result)
+                .map_err(|e| format!("the declare_cost response: {e}"))?;
+            let witness = Artifact::from_value(result["cost_witness"].clone())
+                .map_err(|e| format!("the cost witness: {e}"))?;
+            if json!(witness.digest()) != result["cost_witness_hash"] {
+                return Err(format!(
+                    "cost_witness_hash is {}, but the witness's digest is {}",
+                    result["cost_witness_hash"],
+                    witness.digest()
+                ));
+            }
+            let costed: CostWitness = witness.view().map_err(|e| e.to_string())?;
+            if costed.plan_hash != *plan_hash {
+                return Err(format!("the cost witness is for plan {}", costed.plan_hash));
+            }
+            match store.get_artifact(&witness.digest()) {
+                Ok(stored) if stored.value() == witness.value() => Ok(format!(
+                    "a cost witness for the plan, stored under its hash: {}",
+                    json!(costed.costs)
+                )),
+                Ok(_) => Err("the store holds something else under cost_witness_hash".to_owned()),
+                Err(e) => Err(format!("the cost witness is not in the store: {e}")),
+            }
+        })();
+        self.record("cost.declared", check);
     }
 
     /// Plans the request again with a duplicate of its first params key (same value, so a
@@ -1166,6 +1221,20 @@ fn same_plan(reply: Result<Reply, NoReply>, plan_hash: &Digest) -> Result<(), St
             result["plan_hash"]
         ))
     }
+}
+
+/// Why a notification is not one the protocol defines (`progress`, valid against its schema).
+fn notification_problem(notification: &Value) -> Option<String> {
+    let shown = || excerpt(notification.to_string().as_bytes());
+    if notification["method"] != verbs::PROGRESS {
+        return Some(format!(
+            "a notification the protocol does not define: {}",
+            shown()
+        ));
+    }
+    schema::validate(SchemaName::ProgressParams, &notification["params"])
+        .err()
+        .map(|e| format!("a progress notification with bad params ({e}): {}", shown()))
 }
 
 /// Whether two effect lists hold the same effects, in any order.
