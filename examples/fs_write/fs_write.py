@@ -203,6 +203,8 @@ def schema_error(schema, value, where="$"):
             return f"{where} is longer than {schema['maxLength']} characters"
         if "pattern" in schema and not re.search(schema["pattern"], value):
             return f"{where} does not match {schema['pattern']}"
+    if isinstance(value, list) and len(value) < schema.get("minItems", 0):
+        return f"{where} has fewer than {schema['minItems']} items"
     if isinstance(value, list) and "items" in schema:
         for i, item in enumerate(value):
             if error := schema_error(schema["items"], item, f"{where}[{i}]"):
@@ -234,7 +236,7 @@ PATH_PARAMS_SCHEMA = {
 # the force-ack verifier, which says what is wrong with it.
 VERB_PARAMS = {
     "describe": {"type": "object", "additionalProperties": False, "properties": {
-        "protocol_versions": {"type": "array", "items": {"type": "string"}}}},
+        "protocol_versions": {"type": "array", "minItems": 1, "items": {"type": "string"}}}},
     "plan": {"type": "object", "additionalProperties": False,
              "required": ["operation", "params"], "properties": {
                  "operation": {"type": "string"}, "params": {"type": "object"},

@@ -212,8 +212,13 @@ impl Suite<'_> {
                 ErrorCode::UnsupportedVersion,
             )
             .map_err(|e| format!("offering only {UNSPEAKABLE_VERSION}: {e}"))?;
+            expect_error(
+                main.call(verbs::DESCRIBE, json!({"protocol_versions": []})),
+                ErrorCode::InvalidParams,
+            )
+            .map_err(|e| format!("offering nothing: {e}"))?;
             Ok(format!(
-                "chooses {chosen} from an offer; refuses an offer it cannot speak with UNSUPPORTED_VERSION"
+                "chooses {chosen} from an offer; refuses an offer it cannot speak with UNSUPPORTED_VERSION and an empty one with INVALID_PARAMS"
             ))
         })();
         self.report.record("describe.versions", None, check);
