@@ -32,6 +32,7 @@ use protocol::artifact::kinds::{
     AdmissionDecision, CostWitness, MechanismRef, Plan, ResultStatus, ResultWitness,
 };
 use protocol::artifact::Artifact;
+use protocol::canonical;
 use protocol::framing::Framing;
 use protocol::schema::{self, SchemaName};
 use protocol::verbs::{self, DescribeResult, Destructiveness, Example, Operation, PlanState};
@@ -41,7 +42,7 @@ use time::OffsetDateTime;
 
 use super::peer::{excerpt, Launch, NoReply, Peer, Reply};
 use super::report::{Outcome, Report};
-use super::world::{digest_of, Saved, World};
+use super::world::{Saved, World};
 
 /// The largest `max_message_bytes` the harness will exceed on purpose to check the limit.
 const MAX_OVERSIZE_PROBE: u64 = 64 * 1024 * 1024;
@@ -664,7 +665,7 @@ impl ExampleRun<'_, '_> {
                 return None;
             }
         };
-        let hash = match digest_of(&plan_value) {
+        let hash = match canonical::digest(&plan_value) {
             Ok(digest) if digest == plan_hash => Ok(format!(
                 "plan_hash {plan_hash} is the digest of the artifact"
             )),
@@ -680,13 +681,11 @@ impl ExampleRun<'_, '_> {
         }
         let matches = self.matches_request(request, &plan);
         self.record("plan.matches-request", matches);
-        let stored = match self.suite.world.store.get_artifact(&plan_hash) {
-            Ok(artifact) if artifact.value() == &plan_value => {
-                Ok("the plan is in the store under its hash".to_owned())
-            }
-            Ok(_) => Err("the store holds something else under the plan's hash".to_owned()),
-            Err(e) => Err(format!("the plan is not in the store under its hash: {e}")),
-        };
+        let stored = self
+            .suite
+            .world
+            .holds(&plan_hash, &plan_value, "plan")
+            .map(|()| "the plan is in the store under its hash".to_owned());
         self.record("plan.stored", stored);
         let again = same_plan(self.main.call(verbs::PLAN, request.clone()), &plan_hash)
             .map(|()| "planning the same request again gives the same hash".to_owned());
@@ -727,7 +726,7 @@ impl ExampleRun<'_, '_> {
                 return;
             }
         }
-        let store = &self.suite.world.store;
+        let world = self.suite.world;
         let check = (|| {
             let result = reply
                 .map_err(|no| format!("declare_cost: {no}"))?
@@ -747,14 +746,11 @@ impl ExampleRun<'_, '_> {
             if costed.plan_hash != *plan_hash {
                 return Err(format!("the cost witness is for plan {}", costed.plan_hash));
             }
-            match store.get_artifact(&witness.digest()) {
-                Ok(stored) if stored.value() == witness.value() => Ok(format!(
-                    "a cost witness for the plan, stored under its hash: {}",
-                    json!(costed.costs)
-                )),
-                Ok(_) => Err("the store holds something else under cost_witness_hash".to_owned()),
-                Err(e) => Err(format!("the cost witness is not in the store: {e}")),
-            }
+            world.holds(&witness.digest(), witness.value(), "cost witness")?;
+            Ok(format!(
+                "a cost witness for the plan, stored under its hash: {}",
+                json!(costed.costs)
+            ))
         })();
         self.record("cost.declared", check);
     }
@@ -1025,11 +1021,8 @@ impl ExampleRun<'_, '_> {
                         artifact.digest()
                     ));
                 }
-                match world.store.get_artifact(&claimed) {
-                    Ok(stored) if stored.value() == artifact.value() => Ok((artifact, claimed)),
-                    Ok(_) => Err(format!("the store holds something else under {hash_field}")),
-                    Err(e) => Err(format!("the {field} is not in the store: {e}")),
-                }
+                world.holds(&claimed, artifact.value(), field)?;
+                Ok((artifact, claimed))
             };
             let (result_artifact, result_hash) = artifact("result", "result_hash")?;
             let (witness_artifact, witness_hash) = artifact("witness", "witness_hash")?;

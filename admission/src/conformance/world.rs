@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use protocol::artifact::kinds::{
     AdmissionDecision, AdmissionWitness, GateDecision, GateRecord, MechanismRef,
 };
-use protocol::artifact::{self, Artifact};
+use protocol::artifact::Artifact;
 use protocol::force_ack::{self, ssh_key};
 use protocol::store::{Provenance, Store};
 use protocol::Digest;
@@ -116,6 +116,20 @@ impl World {
         self.store
             .put_artifact(&artifact, &Provenance::new(PRODUCER))
             .map_err(|e| e.to_string())
+    }
+
+    /// Whether the store holds exactly `value` under `digest`; otherwise what it holds
+    /// instead, naming the object as `what`.
+    pub fn holds(&self, digest: &Digest, value: &Value, what: &str) -> Result<(), String> {
+        match self.store.get_artifact(digest) {
+            Ok(stored) if stored.value() == value => Ok(()),
+            Ok(_) => Err(format!(
+                "the store holds something else under the {what}'s hash"
+            )),
+            Err(e) => Err(format!(
+                "the {what} is not in the store under its hash: {e}"
+            )),
+        }
     }
 
     /// Stores a blob, returning its digest.
@@ -296,11 +310,4 @@ fn copy_entry(entry: &fs::DirEntry, to: &Path) -> io::Result<()> {
     } else {
         fs::copy(&from, to).map(|_| ())
     }
-}
-
-/// The digest of a JSON value's canonical form, or why it has none.
-pub fn digest_of(value: &Value) -> Result<Digest, String> {
-    artifact::Artifact::from_value(value.clone())
-        .map(|a| a.digest())
-        .map_err(|e| e.to_string())
 }
