@@ -687,6 +687,219 @@ rename from README.md\nrename to /tmp/stolen\n";
     refused(&w, &params(), rename, ErrorCode::PathRefused);
 }
 
+/// `patch` with its `a/` and `b/` prefixes replaced by `/`: every name absolute.
+fn absolute_names(patch: &[u8]) -> Vec<u8> {
+    String::from_utf8_lossy(patch)
+        .lines()
+        .map(|line| {
+            let line = if line.starts_with("diff --git ") {
+                line.replace(" a/", " /").replace(" b/", " /")
+            } else {
+                line.replace("--- a/", "--- /").replace("+++ b/", "+++ /")
+            };
+            line + "\n"
+        })
+        .collect::<String>()
+        .into_bytes()
+}
+
+#[test]
+fn absolute_names_are_refused_never_rewritten() {
+    let w = World::new();
+    let create = absolute_names(&w.patch(|d| write(d, "etc/x", "pwned\n")));
+    assert!(
+        String::from_utf8_lossy(&create).contains("diff --git /etc/x /etc/x\n"),
+        "{}",
+        String::from_utf8_lossy(&create)
+    );
+    let modify = absolute_names(&w.patch(|d| write(d, "README.md", "changed\n")));
+    let delete = absolute_names(&w.patch(|d| fs::remove_file(d.join("src/old.rs")).unwrap()));
+    let patches: [&[u8]; 10] = [
+        &create,
+        &modify,
+        &delete,
+        // Plain diffs: a creation from /dev/null, and an edit.
+        b"--- /dev/null\n+++ /etc/x\n@@ -0,0 +1 @@\n+pwned\n",
+        b"--- /README.md\n+++ /README.md\n@@ -1,3 +1,3 @@\n # fixture\n \n\
+-A repository for tests.\n+pwned\n",
+        // Quoted names.
+        b"--- /dev/null\n+++ \"/etc/x\"\n@@ -0,0 +1 @@\n+pwned\n",
+        b"diff --git \"/etc/x\" \"/etc/x\"\nnew file mode 100644\n",
+        // An empty file: the `diff --git` line is the only name.
+        b"diff --git /etc/x /etc/x\nnew file mode 100644\n",
+        // An absolute header over prefixed `---`/`+++` lines.
+        b"diff --git /README.md /README.md\n--- a/README.md\n+++ b/README.md\n\
+@@ -1,3 +1,3 @@\n # fixture\n \n-A repository for tests.\n+pwned\n",
+        // A name made absolute by a second slash after the prefix.
+        b"diff --git a//etc/x b//etc/x\nnew file mode 100644\n--- /dev/null\n+++ b//etc/x\n\
+@@ -0,0 +1 @@\n+pwned\n",
+    ];
+    for patch in patches {
+        let message = refused(&w, &params(), patch, ErrorCode::PathRefused);
+        assert!(
+            message.contains("absolute"),
+            "{message}\n{}",
+            String::from_utf8_lossy(patch)
+        );
+    }
+    assert!(!w.repo().join("etc").exists());
+    // `a/`, `b/` and `/dev/null` keep their meaning.
+    round_trip(
+        &w,
+        b"--- /dev/null\n+++ b/etc/x\n@@ -0,0 +1 @@\n+fine\n--- a/src/old.rs\n+++ b/src/old.rs\n\
+@@ -1,2 +1,2 @@\n-old 1\n+one\n old 2\n",
+    );
+    assert_eq!(
+        fs::read_to_string(w.repo().join("etc/x")).unwrap(),
+        "fine\n"
+    );
+}
+
+#[test]
+fn gitmodules_is_refused_in_every_spelling() {
+    let w = World::new();
+    let create = |name: &str| {
+        format!(
+            "diff --git a/{name} b/{name}\nnew file mode 100644\n--- /dev/null\n+++ b/{name}\n\
+             @@ -0,0 +1,3 @@\n+[submodule \"evil\"]\n+\tpath = evil\n+\turl = ../outside\n"
+        )
+    };
+    for name in [
+        ".gitmodules",
+        ".GITMODULES",
+        ".GitModules",
+        "GITMOD~1",
+        "gitmod~4",
+        "GI7EBA~1",
+        "gi7eb~12",
+        ".gitmodules.",
+        ".gitmodules .",
+        ".gitmodules::$DATA",
+        ".git\u{200c}modules",
+        "sub/.gitmodules",
+        ".gitmodules/x",
+    ] {
+        let message = refused(
+            &w,
+            &params(),
+            create(name).as_bytes(),
+            ErrorCode::PathRefused,
+        );
+        assert!(message.contains(".gitmodules"), "{name:?}: {message}");
+    }
+    // A rename onto it, made by git.
+    let onto = w.patch(|d| fs::rename(d.join("README.md"), d.join(".gitmodules")).unwrap());
+    assert!(String::from_utf8_lossy(&onto).contains("rename to .gitmodules"));
+    refused(&w, &params(), &onto, ErrorCode::PathRefused);
+
+    // One already in the base: editing, deleting or moving it is refused too.
+    write(&w.repo(), ".gitmodules", "[submodule \"x\"]\n\tpath = x\n");
+    w.git(&["add", "-A"]);
+    w.git(&["commit", "-q", "-m", "gitmodules"]);
+    let edit = w.patch(|d| write(d, ".gitmodules", "[submodule \"x\"]\n\tpath = y\n"));
+    let delete = w.patch(|d| fs::remove_file(d.join(".gitmodules")).unwrap());
+    let away = w.patch(|d| fs::rename(d.join(".gitmodules"), d.join("modules.txt")).unwrap());
+    for patch in [edit, delete, away] {
+        refused(&w, &params(), &patch, ErrorCode::PathRefused);
+    }
+    // Names that only look alike are files like any other.
+    round_trip(
+        &w,
+        &w.patch(|d| {
+            write(d, ".gitmodules2", "a\n");
+            write(d, "gitmodules", "b\n");
+            write(d, "GI7EB~1", "c\n");
+        }),
+    );
+}
+
+#[test]
+fn a_renamed_symlink_is_refused_before_the_shape_of_the_patch() {
+    let w = World::new();
+    std::os::unix::fs::symlink(w.path("outside"), w.repo().join("link")).unwrap();
+    w.git(&["add", "link"]);
+    w.git(&["commit", "-q", "-m", "a symlink"]);
+    let rename = w.patch(|d| fs::rename(d.join("link"), d.join("newname")).unwrap());
+    assert!(String::from_utf8_lossy(&rename).contains("rename from link"));
+    let message = refused(&w, &params(), &rename, ErrorCode::PathRefused);
+    assert!(message.contains("symbolic link"), "{message}");
+    // Then a write under the new name, which would go through the symlink.
+    let through = [
+        &rename[..],
+        b"diff --git a/newname/x b/newname/x\nnew file mode 100644\n--- /dev/null\n\
++++ b/newname/x\n@@ -0,0 +1 @@\n+pwned\n",
+    ]
+    .concat();
+    let message = refused(&w, &params(), &through, ErrorCode::PathRefused);
+    assert!(message.contains("symbolic link"), "{message}");
+    assert!(!w.path("outside/x").exists());
+}
+
+#[test]
+fn a_time_a_commit_cannot_hold_is_refused() {
+    let w = World::new();
+    let patch = w.patch(|d| write(d, "a.txt", "a\n"));
+    for bad in [
+        "0000-01-01T00:00:00Z",
+        "1969-12-31T23:59:59Z",
+        "1970-01-01T00:59:59+01:00",
+        "2106-02-07T06:28:16Z",
+        "2106-02-07T08:28:16+02:00",
+        "9999-12-31T23:59:59Z",
+    ] {
+        let mut params = params();
+        params.time = Some(bad.to_owned());
+        let message = refused(&w, &params, &patch, ErrorCode::InvalidParams);
+        assert!(
+            message.contains("1970-01-01T00:00:00Z") && message.contains("2106-02-07T06:28:15Z"),
+            "{bad}: {message}"
+        );
+    }
+    // The bounds themselves are committed exactly.
+    let second = w.patch(|d| write(d, "b.txt", "b\n"));
+    for (patch, time, seconds) in [
+        (&patch, "1970-01-01T01:00:00+01:00", "0 +0100"),
+        (&second, "2106-02-07T06:28:15Z", "4294967295 +0000"),
+    ] {
+        let mut params = params();
+        params.time = Some(time.to_owned());
+        let p = plan(&w.root(), &params, patch).unwrap();
+        assert_eq!(p.time, time);
+        execute(&w.root(), &params, patch, &p).unwrap();
+        assert_eq!(
+            w.git(&["log", "-1", "--format=%ad %cd", "--date=raw"])
+                .trim(),
+            format!("{seconds} {seconds}")
+        );
+    }
+
+    // A base at the last second: the default time (one second later) cannot be held.
+    let late = git2::Repository::open(w.repo()).unwrap();
+    let head = late.head().unwrap().peel_to_commit().unwrap();
+    let when = git2::Signature::new(
+        "Fixture",
+        "fixture@example.com",
+        &git2::Time::new(u32::MAX.into(), 0),
+    )
+    .unwrap();
+    late.commit(
+        Some("refs/heads/late"),
+        &when,
+        &when,
+        "at the last second",
+        &head.tree().unwrap(),
+        &[&head],
+    )
+    .unwrap();
+    let third = w.patch(|d| write(d, "c.txt", "c\n"));
+    let mut params = params();
+    params.branch = Some("late".to_owned());
+    let message = refused(&w, &params, &third, ErrorCode::InvalidParams);
+    assert!(message.contains("base commit"), "{message}");
+    params.time = Some("2106-02-07T06:28:15Z".to_owned());
+    plan(&w.root(), &params, &third).unwrap();
+}
+
 #[test]
 fn a_tracked_symlink_is_never_passed_through_nor_changed() {
     let w = World::new();

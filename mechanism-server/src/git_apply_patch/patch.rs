@@ -6,6 +6,7 @@
 //! every header (modes, renames) to check it against the base tree ourselves.
 
 use super::error::ApplyError;
+use super::paths;
 
 /// Git's mode for a regular file.
 pub(crate) const MODE_FILE: u32 = 0o100644;
@@ -23,7 +24,7 @@ pub(crate) struct Patch {
     pub files: Vec<FilePatch>,
 }
 
-/// What a file patch does to the tree.
+/// What a file patch does to the tree. Every path has passed [`paths::check_patch_path`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Change {
     /// Creates `path` with `mode`.
@@ -117,7 +118,9 @@ impl Hunk {
 }
 
 /// Parses a whole patch. Malformed input is `InvalidParams` naming the line; binary and
-/// empty patches are `InvalidParams`; symlink and submodule modes are `PathRefused`.
+/// empty patches are `InvalidParams`; symlink and submodule modes are `PathRefused`, and
+/// so is every unsafe name (absolute, `..`, `.git`, ...) wherever it is spelled: checked as
+/// it is read, so that no consistency check between names answers first.
 pub(crate) fn parse(input: &[u8]) -> Result<Patch, ApplyError> {
     let lines = Lines::new(input);
     let mut parser = Parser { lines, pos: 0 };
@@ -204,7 +207,7 @@ impl Parser {
     fn git_file(&mut self) -> Result<FilePatch, ApplyError> {
         let start = self.pos + 1;
         let header = self.peek().unwrap_or_default().to_vec();
-        let header_names = git_header_names(&header[b"diff --git ".len()..]);
+        let header_names = git_header_names(&header[b"diff --git ".len()..], start)?;
         self.pos += 1;
 
         let mut h = GitHeaders::default();
@@ -656,8 +659,9 @@ fn parse_mode(text: &[u8], number: usize) -> Result<u32, ApplyError> {
 }
 
 /// The name on a `---`/`+++` line: `/dev/null`, or a name with its first directory (the
-/// `a/`, `b/` prefix, as `git apply -p1`) removed. A tab ends the name (git and diff put
-/// a tab before timestamps, and after names that contain spaces).
+/// `a/`, `b/` prefix, as `git apply -p1`) removed; any other absolute name is refused, never
+/// made relative. A tab ends the name (git and diff put a tab before timestamps, and after
+/// names that contain spaces).
 fn side_name(rest: &[u8], number: usize) -> Result<Option<String>, ApplyError> {
     let name = if rest.starts_with(b"\"") {
         let (name, tail) = unquote(rest).ok_or_else(|| bad_name(rest, number))?;
@@ -672,7 +676,8 @@ fn side_name(rest: &[u8], number: usize) -> Result<Option<String>, ApplyError> {
     if name == b"/dev/null" {
         return Ok(None);
     }
-    strip_prefix_dir(&name, number).map(Some)
+    let stripped = without_prefix(&name).ok_or_else(|| no_prefix(&name, number))?;
+    checked(utf8_name(stripped.to_vec(), number)?, number).map(Some)
 }
 
 /// A name on a `rename from`/`rename to` line: the whole rest, quoted or not, no prefix.
@@ -685,20 +690,39 @@ fn parse_name(rest: &[u8], number: usize) -> Result<String, ApplyError> {
     } else {
         rest.to_vec()
     };
-    utf8_name(name, number)
+    checked(utf8_name(name, number)?, number)
 }
 
-fn strip_prefix_dir(name: &[u8], number: usize) -> Result<String, ApplyError> {
-    let slash = name.iter().position(|&b| b == b'/').ok_or_else(|| {
-        malformed(
-            number,
-            format!(
-                "the name {} has no leading directory (like `a/`) to strip",
-                show(name)
-            ),
-        )
-    })?;
-    utf8_name(name[slash + 1..].to_vec(), number)
+/// `name` without its first directory (the `a/` or `b/` prefix), or `None` when it has
+/// none. An absolute name is kept whole, so that [`checked`] refuses it: stripping its
+/// empty first directory would turn `/etc/x` into `etc/x`.
+fn without_prefix(name: &[u8]) -> Option<&[u8]> {
+    if name.starts_with(b"/") {
+        return Some(name);
+    }
+    let slash = name.iter().position(|&b| b == b'/')?;
+    Some(&name[slash + 1..])
+}
+
+fn no_prefix(name: &[u8], number: usize) -> ApplyError {
+    malformed(
+        number,
+        format!(
+            "the name {} has no leading directory (like `a/`) to strip",
+            show(name)
+        ),
+    )
+}
+
+/// `name` if [`paths::check_patch_path`] accepts it; its refusal names the patch line.
+fn checked(name: String, number: usize) -> Result<String, ApplyError> {
+    match paths::check_patch_path(&name) {
+        Ok(()) => Ok(name),
+        Err(ApplyError::PathRefused(why)) => Err(ApplyError::PathRefused(format!(
+            "patch line {number}: {why}"
+        ))),
+        Err(other) => Err(other),
+    }
 }
 
 fn utf8_name(name: Vec<u8>, number: usize) -> Result<String, ApplyError> {
@@ -720,8 +744,17 @@ fn bad_name(rest: &[u8], number: usize) -> ApplyError {
 /// The two names of a `diff --git a/X b/Y` line with their prefixes stripped, when they
 /// can be told apart: quoted names always, unquoted ones when both are equal or there is
 /// only one space. Otherwise `None`, and the `---`/`+++` or rename lines must name them.
-fn git_header_names(rest: &[u8]) -> Option<(String, String)> {
-    let strip = |n: &[u8]| strip_prefix_dir(n, 0).ok();
+/// The names told apart must be safe ([`checked`]): an absolute one is refused.
+fn git_header_names(rest: &[u8], number: usize) -> Result<Option<(String, String)>, ApplyError> {
+    match split_git_header(rest) {
+        Some((a, b)) => Ok(Some((checked(a, number)?, checked(b, number)?))),
+        None => Ok(None),
+    }
+}
+
+/// The split of [`git_header_names`], the names unchecked.
+fn split_git_header(rest: &[u8]) -> Option<(String, String)> {
+    let strip = |n: &[u8]| utf8_name(without_prefix(n)?.to_vec(), 0).ok();
     if rest.starts_with(b"\"") {
         let (a, tail) = unquote(rest)?;
         let tail = tail.strip_prefix(b" ")?;
@@ -926,6 +959,85 @@ mod tests {
                 panic!("{err:?}")
             };
             assert!(message.contains(&format!("line {line}")), "{message}");
+        }
+    }
+
+    #[test]
+    fn absolute_names_are_refused_not_made_relative() {
+        for (patch, line) in [
+            ("--- /etc/x\n+++ /etc/x\n@@ -1 +1 @@\n-a\n+b\n", 1),
+            ("--- a/etc/x\n+++ /etc/x\n@@ -1 +1 @@\n-a\n+b\n", 2),
+            ("--- /dev/null\n+++ /etc/x\n@@ -0,0 +1 @@\n+b\n", 2),
+            (
+                "--- /dev/null\n+++ \"/etc/x\"\t2020-01-01\n@@ -0,0 +1 @@\n+b\n",
+                2,
+            ),
+            ("--- /dev/null\n+++ b//etc/x\n@@ -0,0 +1 @@\n+b\n", 2),
+            ("diff --git /etc/x /etc/x\nnew file mode 100644\n", 1),
+            ("diff --git a//etc/x b//etc/x\nnew file mode 100644\n", 1),
+            (
+                "diff --git \"/etc/x\" \"/etc/x\"\nnew file mode 100644\n",
+                1,
+            ),
+            ("diff --git a/etc/x /etc/x\nnew file mode 100644\n", 1),
+            (
+                "diff --git /f /f\n--- a/f\n+++ b/f\n@@ -1 +1 @@\n-a\n+b\n",
+                1,
+            ),
+            (
+                "diff --git a/f b/g\nsimilarity index 100%\nrename from f\nrename to /etc/x\n",
+                4,
+            ),
+            ("diff --git a/f b/g\nrename from /etc/x\nrename to g\n", 2),
+        ] {
+            let err = parse_str(patch).unwrap_err();
+            let ApplyError::PathRefused(message) = &err else {
+                panic!("{patch:?}: {err:?}")
+            };
+            assert!(
+                message.contains(&format!("patch line {line}:")) && message.contains("absolute"),
+                "{patch:?}: {message}"
+            );
+        }
+    }
+
+    #[test]
+    fn prefixes_are_stripped_and_dev_null_is_no_file() {
+        let p = parse_str(
+            "--- /dev/null\n+++ b/etc/x\n@@ -0,0 +1 @@\n+b\n\
+             --- x/y/z\n+++ w/y/z\n@@ -1 +1 @@\n-a\n+b\n\
+             diff --git a/gone b/gone\ndeleted file mode 100644\n--- a/gone\n+++ /dev/null\n\
+             @@ -1 +0,0 @@\n-a\n",
+        )
+        .unwrap();
+        let changes: Vec<_> = p.files.iter().map(|f| f.change.clone()).collect();
+        assert_eq!(
+            changes,
+            [
+                Change::Create {
+                    path: "etc/x".into(),
+                    mode: MODE_FILE
+                },
+                Change::Modify { path: "y/z".into() },
+                Change::Delete {
+                    path: "gone".into()
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn unsafe_names_are_refused_before_names_are_compared() {
+        // The names differ, but the answer is about the unsafe one.
+        for patch in [
+            "--- a/x\n+++ b/.git/config\n@@ -1 +1 @@\n-a\n+b\n",
+            "diff --git a/x b/x\n--- a/x\n+++ b/../x\n@@ -1 +1 @@\n-a\n+b\n",
+            "diff --git a/.gitmodules b/.gitmodules\nnew file mode 100644\n",
+        ] {
+            assert!(
+                matches!(parse_str(patch), Err(ApplyError::PathRefused(_))),
+                "{patch:?}"
+            );
         }
     }
 

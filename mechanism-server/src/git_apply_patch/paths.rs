@@ -107,7 +107,7 @@ fn lexically_inside(path: &Path, root: &Path, root_canon: &Path) -> bool {
 
 /// Refuses a path a patch names unless it is a plain relative path of safe components:
 /// not absolute, no empty, `.` or `..` component, no control character or backslash, and
-/// no component that git or a file system would take for `.git`.
+/// no component that git or a file system would take for `.git` or `.gitmodules`.
 pub(crate) fn check_patch_path(path: &str) -> Result<(), ApplyError> {
     let refuse = |why: &str| ApplyError::PathRefused(format!("path {path:?} refused: {why}"));
     if path.starts_with('/') {
@@ -128,6 +128,13 @@ pub(crate) fn check_patch_path(path: &str) -> Result<(), ApplyError> {
             _ if is_git_dir_name(component) => {
                 return Err(refuse("it points into `.git`"));
             }
+            // Submodules are out of scope, and writing `.gitmodules` is how submodule
+            // attacks start; a directory of that name is refused too, for one simple rule.
+            _ if is_gitmodules_name(component) => {
+                return Err(refuse(
+                    "it names `.gitmodules` (submodules are not supported)",
+                ));
+            }
             _ => {}
         }
     }
@@ -138,14 +145,44 @@ pub(crate) fn check_patch_path(path: &str) -> Result<(), ApplyError> {
 /// (`.GIT`), NTFS's trailing dots and spaces, alternate streams (`.git::$INDEX_ALLOCATION`)
 /// and short name (`git~1`), and HFS+'s ignorable code points (`.g\u{200c}it`).
 pub(crate) fn is_git_dir_name(component: &str) -> bool {
+    let name = file_system_name(component);
+    name == ".git" || name == "git~1"
+}
+
+/// Whether a file system could resolve `component` to `.gitmodules`: the spellings of
+/// [`is_git_dir_name`], plus NTFS's short names `gitmod~1` to `gitmod~4` and its
+/// fall-back short names (a prefix of `gi7eba`, `~`, digits not starting with 0, eight
+/// characters in all), as git's `is_ntfs_dotgitmodules` knows them.
+pub(crate) fn is_gitmodules_name(component: &str) -> bool {
+    let name = file_system_name(component);
+    if name == ".gitmodules" {
+        return true;
+    }
+    if let Some(n) = name.strip_prefix("gitmod~") {
+        if matches!(n, "1" | "2" | "3" | "4") {
+            return true;
+        }
+    }
+    let Some((prefix, number)) = name.split_once('~') else {
+        return false;
+    };
+    name.len() == 8
+        && "gi7eba".starts_with(prefix)
+        && number.starts_with(|c: char| ('1'..='9').contains(&c))
+        && number.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// `component` as a case-insensitive, normalising file system may see it: HFS+'s ignorable
+/// code points dropped, lower case, and NTFS's alternate stream (`:...`) and trailing dots
+/// and spaces cut off.
+fn file_system_name(component: &str) -> String {
     let visible: String = component
         .chars()
         .filter(|&c| !is_hfs_ignorable(c))
         .flat_map(char::to_lowercase)
         .collect();
     let stream_free = visible.split(':').next().unwrap_or_default();
-    let trimmed = stream_free.trim_end_matches(['.', ' ']);
-    trimmed == ".git" || trimmed == "git~1"
+    stream_free.trim_end_matches(['.', ' ']).to_owned()
 }
 
 /// Code points HFS+ ignores when comparing names (the list git's `is_hfs_dotgit` uses).
@@ -195,6 +232,64 @@ mod tests {
     }
 
     #[test]
+    fn gitmodules_spellings() {
+        // Git's own list (t0060, `is_dotgitmodules`), and a directory-shaped stream name.
+        for name in [
+            ".gitmodules",
+            ".git\u{200c}modules",
+            ".Gitmodules",
+            ".gitmoduleS",
+            ".gitmodules ",
+            ".gitmodules.",
+            ".gitmodules. .",
+            ".Gitmodules..",
+            "GITMOD~1",
+            "gitmod~1",
+            "GITMOD~2",
+            "gitmod~3",
+            "GITMOD~4",
+            "GITMOD~1 ",
+            "gitmod~2.",
+            "GI7EBA~1",
+            "gi7eba~9",
+            "GI7EB~10",
+            "GI7EB~99",
+            "GI7E~100",
+            "GI7E~999",
+            "~1000000",
+            "~9999999",
+            ".gitmodules:$DATA",
+            "gitmod~4 . :$DATA",
+        ] {
+            assert!(is_gitmodules_name(name), "{name:?}");
+        }
+        for name in [
+            ".gitmodules x",
+            ".gitmodules .x",
+            " .gitmodules",
+            "..gitmodules",
+            "gitmodules",
+            ".gitmodule",
+            ".gitmodules x ",
+            "GI7EBA~",
+            "GI7EBA~0",
+            "GI7EBA~~1",
+            "GI7EBA~X",
+            "Gx7EBA~1",
+            "GI7EBX~1",
+            "GI7EB~1",
+            "GI7EB~01",
+            "GI7EB~1X",
+            "gitmod~5",
+            "gi7ebax~1",
+            ".gitmodules,:$DATA",
+            ".git",
+        ] {
+            assert!(!is_gitmodules_name(name), "{name:?}");
+        }
+    }
+
+    #[test]
     fn patch_paths() {
         for ok in ["a", "a/b.txt", ".gitignore", "src/.github/x", "café"] {
             check_patch_path(ok).unwrap();
@@ -208,6 +303,9 @@ mod tests {
             "a/",
             ".git/config",
             "sub/.GIT/hooks/x",
+            ".gitmodules",
+            "sub/GITMOD~1",
+            ".gitmodules/x",
             "a\\b",
             "a\nb",
         ] {

@@ -197,8 +197,8 @@ pub(crate) fn build(
     }
 
     let patch = patch::parse(patch_bytes)?;
-    check_paths(&patch.files)?;
     let base_tree = base_commit.tree()?;
+    check_paths(repo, &base_tree, &patch.files)?;
     let mut files = patch
         .files
         .iter()
@@ -270,8 +270,13 @@ pub(crate) fn build(
     Ok(Built { prediction, files })
 }
 
+/// The first second a commit cannot hold: libgit2 writes a commit's time as an unsigned
+/// 32-bit number of seconds since 1970, so later times (and earlier ones) would wrap.
+const TIME_END: i64 = 1 << 32;
+
 /// The given RFC 3339 time, or one second after the base commit's committer time in its
-/// offset: never the clock, so the same inputs give the same commit.
+/// offset: never the clock, so the same inputs give the same commit. Either must lie in
+/// what a commit can hold, 1970-01-01T00:00:00Z to 2106-02-07T06:28:15Z.
 fn commit_time(given: Option<&str>, base: &Commit<'_>) -> Result<(git2::Time, String), ApplyError> {
     let invalid = |why: String| ApplyError::InvalidParams(format!("time: {why}"));
     let (seconds, offset_seconds) = match given {
@@ -287,9 +292,19 @@ fn commit_time(given: Option<&str>, base: &Commit<'_>) -> Result<(git2::Time, St
         }
         None => {
             let when = base.committer().when();
-            (when.seconds() + 1, when.offset_minutes() * 60)
+            (when.seconds().saturating_add(1), when.offset_minutes() * 60)
         }
     };
+    if !(0..TIME_END).contains(&seconds) {
+        let what = match given {
+            Some(text) => format!("{text:?} is"),
+            None => "one second after the base commit's time is".to_owned(),
+        };
+        return Err(invalid(format!(
+            "{what} outside what a git commit holds, 1970-01-01T00:00:00Z to \
+             2106-02-07T06:28:15Z; give a time in that range"
+        )));
+    }
     if offset_seconds % 60 != 0 {
         return Err(invalid(
             "the offset is not a whole number of minutes".to_owned(),
@@ -305,9 +320,17 @@ fn commit_time(given: Option<&str>, base: &Commit<'_>) -> Result<(git2::Time, St
     Ok((git2::Time::new(seconds, offset_seconds / 60), text))
 }
 
-/// Every path is safe, each file is patched once, and no new path is both a file and
-/// the directory of another.
-fn check_paths(files: &[FilePatch]) -> Result<(), ApplyError> {
+/// No path is or passes through a symlink or submodule of the base tree, each file is
+/// patched once, and no new path is both a file and the directory of another. Safety comes
+/// first, so that an unsafe path is refused as such whatever else is wrong: a rename of a
+/// symlink then a write under its new name is a symlink, not a malformed patch. (The
+/// names themselves were checked as they were parsed.)
+fn check_paths(repo: &Repository, base: &Tree<'_>, files: &[FilePatch]) -> Result<(), ApplyError> {
+    for file in files {
+        for name in [file.old_path(), file.new_path()].into_iter().flatten() {
+            lookup(repo, base, name)?;
+        }
+    }
     let mut seen = HashSet::new();
     let mut written = BTreeSet::new();
     for file in files {
@@ -316,7 +339,6 @@ fn check_paths(files: &[FilePatch]) -> Result<(), ApplyError> {
             .flatten()
             .collect();
         for name in names {
-            paths::check_patch_path(name)?;
             if !seen.insert(name) {
                 return Err(ApplyError::InvalidParams(format!(
                     "patch line {}: {name:?} is patched more than once",
@@ -444,10 +466,38 @@ fn resolve(
     })
 }
 
-/// The base tree's entry at `path`, walking one component at a time: a symlink or
-/// submodule on the way or at the end is refused; a file on the way or a directory at the
-/// end means the patch does not apply.
+/// The base tree's entry at `path`: a file, or nothing. A symlink or submodule on the way
+/// or at the end is refused; a file on the way or a directory at the end means the patch
+/// does not apply.
 fn base_entry(repo: &Repository, base: &Tree<'_>, path: &str) -> Result<Option<Entry>, ApplyError> {
+    match lookup(repo, base, path)? {
+        Found::Nothing => Ok(None),
+        Found::File(entry) => Ok(Some(entry)),
+        Found::Directory => Err(ApplyError::InvalidParams(format!(
+            "the patch does not apply: {path:?} is a directory in the base tree"
+        ))),
+        Found::UnderFile(at) => Err(ApplyError::InvalidParams(format!(
+            "the patch does not apply: {at:?} is a file in the base tree, so {path:?} \
+             cannot be in it (replacing a file by a directory is not supported)"
+        ))),
+    }
+}
+
+/// What the base tree holds at a path.
+enum Found {
+    /// Nothing there.
+    Nothing,
+    /// A regular or executable file.
+    File(Entry),
+    /// A directory.
+    Directory,
+    /// A file (named) on the way to the path.
+    UnderFile(String),
+}
+
+/// Walks the base tree to `path` one component at a time; a symlink or submodule on the
+/// way or at the end is refused.
+fn lookup(repo: &Repository, base: &Tree<'_>, path: &str) -> Result<Found, ApplyError> {
     let components: Vec<&str> = path.split('/').collect();
     let mut tree = base.clone();
     for (i, name) in components.iter().enumerate() {
@@ -455,15 +505,11 @@ fn base_entry(repo: &Repository, base: &Tree<'_>, path: &str) -> Result<Option<E
         let last = i + 1 == components.len();
         let (id, mode) = match tree.get_name(name) {
             Some(entry) => (entry.id(), entry.filemode() as u32),
-            None => return Ok(None),
+            None => return Ok(Found::Nothing),
         };
         match mode {
             0o040000 if !last => tree = repo.find_tree(id)?,
-            0o040000 => {
-                return Err(ApplyError::InvalidParams(format!(
-                    "the patch does not apply: {path:?} is a directory in the base tree"
-                )))
-            }
+            0o040000 => return Ok(Found::Directory),
             0o120000 => {
                 return Err(ApplyError::PathRefused(if last {
                     format!("path {path:?} refused: it is a symbolic link in the base tree")
@@ -482,17 +528,12 @@ fn base_entry(repo: &Repository, base: &Tree<'_>, path: &str) -> Result<Option<E
                 } else {
                     MODE_FILE
                 };
-                return Ok(Some(Entry { id, mode }));
+                return Ok(Found::File(Entry { id, mode }));
             }
-            _ => {
-                return Err(ApplyError::InvalidParams(format!(
-                    "the patch does not apply: {at:?} is a file in the base tree, so {path:?} \
-                     cannot be in it (replacing a file by a directory is not supported)"
-                )))
-            }
+            _ => return Ok(Found::UnderFile(at)),
         }
     }
-    Ok(None)
+    Ok(Found::Nothing)
 }
 
 fn file_mode(mode: u32) -> FileMode {
