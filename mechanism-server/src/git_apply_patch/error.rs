@@ -5,8 +5,8 @@ use protocol::ErrorCode;
 /// A refusal or failure of `plan` or `execute`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ApplyError {
-    /// A path the patch names is unsafe: absolute, `..`, `.git`, through a symlink,
-    /// colliding, or a symlink or submodule change. Nothing was written.
+    /// A path the patch names is unsafe: absolute, `..`, `.git`, `.gitmodules`, a symlink
+    /// or through one, colliding, or a symlink or submodule change. Nothing was written.
     #[error("{0}")]
     PathRefused(String),
     /// The repository lies outside the root.

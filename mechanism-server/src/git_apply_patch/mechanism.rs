@@ -196,7 +196,7 @@ fn params_schema() -> Value {
                     "email": {"type": "string", "minLength": 1}
                 }
             },
-            "time": {"type": "string", "format": "date-time", "description": "Author and committer time, RFC 3339, whole seconds; default: one second after the base commit."}
+            "time": {"type": "string", "format": "date-time", "description": "Author and committer time, RFC 3339, whole seconds, from 1970-01-01T00:00:00Z to 2106-02-07T06:28:15Z (what a commit holds); default: one second after the base commit."}
         }
     })
 }

@@ -42,8 +42,9 @@ pub struct ApplyParams {
     pub message: String,
     /// Author and committer.
     pub author: Person,
-    /// Author and committer time, RFC 3339 in whole seconds, offset kept; default: one
-    /// second after the base commit's committer time, in its offset.
+    /// Author and committer time, RFC 3339 in whole seconds, offset kept, from
+    /// 1970-01-01T00:00:00Z to 2106-02-07T06:28:15Z; default: one second after the base
+    /// commit's committer time, in its offset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub time: Option<String>,
 }
