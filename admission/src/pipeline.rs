@@ -555,6 +555,7 @@ impl Flow<'_> {
             } else {
                 None
             },
+            deadline_ms: Some(admitted.deadline_ms),
         };
         let deadline = Duration::from_millis(admitted.deadline_ms);
         let answer = session.execute(&params, deadline, |p| progress(p));

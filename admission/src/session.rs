@@ -27,8 +27,11 @@ const BUILTIN_SERVER: &str = "mechanism-server";
 const DESCRIBE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long one `plan` may take.
 const PLAN_TIMEOUT: Duration = Duration::from_secs(120);
-/// Extra time past the deadline for the mechanism to answer a cancelled execute.
-const CANCEL_GRACE: Duration = Duration::from_secs(5);
+/// Extra time past the deadline for the mechanism's answer. The mechanism gets the deadline
+/// and refuses at it when it has not passed its point of no return; past that point it
+/// finishes and records whatever the clock says, and this is how long we wait for that
+/// before giving up (and, at shutdown, killing it).
+const ANSWER_GRACE: Duration = Duration::from_secs(30);
 
 /// Why a session failed.
 #[derive(Debug, thiserror::Error)]
@@ -123,8 +126,8 @@ impl Session {
             .block_on(self.client.call("plan", params, PLAN_TIMEOUT))?)
     }
 
-    /// Calls `execute`, giving up (and cancelling) after `deadline`; each `progress`
-    /// notification is passed to `on_progress` while it runs.
+    /// Calls `execute`, giving up (and cancelling) [`ANSWER_GRACE`] after `deadline`; each
+    /// `progress` notification is passed to `on_progress` while it runs.
     pub fn execute(
         &self,
         params: &ExecuteParams,
@@ -136,7 +139,7 @@ impl Session {
         let mut notifications = self.client.notifications();
         let call = self
             .client
-            .call("execute", params, deadline.saturating_add(CANCEL_GRACE));
+            .call("execute", params, deadline.saturating_add(ANSWER_GRACE));
         self.runtime.block_on(async {
             tokio::pin!(call);
             loop {

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 pub mod cli;
+pub mod failpoint;
 pub mod git_apply_patch;
 pub mod mechanism;
 pub mod server;

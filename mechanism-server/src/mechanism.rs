@@ -37,7 +37,9 @@ pub trait Mechanism: Send + Sync + 'static {
     fn plan(&self, env: &Env, request: &PlanRequest) -> Result<Planned, MechanismError>;
 
     /// Applies a plan the runtime has just recomputed and found identical to the admitted
-    /// one. Checks `ctx` for cancellation and the deadline before the point of no return.
+    /// one. Calls [`ExecContext::point_of_no_return`] once, right before its first change,
+    /// and must not change anything if that fails; past it, the mechanism must either finish
+    /// or leave what [`Mechanism::recover`] needs to finish later, whatever kills it.
     fn execute(
         &self,
         env: &Env,
@@ -45,9 +47,16 @@ pub trait Mechanism: Send + Sync + 'static {
         ctx: &ExecContext,
     ) -> Result<Executed, MechanismError>;
 
-    /// Whether the effects of an executed plan still hold (for git: the branch is at the
-    /// predicted commit), so that executing it again returns the recorded result.
+    /// Whether the effects of an executed plan still hold, wholly (for git: the branch at
+    /// the predicted commit and every touched path as planned), so that executing it again
+    /// returns the recorded result.
     fn still_applied(&self, env: &Env, plan: &Plan) -> Result<bool, MechanismError>;
+
+    /// Finishes an execution of `plan` that passed its point of no return and was then
+    /// interrupted (the process killed, the machine stopped). Returns what was executed once
+    /// the effects are wholly in place, or `None` when nothing of the plan was applied.
+    /// `BUSY` when another execution holds the resources; never a half-applied success.
+    fn recover(&self, env: &Env, plan: &Plan) -> Result<Option<Executed>, MechanismError>;
 }
 
 /// Where a mechanism may act: its root, which bounds every path, and the object store.
@@ -117,29 +126,62 @@ impl MechanismError {
     }
 }
 
-/// Per-execution controls: deadline, cancellation and progress.
+/// What the runtime does at an execution's point of no return (journal it, claim the
+/// force-ack's nonce); an error refuses the execution, with nothing applied.
+pub type CommitHook = Arc<dyn Fn() -> Result<(), MechanismError> + Send + Sync>;
+
+/// Per-execution controls: deadline, cancellation, progress and the point of no return.
 #[derive(Clone)]
 pub struct ExecContext {
     deadline: Option<Instant>,
     cancelled: Arc<AtomicBool>,
     progress: Arc<dyn Fn(ProgressParams) + Send + Sync>,
     plan_hash: Digest,
+    commit: CommitHook,
+    committed: Arc<AtomicBool>,
 }
 
 impl ExecContext {
-    /// A context for one execution of `plan_hash`.
+    /// A context for one execution of `plan_hash`; `commit` runs at its point of no return.
     pub fn new(
         plan_hash: Digest,
         deadline: Option<Instant>,
         cancelled: Arc<AtomicBool>,
         progress: Arc<dyn Fn(ProgressParams) + Send + Sync>,
+        commit: CommitHook,
     ) -> Self {
         Self {
             deadline,
             cancelled,
             progress,
             plan_hash,
+            commit,
+            committed: Arc::new(AtomicBool::new(false)),
         }
+    }
+
+    /// The plan being executed.
+    pub fn plan_hash(&self) -> Digest {
+        self.plan_hash
+    }
+
+    /// The last moment to stop: checks cancellation and the deadline, then lets the runtime
+    /// journal the execution and claim its force-ack. After `Ok` the mechanism finishes,
+    /// whatever the clock says; after `Err` it must change nothing.
+    pub fn point_of_no_return(&self) -> Result<(), MechanismError> {
+        self.checkpoint()?;
+        if self.committed.swap(true, Ordering::SeqCst) {
+            return Err(MechanismError::new(
+                ErrorCode::InternalError,
+                "the point of no return was passed twice",
+            ));
+        }
+        (self.commit)().inspect_err(|_| self.committed.store(false, Ordering::SeqCst))
+    }
+
+    /// Whether [`ExecContext::point_of_no_return`] was passed.
+    pub fn committed(&self) -> bool {
+        self.committed.load(Ordering::SeqCst)
     }
 
     /// The deadline, if one was set.

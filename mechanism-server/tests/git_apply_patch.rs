@@ -607,14 +607,16 @@ fn staged_changes_to_a_touched_file_are_destructive() {
 }
 
 #[test]
-fn a_locked_branch_fails_without_moving_it_or_touching_the_work_tree() {
+fn a_locked_branch_is_busy_without_moving_it_or_touching_the_work_tree() {
     let w = World::new();
     let patch = w.patch(|d| write(d, "README.md", "locked\n"));
     let p = plan(&w.root(), &params(), &patch).unwrap();
     let lock = w.repo().join(".git/refs/heads/main.lock");
     fs::write(&lock, "").unwrap();
+    let before = w.snapshot();
     let error = execute(&w.root(), &params(), &patch, &p).unwrap_err();
-    assert_eq!(error.code(), ErrorCode::ExecutionFailed, "{error}");
+    assert_eq!(error.code(), ErrorCode::Busy, "{error}");
+    assert_eq!(w.snapshot(), before);
     assert_eq!(w.rev("main"), p.base_commit);
     assert_eq!(
         fs::read_to_string(w.repo().join("README.md")).unwrap(),

@@ -194,7 +194,7 @@ impl Mechanism for Slow {
             thread::sleep(Duration::from_millis(5));
         }
         // The last moment to stop: after this the file is written.
-        ctx.checkpoint()?;
+        ctx.point_of_no_return()?;
         let path = Self::path(label);
         let content = Self::content(label);
         let file = env.root.join(&path);
@@ -204,21 +204,37 @@ impl Mechanism for Slow {
         std::fs::write(&file, &content).map_err(fail)?;
         self.controls.completed.store(true, Ordering::SeqCst);
         ctx.progress(3, 3, "written");
-        let digest = Digest::of_bytes(content.as_bytes());
+        Self::executed(&planned.plan)
+    }
+
+    fn still_applied(&self, _env: &Env, _plan: &Plan) -> Result<bool, MechanismError> {
+        Ok(self.controls.completed.load(Ordering::SeqCst))
+    }
+
+    fn recover(&self, env: &Env, plan: &Plan) -> Result<Option<Executed>, MechanismError> {
+        let label = Self::label(&plan.params)?;
+        let written = std::fs::read(env.root.join(Self::path(label)))
+            .is_ok_and(|bytes| bytes == Self::content(label).as_bytes());
+        written.then(|| Self::executed(plan)).transpose()
+    }
+}
+
+impl Slow {
+    /// What executing `plan` did: its one file written.
+    fn executed(plan: &Plan) -> Result<Executed, MechanismError> {
+        let label = Self::label(&plan.params)?;
+        let path = Self::path(label);
+        let digest = Digest::of_bytes(Self::content(label).as_bytes());
         Ok(Executed {
-            effects_applied: planned.plan.intended_effects.clone(),
+            effects_applied: plan.intended_effects.clone(),
             evidence: json!({ "path": path, "digest": digest.to_string() }),
             subjects: vec![(
                 path.clone(),
                 BTreeMap::from([("sha256".to_owned(), digest.hex())]),
             )],
-            state_before: planned.plan.state.clone(),
+            state_before: plan.state.clone(),
             state_after: json!({ "path": path, "written": true }),
         })
-    }
-
-    fn still_applied(&self, _env: &Env, _plan: &Plan) -> Result<bool, MechanismError> {
-        Ok(self.controls.completed.load(Ordering::SeqCst))
     }
 }
 

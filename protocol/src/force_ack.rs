@@ -415,6 +415,13 @@ pub fn claim_nonce(
     sync_dir(&dir).map_err(store_err(&dir))
 }
 
+/// Whether `nonce` was claimed already, so that a force-ack carrying it is spent. Only an
+/// early answer: [`claim_nonce`] alone decides, atomically.
+pub fn nonce_claimed(store_root: &Path, nonce: &str) -> Result<bool, ForceAckError> {
+    check_nonce(nonce).map_err(malformed)?;
+    Ok(store_root.join(NONCE_DIR).join(nonce).exists())
+}
+
 /// Flushes a directory's entries (a new file name) to disk.
 fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()

@@ -183,6 +183,11 @@ pub struct ExecuteParams {
     /// The signed force-ack artifact, inline; required for a destructive plan.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub force_ack: Option<Value>,
+    /// How long the client waits, in milliseconds from receipt: the server refuses with
+    /// `DEADLINE_EXCEEDED` before its point of no return when it cannot finish in time, and
+    /// past that point finishes and records whatever the clock says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deadline_ms: Option<u64>,
 }
 
 /// `execute` result.

@@ -729,6 +729,7 @@ fn every_verb_type_validates_and_round_trips() {
             plan_hash: plan.digest(),
             admission: d("admission"),
             force_ack: None,
+            deadline_ms: Some(60_000),
         },
     );
     check(

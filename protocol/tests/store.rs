@@ -482,6 +482,32 @@ fn a_reference_is_absent_then_set_then_replaced_whole() {
 }
 
 #[test]
+fn references_are_listed_by_key_and_removed() {
+    let (_dir, store) = new_store();
+    assert_eq!(store.ref_keys("executions").unwrap(), Vec::<String>::new());
+    let record = Witnessed {
+        admission: Digest::of_bytes(b"a"),
+    };
+    for key in ["b2", "a1"] {
+        store.set_ref("executions", key, &record).unwrap();
+    }
+    // A stray file that is not a reference is not listed.
+    fs::write(store.root().join("refs/executions/.put-x"), b"{}").unwrap();
+    assert_eq!(store.ref_keys("executions").unwrap(), ["a1", "b2"]);
+
+    store.remove_ref("executions", "a1").unwrap();
+    assert_eq!(store.ref_keys("executions").unwrap(), ["b2"]);
+    assert_eq!(
+        store.get_ref::<Witnessed>("executions", "a1").unwrap(),
+        None
+    );
+    // Removing what is not there is no error, and hostile names are refused as for set.
+    store.remove_ref("executions", "a1").unwrap();
+    assert!(store.remove_ref("executions", "../x").is_err());
+    assert!(store.ref_keys("../refs").is_err());
+}
+
+#[test]
 fn reference_names_that_are_not_plain_file_names_are_refused() {
     let (_dir, store) = new_store();
     let long = "a".repeat(201);

@@ -18,6 +18,10 @@ pub enum ApplyError {
     /// The state changed since the plan: the recomputed plan differs, or the ref moved.
     #[error("{0}")]
     StalePlan(String),
+    /// Another process holds a lock the execute needs (ours, `index.lock`, a ref's lock);
+    /// nothing was changed, and retrying later may succeed.
+    #[error("{0}")]
+    Busy(String),
     /// The effect could not be (fully) applied.
     #[error("{0}")]
     ExecutionFailed(String),
@@ -38,6 +42,7 @@ impl ApplyError {
             ApplyError::CapabilityDenied(_) => ErrorCode::CapabilityDenied,
             ApplyError::InvalidParams(_) => ErrorCode::InvalidParams,
             ApplyError::StalePlan(_) => ErrorCode::StalePlan,
+            ApplyError::Busy(_) => ErrorCode::Busy,
             ApplyError::ExecutionFailed(_) => ErrorCode::ExecutionFailed,
             ApplyError::Stopped(code, _) => *code,
             ApplyError::Internal(_) => ErrorCode::InternalError,

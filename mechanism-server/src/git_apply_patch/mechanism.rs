@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use protocol::artifact::effect::{FS_DELETE, FS_MODE, FS_WRITE, GIT_COMMIT};
+use protocol::artifact::effect::{Effect, FS_DELETE, FS_MODE, FS_WRITE, GIT_COMMIT};
 use protocol::artifact::kinds::{Costs, Determinism, Grant, MechanismRef, Plan, RecipeStep};
 use protocol::verbs::{Destructiveness, Example, Operation};
 use protocol::ErrorCode;
@@ -91,61 +91,129 @@ impl Mechanism for GitApplyPatch {
         };
         let (params, patch) = read_request(env, &request)?;
         ctx.progress(0, 1, "applying the patch");
-        let applied = super::execute_checked(&env.root, &params, &patch, |recomputed| {
-            if to_plan(self, &request, recomputed) != planned.plan {
-                return Err(ApplyError::StalePlan(
-                    "the repository changed since the plan was checked".to_owned(),
-                ));
-            }
-            // The last moment to stop: after this the objects are written and the ref moves.
-            ctx.checkpoint()
-                .map_err(|stop| ApplyError::Stopped(stop.code, stop.message))
-        })
+        let id = ctx.plan_hash().to_string();
+        super::execute_checked(
+            &env.root,
+            &params,
+            &patch,
+            &id,
+            |recomputed| {
+                if to_plan(self, &request, recomputed) == planned.plan {
+                    Ok(())
+                } else {
+                    Err(ApplyError::StalePlan(
+                        "the repository changed since the plan was checked".to_owned(),
+                    ))
+                }
+            },
+            || {
+                ctx.point_of_no_return()
+                    .map_err(|stop| ApplyError::Stopped(stop.code, stop.message))
+            },
+        )
         .map_err(mechanism_error)?;
         ctx.progress(1, 1, "committed");
-        let subject = format!(
-            "{}@{}",
-            planned.plan.state["repo"].as_str().unwrap_or("."),
-            applied.ref_name
-        );
-        Ok(Executed {
-            evidence: json!({
-                "commit": applied.commit,
-                "tree": applied.tree,
-                "ref": applied.ref_name,
-                "from": applied.from,
-                "worktree_updated": applied.worktree_updated,
-            }),
-            state_after: json!({
-                "repo": planned.plan.state["repo"],
-                "ref": applied.ref_name,
-                "commit": applied.commit,
-                "tree": applied.tree,
-            }),
-            subjects: vec![(
-                subject,
-                BTreeMap::from([("gitCommit".to_owned(), applied.commit.clone())]),
-            )],
-            effects_applied: applied.effects,
-            state_before: planned.plan.state.clone(),
-        })
+        executed(&planned.plan)
     }
 
     fn still_applied(&self, env: &Env, plan: &Plan) -> Result<bool, MechanismError> {
-        let (Some(repo), Some(ref_name)) =
-            (plan.state["repo"].as_str(), plan.state["ref"].as_str())
-        else {
+        let Some(outcome) = outcome(plan) else {
             return Ok(false);
         };
-        let predicted = plan
-            .intended_effects
-            .iter()
-            .find(|e| e.effect_type == GIT_COMMIT)
-            .and_then(|e| e.detail.get("to"))
-            .and_then(Value::as_str);
-        let now = super::branch_target(&env.root, repo, ref_name).map_err(mechanism_error)?;
-        Ok(predicted.is_some() && now.as_deref() == predicted)
+        super::holds(&env.root, &outcome).map_err(mechanism_error)
     }
+
+    fn recover(&self, env: &Env, plan: &Plan) -> Result<Option<Executed>, MechanismError> {
+        let Some(outcome) = outcome(plan) else {
+            return Ok(None);
+        };
+        if let Some(finished) = super::recover(&env.root, &outcome.repo).map_err(mechanism_error)? {
+            tracing::info!(execution = %finished, "finished an interrupted execute");
+        }
+        if super::holds(&env.root, &outcome).map_err(mechanism_error)? {
+            executed(plan).map(Some)
+        } else {
+            Ok(None)
+        }
+    }
+}
+
+/// What a plan leaves in place once executed, read from the plan alone.
+fn outcome(plan: &Plan) -> Option<super::Outcome> {
+    let commit = commit_effect(plan)?;
+    Some(super::Outcome {
+        repo: plan.state["repo"].as_str()?.to_owned(),
+        ref_name: plan.state["ref"].as_str()?.to_owned(),
+        commit: commit.detail.get("to")?.as_str()?.to_owned(),
+        checked_out: plan.state["checked_out"].as_bool()?,
+        paths: effect_paths(plan).into_iter().map(str::to_owned).collect(),
+    })
+}
+
+fn commit_effect(plan: &Plan) -> Option<&Effect> {
+    plan.intended_effects
+        .iter()
+        .find(|e| e.effect_type == GIT_COMMIT)
+}
+
+/// The distinct repository paths the plan's file effects name, in effect order.
+fn effect_paths(plan: &Plan) -> Vec<&str> {
+    let mut paths: Vec<&str> = Vec::new();
+    for path in plan
+        .intended_effects
+        .iter()
+        .filter(|e| e.effect_type != GIT_COMMIT)
+        .filter_map(|e| e.detail.get("path").and_then(Value::as_str))
+    {
+        if !paths.contains(&path) {
+            paths.push(path);
+        }
+    }
+    paths
+}
+
+/// What executing `plan` did once its effects are in place: exactly what it planned.
+fn executed(plan: &Plan) -> Result<Executed, MechanismError> {
+    let missing = || {
+        MechanismError::new(
+            ErrorCode::InternalError,
+            "the plan has no git.commit effect with `to` and `tree`",
+        )
+    };
+    let commit = commit_effect(plan).ok_or_else(missing)?;
+    let to = commit
+        .detail
+        .get("to")
+        .and_then(Value::as_str)
+        .ok_or_else(missing)?;
+    let tree = commit
+        .detail
+        .get("tree")
+        .and_then(Value::as_str)
+        .ok_or_else(missing)?;
+    let repo = plan.state["repo"].as_str().unwrap_or(".");
+    let ref_name = plan.state["ref"].as_str().unwrap_or_default();
+    Ok(Executed {
+        evidence: json!({
+            "commit": to,
+            "tree": tree,
+            "ref": ref_name,
+            "from": plan.state["base_commit"],
+            "worktree_updated": plan.state["checked_out"],
+        }),
+        state_after: json!({
+            "repo": repo,
+            "ref": ref_name,
+            "commit": to,
+            "tree": tree,
+        }),
+        subjects: vec![(
+            format!("{repo}@{ref_name}"),
+            BTreeMap::from([("gitCommit".to_owned(), to.to_owned())]),
+        )],
+        effects_applied: plan.intended_effects.clone(),
+        state_before: plan.state.clone(),
+    })
 }
 
 /// An example on the repository at the root: `message` and the patch text.

@@ -15,16 +15,24 @@
 
 mod error;
 mod hunks;
+mod intent;
+mod lock;
 mod mechanism;
 mod patch;
 mod paths;
 mod predict;
+mod transaction;
 mod worktree;
 
+use std::borrow::Cow;
+use std::collections::HashMap;
 use std::path::Path;
 
 use protocol::artifact::effect::{Effect, Touch};
 use serde::{Deserialize, Serialize};
+
+use crate::failpoint;
+use intent::{Intent, PathChange};
 
 pub use error::ApplyError;
 pub use mechanism::{GitApplyPatch, APPLY, ID, MAX_PATCH_BYTES, PATCH_INPUT};
@@ -124,20 +132,16 @@ pub struct FileState {
     pub mode: String,
 }
 
-/// What an execute did.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// What an execute did: exactly what its prediction said.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Applied {
     /// The commit created (equal to the predicted one).
     pub commit: String,
-    /// Its tree.
-    pub tree: String,
     /// The ref moved.
     #[serde(rename = "ref")]
     pub ref_name: String,
     /// The commit the ref pointed to before.
     pub from: String,
-    /// The effects applied, one to one with the prediction's.
-    pub effects: Vec<Effect>,
     /// Whether the work tree and index were updated (the branch is checked out).
     pub worktree_updated: bool,
 }
@@ -160,7 +164,9 @@ pub fn plan(root: &Path, params: &ApplyParams, patch: &[u8]) -> Result<Predictio
     plan_with(root, params, patch, true)
 }
 
-/// [`plan`], with the preview left empty unless `with_preview`.
+/// [`plan`], with the preview left empty unless `with_preview`. `BUSY` while an execute in
+/// the repository is past its point of no return and unfinished: its half-applied state is
+/// no base to plan on.
 pub fn plan_with(
     root: &Path,
     params: &ApplyParams,
@@ -168,81 +174,183 @@ pub fn plan_with(
     with_preview: bool,
 ) -> Result<Prediction, ApplyError> {
     let target = predict::Target::open(root, params)?;
+    refuse_unfinished(&transaction::Paths::of(&target.repo))?;
     Ok(predict::build(&target, params, patch, with_preview)?.prediction)
 }
 
-/// Applies `patch` exactly as `expected` predicts: refuses with `StalePlan` unless the plan
-/// recomputed now equals it, then writes the new objects, moves the branch by
-/// compare-and-swap and, when the branch is checked out, updates only the touched
-/// work-tree paths and index entries.
+/// Applies `patch` exactly as `expected` predicts; see [`execute_checked`]. The intent
+/// record names the execution by the predicted commit.
 pub fn execute(
     root: &Path,
     params: &ApplyParams,
     patch: &[u8],
     expected: &Prediction,
 ) -> Result<Applied, ApplyError> {
-    execute_checked(root, params, patch, |recomputed| {
-        stale_unless_equal(recomputed, expected)
-    })
+    let id = format!("commit {}", expected.new_commit);
+    execute_checked(
+        root,
+        params,
+        patch,
+        &id,
+        |recomputed| stale_unless_equal(recomputed, expected),
+        || Ok(()),
+    )
 }
 
-/// Like [`execute`], but the prediction recomputed now is accepted by `accept` (which
-/// refuses with `StalePlan` when it is not the admitted one) rather than compared with a
-/// [`Prediction`] the caller holds; the plan is computed once either way.
+/// Applies `patch` as a transaction that survives being killed at any instant (see
+/// [`transaction`]): takes the locks (`BUSY` when held), finishes any execute a killed
+/// process left unfinished, recomputes the prediction and lets `accept` refuse it (with
+/// `StalePlan` when it is not the admitted one), writes the new objects, calls `commit` at
+/// the point of no return (an error there refuses, nothing changed), then records the
+/// intent `id` names and moves the branch, work tree and index.
 pub fn execute_checked(
     root: &Path,
     params: &ApplyParams,
     patch: &[u8],
+    id: &str,
     accept: impl FnOnce(&Prediction) -> Result<(), ApplyError>,
+    commit: impl FnOnce() -> Result<(), ApplyError>,
 ) -> Result<Applied, ApplyError> {
+    let (_, repository) = predict::open_repository(root, &params.repo)?;
+    let paths = transaction::Paths::of(&repository);
+    let repo_lock = lock::RepoLock::try_acquire(&paths.git_dir)?;
+    let _tidy = transaction::Tidy(&paths);
+    if let Some(finished) = transaction::recover(&repository, &paths, &repo_lock)? {
+        if finished.plan == id {
+            return Ok(applied_of(&finished));
+        }
+    }
+    drop(repository);
+
     let target = predict::Target::open(root, params)?;
+    let held = transaction::Held::take(&paths, &target.ref_name, target.checked_out)?;
+    failpoint::hit("git:locked");
+    // Opened before the locks were taken: the branch may have moved in between.
+    let base = branch_target_in(&target.repo, &target.ref_name)?;
+    if base.as_deref() != Some(target.base.to_string().as_str()) {
+        return Err(ApplyError::StalePlan(format!(
+            "{} moved while the execute was starting",
+            target.ref_name
+        )));
+    }
     let built = predict::build(&target, params, patch, false).map_err(no_longer_holds)?;
     accept(&built.prediction)?;
-    let expected = &built.prediction;
     let disk = predict::persist(&target, &built)?;
-    let new_commit = git2::Oid::from_str(&expected.new_commit)?;
-    let base_commit = git2::Oid::from_str(&expected.base_commit)?;
+    failpoint::hit("git:objects");
+    commit()?;
 
-    let subject = expected.message.lines().next().unwrap_or_default();
-    let moved = disk.reference_matching(
-        &expected.ref_name,
-        new_commit,
-        true,
-        base_commit,
-        &format!("git_apply_patch: {subject}"),
-    );
-    if let Err(error) = moved {
-        return Err(match error.code() {
-            git2::ErrorCode::Modified | git2::ErrorCode::NotFound => {
-                ApplyError::StalePlan(format!(
-                    "{} moved away from {}",
-                    expected.ref_name, expected.base_commit
-                ))
-            }
-            git2::ErrorCode::Locked => ApplyError::ExecutionFailed(format!(
-                "{} is locked by another process; the branch and work tree are unchanged",
-                expected.ref_name
-            )),
-            _ => error.into(),
-        });
-    }
-
-    if expected.checked_out {
-        worktree::update(&target, &built.files).map_err(|e| {
-            ApplyError::ExecutionFailed(format!(
-                "{} now points to {}, but updating the work tree failed: {e}",
-                expected.ref_name, expected.new_commit
-            ))
-        })?;
-    }
-    Ok(Applied {
-        commit: expected.new_commit.clone(),
-        tree: expected.new_tree.clone(),
+    let expected = &built.prediction;
+    let intent = Intent {
+        plan: id.to_owned(),
         ref_name: expected.ref_name.clone(),
-        from: expected.base_commit.clone(),
-        effects: expected.effects.clone(),
-        worktree_updated: expected.checked_out,
-    })
+        base: expected.base_commit.clone(),
+        commit: expected.new_commit.clone(),
+        checked_out: expected.checked_out,
+        committer: expected.author.clone(),
+        message: format!(
+            "git_apply_patch: {}",
+            expected.message.lines().next().unwrap_or_default()
+        ),
+        paths: predict::changes(&built.files),
+    };
+    let contents: HashMap<&str, &[u8]> = built
+        .files
+        .iter()
+        .filter_map(|f| f.new.as_ref())
+        .map(|(path, content, _)| (path.as_str(), content.as_slice()))
+        .collect();
+    let content = |change: &PathChange, _| {
+        contents
+            .get(change.path.as_str())
+            .map(|bytes| Cow::Borrowed(*bytes))
+            .ok_or_else(|| ApplyError::Internal(format!("no content for {}", change.path)))
+    };
+    transaction::apply(&disk, &paths, &intent, held, &content)?;
+    Ok(applied_of(&intent))
+}
+
+/// Finishes the execute a killed process left unfinished in the repository `repo`, if any,
+/// and drops the locks a killed execute held; returns the id of the execution finished.
+/// `BUSY` while another execute works on the repository.
+pub fn recover(root: &Path, repo: &str) -> Result<Option<String>, ApplyError> {
+    let (_, repository) = predict::open_repository(root, repo)?;
+    let paths = transaction::Paths::of(&repository);
+    let repo_lock = lock::RepoLock::try_acquire(&paths.git_dir)?;
+    let _tidy = transaction::Tidy(&paths);
+    Ok(transaction::recover(&repository, &paths, &repo_lock)?.map(|intent| intent.plan))
+}
+
+/// What an executed plan leaves in place, to check that it still holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    /// The repository relative to the root.
+    pub repo: String,
+    /// The full ref name of the branch.
+    pub ref_name: String,
+    /// The commit the branch must point to.
+    pub commit: String,
+    /// Whether the work tree and index were to be updated too.
+    pub checked_out: bool,
+    /// The touched paths, relative to the repository.
+    pub paths: Vec<String>,
+}
+
+/// Whether `outcome` holds wholly: no execute unfinished, the branch at the commit and,
+/// when it was checked out and still is, every touched path in the index and work tree as
+/// in that commit. Cost: the touched paths, plus one read of the index.
+pub fn holds(root: &Path, outcome: &Outcome) -> Result<bool, ApplyError> {
+    let (_, repo) = predict::open_repository(root, &outcome.repo)?;
+    if transaction::Paths::of(&repo).has_intent() {
+        return Ok(false);
+    }
+    if branch_target_in(&repo, &outcome.ref_name)?.as_deref() != Some(outcome.commit.as_str()) {
+        return Ok(false);
+    }
+    let head = match repo.find_reference("HEAD") {
+        Ok(head) => head.symbolic_target().ok().flatten().map(str::to_owned),
+        Err(_) => None,
+    };
+    if !outcome.checked_out || head.as_deref() != Some(outcome.ref_name.as_str()) {
+        return Ok(true);
+    }
+    let tree = repo
+        .find_commit(git2::Oid::from_str(&outcome.commit)?)?
+        .tree()?;
+    let changes = outcome
+        .paths
+        .iter()
+        .map(|path| {
+            Ok(PathChange {
+                path: path.clone(),
+                before: None,
+                after: predict::tree_state(&tree, path)?,
+            })
+        })
+        .collect::<Result<Vec<_>, ApplyError>>()?;
+    worktree::matches(&repo, &changes)
+}
+
+/// `BUSY` when an execute in the repository is past its point of no return and unfinished.
+fn refuse_unfinished(paths: &transaction::Paths) -> Result<(), ApplyError> {
+    if !paths.has_intent() {
+        return Ok(());
+    }
+    Err(ApplyError::Busy(
+        "an execute in this repository was interrupted past its point of no return and is \
+         not finished yet: executing that plan again (or restarting the server) finishes it; \
+         plan after that"
+            .to_owned(),
+    ))
+}
+
+/// The effect of a finished intent, as [`Applied`] reports it.
+fn applied_of(intent: &Intent) -> Applied {
+    Applied {
+        commit: intent.commit.clone(),
+        ref_name: intent.ref_name.clone(),
+        from: intent.base.clone(),
+        worktree_updated: intent.checked_out,
+    }
 }
 
 /// Where the prediction's branch is now.
@@ -262,7 +370,14 @@ pub fn branch_target(
     repo: &str,
     ref_name: &str,
 ) -> Result<Option<String>, ApplyError> {
-    let repository = predict::open_repository(root, repo)?.1;
+    branch_target_in(&predict::open_repository(root, repo)?.1, ref_name)
+}
+
+/// The commit a branch of an open repository points to, if it exists.
+fn branch_target_in(
+    repository: &git2::Repository,
+    ref_name: &str,
+) -> Result<Option<String>, ApplyError> {
     let target = match repository.find_reference(ref_name) {
         Ok(reference) => reference.resolve()?.target(),
         Err(e) if e.code() == git2::ErrorCode::NotFound => None,

@@ -13,9 +13,10 @@ use time::format_description::well_known::Rfc3339;
 use time::{OffsetDateTime, UtcOffset};
 
 use super::error::ApplyError;
+use super::intent::PathChange;
 use super::patch::{self, Change, FilePatch, MODE_EXEC, MODE_FILE};
 use super::paths::{self, RepoLocation};
-use super::{hunks, worktree, ApplyParams, Prediction};
+use super::{hunks, worktree, ApplyParams, FileState, Prediction};
 
 /// The repository, branch and base commit a plan applies to.
 pub(crate) struct Target {
@@ -61,6 +62,49 @@ impl FileOutcome {
             (Some((path, _)), Some(_)) if self.renamed => Some(path),
             _ => None,
         }
+    }
+}
+
+/// Every path the outcomes touch, before and after, in patch order: what an intent records.
+pub(crate) fn changes(files: &[FileOutcome]) -> Vec<PathChange> {
+    let state = |entry: &Entry| FileState {
+        blob: entry.id.to_string(),
+        mode: format!("{:o}", entry.mode),
+    };
+    let mut changes = Vec::new();
+    for file in files {
+        if let Some(path) = file.removed() {
+            changes.push(PathChange {
+                path: path.to_owned(),
+                before: file.old.as_ref().map(|(_, e)| state(e)),
+                after: None,
+            });
+        }
+        if let Some((path, _, entry)) = &file.new {
+            let before = match &file.old {
+                Some((_, old)) if !file.renamed => Some(state(old)),
+                _ => None,
+            };
+            changes.push(PathChange {
+                path: path.clone(),
+                before,
+                after: Some(state(entry)),
+            });
+        }
+    }
+    changes
+}
+
+/// The blob and mode at `path` in `tree`, or `None` when no file is there.
+pub(crate) fn tree_state(tree: &Tree<'_>, path: &str) -> Result<Option<FileState>, ApplyError> {
+    match tree.get_path(Path::new(path)) {
+        Ok(entry) if entry.kind() == Some(ObjectType::Blob) => Ok(Some(FileState {
+            blob: entry.id().to_string(),
+            mode: format!("{:o}", entry.filemode()),
+        })),
+        Ok(_) => Ok(None),
+        Err(e) if e.code() == git2::ErrorCode::NotFound => Ok(None),
+        Err(e) => Err(e.into()),
     }
 }
 

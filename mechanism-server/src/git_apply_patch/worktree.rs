@@ -1,5 +1,5 @@
-//! The work tree and index at the touched paths: their state as plan facts, and their
-//! update after execute moved the branch. Only touched paths are ever looked at; every
+//! The work tree and index at the touched paths: their state as plan facts, their update
+//! after execute moved the branch, and whether they are as planned. Only touched paths are ever looked at; every
 //! leading component is checked with `lstat` first, since libgit2 (and `std::fs`) would
 //! follow a symlink planted in the work tree and write outside the repository.
 
@@ -7,12 +7,19 @@ use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-use git2::{IndexEntry, IndexTime, ObjectType, Oid};
+use git2::{IndexEntry, IndexTime, ObjectType, Oid, Repository};
 
 use super::error::ApplyError;
+use super::intent::PathChange;
+use super::lock::{self, GitLock};
 use super::patch::{MODE_EXEC, MODE_FILE};
 use super::predict::{Entry, FileOutcome, Target};
+use super::transaction::Content;
 use super::{FileState, WorktreeFact};
+use crate::failpoint;
+
+/// How the temporary files of work-tree writes start, so recovery finds its own leftovers.
+const TEMPORARY_PREFIX: &str = ".git_apply_patch-";
 
 /// The state of every touched path: work-tree file, index entry, and whether either
 /// differs from the base tree.
@@ -81,24 +88,139 @@ pub(crate) fn reasons(facts: &[WorktreeFact]) -> Vec<String> {
         .collect()
 }
 
-/// Rewrites the touched work-tree paths and their index entries to the new tree: files
-/// removed (and directories left empty), files written through a temporary file and a
-/// rename. The index is read and written once, which costs O(index entries).
-pub(crate) fn update(target: &Target, files: &[FileOutcome]) -> Result<(), ApplyError> {
-    let workdir = &target.location.dir;
-    let mut index = target.repo.index()?;
-    for path in files.iter().filter_map(FileOutcome::removed) {
-        remove(workdir, path)?;
-        index.remove_path(Path::new(path))?;
+/// Brings every touched path of the work tree to its state after: removals first (a
+/// rename's source, then directories left empty), then writes through a temporary file and
+/// a rename. Returns the metadata of each written file, aligned with `changes`, for its
+/// index entry. Idempotent: run again after a kill, it finishes the job.
+pub(crate) fn apply(
+    workdir: &Path,
+    changes: &[PathChange],
+    content: &Content<'_>,
+) -> Result<Vec<Option<fs::Metadata>>, ApplyError> {
+    for change in changes.iter().filter(|c| c.after.is_none()) {
+        remove(workdir, &change.path)?;
+        failpoint::hit("git:worktree");
     }
-    for (path, content, entry) in files.iter().filter_map(|f| f.new.as_ref()) {
-        let metadata = write(workdir, path, content, entry.mode)?;
+    let mut written = vec![None; changes.len()];
+    for (slot, change) in written.iter_mut().zip(changes) {
+        let Some(after) = &change.after else {
+            continue;
+        };
+        let (id, mode) = parse_state(after)?;
+        let bytes = content(change, id)?;
+        *slot = Some(write(workdir, &change.path, &bytes, mode)?);
+        failpoint::hit("git:worktree");
+    }
+    Ok(written)
+}
+
+/// Stages the touched paths' new entries in the index, through `lock`: the current index
+/// is copied to `scratch`, changed there by libgit2, copied into the held `index.lock`, and
+/// the lock renamed over the index. Costs O(index entries), as any index write does.
+pub(crate) fn stage(
+    scratch: &Path,
+    index_path: &Path,
+    index_lock: GitLock,
+    changes: &[PathChange],
+    written: &[Option<fs::Metadata>],
+) -> Result<(), ApplyError> {
+    lock::remove_if_present(scratch)?;
+    lock::remove_if_present(&lock::lock_path(scratch))?;
+    match fs::copy(index_path, scratch) {
+        Ok(_) => {}
+        // No index yet: the staged one holds only the touched entries, as libgit2's would.
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io_error(index_path, e)),
+    }
+    let mut index = git2::Index::open(scratch)?;
+    for (change, metadata) in changes.iter().zip(written) {
         // Clears conflict stages too, so the path ends up resolved to the new content.
-        index.remove_path(Path::new(path))?;
-        index.add(&index_entry(path, entry.id, entry.mode, &metadata))?;
+        index.remove_path(Path::new(&change.path))?;
+        if let (Some(after), Some(metadata)) = (&change.after, metadata) {
+            let (id, mode) = parse_state(after)?;
+            index.add(&index_entry(&change.path, id, mode, metadata))?;
+        }
     }
     index.write()?;
+    index_lock.write_from(scratch)?;
+    failpoint::hit("git:index-staged");
+    index_lock.commit()?;
+    lock::remove_if_present(scratch)
+}
+
+/// Removes the temporary files a killed [`apply`] may have left beside the touched paths.
+pub(crate) fn remove_temporaries(workdir: &Path, changes: &[PathChange]) -> Result<(), ApplyError> {
+    let mut dirs: Vec<&str> = changes
+        .iter()
+        .map(|c| c.path.rsplit_once('/').map_or("", |(dir, _)| dir))
+        .collect();
+    dirs.sort_unstable();
+    dirs.dedup();
+    for dir in dirs {
+        // `existing_parent` checks every component with lstat, as for any other write.
+        let probe = if dir.is_empty() {
+            TEMPORARY_PREFIX.to_owned()
+        } else {
+            format!("{dir}/{TEMPORARY_PREFIX}")
+        };
+        let Some(parent) = existing_parent(workdir, &probe)? else {
+            continue;
+        };
+        let entries = fs::read_dir(&parent).map_err(|e| io_error(&parent, e))?;
+        for entry in entries {
+            let entry = entry.map_err(|e| io_error(&parent, e))?;
+            let is_ours = entry
+                .file_name()
+                .to_str()
+                .is_some_and(|n| n.starts_with(TEMPORARY_PREFIX));
+            if is_ours && entry.file_type().is_ok_and(|t| t.is_file()) {
+                lock::remove_if_present(&entry.path())?;
+            }
+        }
+    }
     Ok(())
+}
+
+/// Whether every touched path is as planned after the execute, in the index (stage 0, no
+/// conflicts) and in the work tree (content and, with `core.filemode`, the executable bit).
+pub(crate) fn matches(repo: &Repository, changes: &[PathChange]) -> Result<bool, ApplyError> {
+    let Some(workdir) = repo.workdir() else {
+        return Ok(true);
+    };
+    let filemode = repo.config()?.get_bool("core.filemode").unwrap_or(true);
+    let index = repo.index()?;
+    for change in changes {
+        let path = Path::new(&change.path);
+        let expected = change.after.as_ref().map(parse_state).transpose()?;
+        let staged = index.get_path(path, 0).map(|e| (e.id, e.mode));
+        if staged != expected || (1..=3).any(|stage| index.get_path(path, stage).is_some()) {
+            return Ok(false);
+        }
+        let on_disk = match disk_state(workdir, &change.path) {
+            Ok(state) => state,
+            Err(ApplyError::PathRefused(_)) => return Ok(false),
+            Err(e) => return Err(e),
+        };
+        let same = match (on_disk, expected) {
+            (None, None) => true,
+            (Some((blob, executable)), Some((id, mode))) => {
+                blob == id && (!filemode || executable == (mode == MODE_EXEC))
+            }
+            _ => false,
+        };
+        if !same {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// The blob id and numeric mode of a file state.
+fn parse_state(state: &FileState) -> Result<(Oid, u32), ApplyError> {
+    let id = Oid::from_str(&state.blob)?;
+    let mode = u32::from_str_radix(&state.mode, 8)
+        .map_err(|e| ApplyError::Internal(format!("mode {:?}: {e}", state.mode)))?;
+    Ok((id, mode))
 }
 
 fn state(blob: Oid, mode: u32) -> FileState {
@@ -196,7 +318,7 @@ fn write(
         Err(e) => return Err(io_error(&leaf, e)),
     }
     let mut temporary = tempfile::Builder::new()
-        .prefix(".git_apply_patch-")
+        .prefix(TEMPORARY_PREFIX)
         .tempfile_in(&parent)
         .map_err(|e| io_error(&parent, e))?;
     temporary

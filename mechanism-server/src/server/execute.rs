@@ -1,10 +1,16 @@
-//! `execute`: run a plan by hash, only if it is still exactly what was admitted.
+//! `execute`: run a plan by hash, only if it is still exactly what was admitted, and
+//! finish any execution of it that a killed process left half done.
 //!
-//! Order matters: nothing is claimed or applied before every check has passed, and the
-//! force-ack nonce is claimed (durably) before the first effect.
+//! Order matters: nothing is claimed or applied before every check has passed. One process
+//! at a time executes a plan (a lock in the store; `BUSY` otherwise). The execution is
+//! journalled before the mechanism is called and the journal ended once the result is
+//! recorded, so an execution killed in between is finished by the next execute of the plan,
+//! or when a server starts ([`finish_interrupted`]). At the mechanism's point of no return
+//! the force-ack's nonce is claimed; past it the execution finishes, deadline or not.
 
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use jsonrpsee::types::ErrorObjectOwned;
 use protocol::artifact::kinds::{
@@ -21,9 +27,10 @@ use time::OffsetDateTime;
 
 use super::connection::RequestScope;
 use super::handlers::{load_plan, store_error, to_value};
-use super::records::Record;
+use super::records::{Journal, Record};
 use super::{rpc_error, State};
-use crate::mechanism::{ExecContext, Executed, PlanRequest, Planned};
+use crate::failpoint;
+use crate::mechanism::{ExecContext, Executed, MechanismError, PlanRequest, Planned};
 
 type RpcResult = Result<Value, ErrorObjectOwned>;
 
@@ -33,10 +40,17 @@ pub(super) fn execute(
     params: ExecuteParams,
     scope: Option<RequestScope>,
 ) -> RpcResult {
+    let received = Instant::now();
     let plan_hash = params.plan_hash;
     let plan = load_plan(state, &plan_hash)?;
     let _running = RunningGuard::enter(state, plan_hash)?;
+    let _plan_lock = lock_plan(state, &plan_hash)?;
 
+    if let Some(journal) = state.records.journal(&plan_hash) {
+        if let Some(reply) = finish(state, &plan, plan_hash, journal)? {
+            return Ok(reply);
+        }
+    }
     // Executing again while the recorded effects still hold applies nothing.
     if let Some(record) = state.records.get(&plan_hash).filter(|r| r.succeeded) {
         if state.mechanism.still_applied(&state.env, &plan)? {
@@ -47,7 +61,7 @@ pub(super) fn execute(
 
     let planned = replan(state, &plan, &plan_hash)?;
     let admission = check_admission(state, &plan_hash, &params.admission)?;
-    let force_ack_hash = if plan.destructive {
+    let force_ack = if plan.destructive {
         Some(check_force_ack(
             state,
             &plan_hash,
@@ -57,67 +71,163 @@ pub(super) fn execute(
     } else {
         None
     };
+    let deadline = params
+        .deadline_ms
+        .map(|ms| received + Duration::from_millis(ms));
+    refuse_unless_in_time(&plan, deadline)?;
 
-    let ctx = exec_context(state, plan_hash, scope);
-    let outcome = state.mechanism.execute(&state.env, &planned, &ctx);
-    let (result, executed) = match outcome {
-        Ok(executed) => (
-            ResultArtifact {
-                plan_hash,
-                status: ResultStatus::Success,
-                effects_applied: executed.effects_applied.clone(),
-                evidence: executed.evidence.clone(),
-                error: None,
-            },
-            Some(executed),
-        ),
-        // Cancelled, late or raced before the point of no return: nothing was applied,
-        // so there is no result to record, only the refusal.
-        Err(err) if is_refusal(err.code) => return Err(err.into()),
-        Err(err) => (
-            ResultArtifact {
-                plan_hash,
-                status: ResultStatus::Failure,
-                effects_applied: Vec::new(),
-                evidence: json!({}),
-                error: Some(ErrorInfo {
-                    code: err.code,
-                    message: err.message.clone(),
-                }),
-            },
-            None,
-        ),
-    };
-    let succeeded = executed.is_some();
-    let executed = executed.unwrap_or_else(|| Executed {
-        effects_applied: Vec::new(),
-        evidence: json!({}),
-        subjects: Vec::new(),
-        state_before: plan.state.clone(),
-        state_after: plan.state.clone(),
-    });
-    let reply = record(
-        state,
-        &plan,
-        plan_hash,
+    let journal = Journal {
         admission,
-        force_ack_hash,
-        &result,
-        &executed,
-    )?;
-    if succeeded {
-        Ok(reply)
-    } else {
-        let error = result.error.unwrap_or(ErrorInfo {
-            code: ErrorCode::ExecutionFailed,
-            message: "execution failed".to_owned(),
+        force_ack: force_ack.as_ref().map(|ack| ack.digest),
+    };
+    state
+        .records
+        .begin(&plan_hash, &journal)
+        .map_err(|e| store_error("journalling the execution", &e))?;
+    failpoint::hit("execute:journal");
+    let ctx = exec_context(
+        state,
+        plan_hash,
+        deadline,
+        scope,
+        force_ack.map(|a| a.nonce),
+    );
+    let outcome = state.mechanism.execute(&state.env, &planned, &ctx);
+    failpoint::hit("execute:applied");
+    let executed = match outcome {
+        Ok(_) if !ctx.committed() => {
+            end(state, &plan_hash)?;
+            return Err(rpc_error(
+                ErrorCode::InternalError,
+                "the mechanism reported success without passing its point of no return",
+            ));
+        }
+        Ok(executed) => executed,
+        // Refused before the point of no return: nothing was applied, nothing to record.
+        Err(err) if !ctx.committed() && is_refusal(err.code) => {
+            end(state, &plan_hash)?;
+            return Err(err.into());
+        }
+        Err(err) => {
+            // Past the point of no return the journal stays: the next execute, or the next
+            // server start, finishes what the mechanism left.
+            if !ctx.committed() {
+                end(state, &plan_hash)?;
+            }
+            let reply = record_failure(state, &plan, plan_hash, journal, &err)?;
+            return Err(ErrorObjectOwned::owned(
+                err.code.number(),
+                err.message,
+                Some(json!({ "code": err.code.as_str(), "result": reply })),
+            ));
+        }
+    };
+    let reply = record_success(state, &plan, plan_hash, journal, &executed)?;
+    end(state, &plan_hash)?;
+    Ok(reply)
+}
+
+/// Finishes the executions a killed process left journalled in the store, for plans of
+/// this mechanism; run when a server starts. Failures are reported and left for the next
+/// execute of the plan.
+pub(super) fn finish_interrupted(state: &State) {
+    let plans = match state.records.journalled() {
+        Ok(plans) => plans,
+        Err(error) => {
+            tracing::warn!(%error, "cannot list the executions under way");
+            return;
+        }
+    };
+    for plan_hash in plans {
+        let Ok(plan) = load_plan(state, &plan_hash) else {
+            continue;
+        };
+        let outcome = lock_plan(state, &plan_hash).and_then(|_lock| {
+            let Some(journal) = state.records.journal(&plan_hash) else {
+                return Ok(None);
+            };
+            finish(state, &plan, plan_hash, journal)
         });
-        Err(ErrorObjectOwned::owned(
-            error.code.number(),
-            error.message,
-            Some(json!({ "code": error.code.as_str(), "result": reply })),
-        ))
+        match outcome {
+            Ok(Some(_)) => tracing::info!(%plan_hash, "finished an interrupted execution"),
+            Ok(None) => {}
+            Err(error) => tracing::warn!(
+                %plan_hash,
+                error = error.message(),
+                "an interrupted execution could not be finished now"
+            ),
+        }
     }
+}
+
+/// Finishes a journalled execution of `plan`: once the mechanism has its effects wholly in
+/// place, records the result and returns it; when nothing of it was applied, ends the
+/// journal and returns `None`, so the caller goes on as for a fresh execution.
+fn finish(
+    state: &State,
+    plan: &Plan,
+    plan_hash: Digest,
+    journal: Journal,
+) -> Result<Option<Value>, ErrorObjectOwned> {
+    match state.mechanism.recover(&state.env, plan)? {
+        Some(executed) => {
+            tracing::warn!(%plan_hash, "an interrupted execution of this plan is now finished");
+            let reply = record_success(state, plan, plan_hash, journal, &executed)?;
+            end(state, &plan_hash)?;
+            Ok(Some(reply))
+        }
+        None => {
+            end(state, &plan_hash)?;
+            Ok(None)
+        }
+    }
+}
+
+fn end(state: &State, plan_hash: &Digest) -> Result<(), ErrorObjectOwned> {
+    state
+        .records
+        .end(plan_hash)
+        .map_err(|e| store_error("ending the execution journal", &e))
+}
+
+/// Takes the store's lock on executing `plan_hash`; `BUSY` while another process holds it.
+fn lock_plan(
+    state: &State,
+    plan_hash: &Digest,
+) -> Result<super::records::PlanLock, ErrorObjectOwned> {
+    match state.records.lock(plan_hash) {
+        Ok(Some(lock)) => Ok(lock),
+        Ok(None) => Err(rpc_error(
+            ErrorCode::Busy,
+            format!("plan {plan_hash} is being executed by another process; retry when it is done"),
+        )),
+        Err(e) => Err(rpc_error(
+            ErrorCode::InternalError,
+            format!("locking plan {plan_hash} in the store: {e}"),
+        )),
+    }
+}
+
+/// `DEADLINE_EXCEEDED` when the time left is less than the plan's own estimate: better
+/// refused now, with nothing applied, than started and finished past the deadline.
+fn refuse_unless_in_time(plan: &Plan, deadline: Option<Instant>) -> Result<(), ErrorObjectOwned> {
+    let Some(deadline) = deadline else {
+        return Ok(());
+    };
+    let left = deadline.saturating_duration_since(Instant::now());
+    let needed = Duration::from_millis(plan.estimated_costs.wall_ms.unwrap_or(0));
+    if left.is_zero() || left < needed {
+        return Err(rpc_error(
+            ErrorCode::DeadlineExceeded,
+            format!(
+                "{} ms are left before the deadline and the plan needs an estimated {} ms; \
+                 nothing was applied",
+                left.as_millis(),
+                needed.as_millis()
+            ),
+        ));
+    }
+    Ok(())
 }
 
 fn is_refusal(code: ErrorCode) -> bool {
@@ -220,9 +330,10 @@ fn check_admission(
         .store
         .get_artifact(admission)
         .map_err(|e| match e {
-            StoreError::NotFound(_) => {
-                required(format!("no admission witness {admission} in the store"))
-            }
+            StoreError::NotFound(_) => rpc_error(
+                ErrorCode::UnknownArtifact,
+                format!("no admission witness {admission} in the store"),
+            ),
             StoreError::Artifact { .. } | StoreError::NotCanonical(_) => {
                 required(format!("{admission} is not an admission witness: {e}"))
             }
@@ -243,12 +354,19 @@ fn check_admission(
     Ok(*admission)
 }
 
+/// A force-ack checked for this plan and stored; its nonce is claimed at the point of no
+/// return, so a refusal before it does not spend the approval.
+struct CheckedAck {
+    digest: Digest,
+    nonce: String,
+}
+
 fn check_force_ack(
     state: &State,
     plan_hash: &Digest,
     admission: &Digest,
     force_ack: Option<&Value>,
-) -> Result<Digest, ErrorObjectOwned> {
+) -> Result<CheckedAck, ErrorObjectOwned> {
     let Some(force_ack) = force_ack else {
         return Err(rpc_error(
             ErrorCode::ForceAckRequired,
@@ -275,6 +393,17 @@ fn check_force_ack(
         max_ttl,
     )
     .map_err(|e| rpc_error(e.code(), e.to_string()))?;
+    let spent = force_ack::nonce_claimed(state.env.store.root(), &verified.nonce)
+        .map_err(|e| rpc_error(e.code(), e.to_string()))?;
+    if spent {
+        return Err(rpc_error(
+            ErrorCode::ForceAckReplayed,
+            format!(
+                "the force-ack's nonce {} was used already; each approval runs once",
+                verified.nonce
+            ),
+        ));
+    }
     let artifact = Artifact::from_value(force_ack.clone())
         .map_err(|e| rpc_error(ErrorCode::ForceAckInvalid, e.to_string()))?;
     let digest = state
@@ -286,21 +415,31 @@ fn check_force_ack(
                 .with_derived_from([*plan_hash, *admission]),
         )
         .map_err(|e| store_error("storing the force-ack", &e))?;
-    force_ack::claim_nonce(state.env.store.root(), &verified.nonce, plan_hash)
-        .map_err(|e| rpc_error(e.code(), e.to_string()))?;
-    Ok(digest)
+    Ok(CheckedAck {
+        digest,
+        nonce: verified.nonce,
+    })
 }
 
-fn exec_context(state: &State, plan_hash: Digest, scope: Option<RequestScope>) -> ExecContext {
+/// The context of one execution: its deadline, cancellation, progress, and the point of no
+/// return, where the force-ack's nonce (if any) is claimed.
+fn exec_context(
+    state: &State,
+    plan_hash: Digest,
+    deadline: Option<Instant>,
+    scope: Option<RequestScope>,
+    nonce: Option<String>,
+) -> ExecContext {
     let cancelled = scope.as_ref().map_or_else(
         || Arc::new(AtomicBool::new(false)),
         |s| Arc::clone(&s.cancelled),
     );
     let notify = scope.map(|s| s.notify);
     let running = Arc::clone(&state.running);
+    let store_root = state.env.store.root().to_path_buf();
     ExecContext::new(
         plan_hash,
-        None,
+        deadline,
         cancelled,
         Arc::new(move |progress| {
             if let Ok(mut table) = running.lock() {
@@ -318,19 +457,76 @@ fn exec_context(state: &State, plan_hash: Digest, scope: Option<RequestScope>) -
                 }
             }
         }),
+        Arc::new(move || {
+            if let Some(nonce) = &nonce {
+                force_ack::claim_nonce(&store_root, nonce, &plan_hash)
+                    .map_err(|e| MechanismError::new(e.code(), e.to_string()))?;
+            }
+            failpoint::hit("execute:committed");
+            Ok(())
+        }),
     )
 }
 
-#[allow(clippy::too_many_arguments)]
+/// Records a success: the result with every effect applied, and its witness.
+fn record_success(
+    state: &State,
+    plan: &Plan,
+    plan_hash: Digest,
+    journal: Journal,
+    executed: &Executed,
+) -> RpcResult {
+    let result = ResultArtifact {
+        plan_hash,
+        status: ResultStatus::Success,
+        effects_applied: executed.effects_applied.clone(),
+        evidence: executed.evidence.clone(),
+        error: None,
+    };
+    record(state, plan, plan_hash, journal, &result, executed)
+}
+
+/// Records a failure: the result with no effect applied and the error, and its witness.
+fn record_failure(
+    state: &State,
+    plan: &Plan,
+    plan_hash: Digest,
+    journal: Journal,
+    error: &MechanismError,
+) -> RpcResult {
+    let result = ResultArtifact {
+        plan_hash,
+        status: ResultStatus::Failure,
+        effects_applied: Vec::new(),
+        evidence: json!({}),
+        error: Some(ErrorInfo {
+            code: error.code,
+            message: error.message.clone(),
+        }),
+    };
+    let executed = Executed {
+        effects_applied: Vec::new(),
+        evidence: json!({}),
+        subjects: Vec::new(),
+        state_before: plan.state.clone(),
+        state_after: plan.state.clone(),
+    };
+    record(state, plan, plan_hash, journal, &result, &executed)
+}
+
+/// Stores the result and its witness, then the record that links them to the plan.
 fn record(
     state: &State,
     plan: &Plan,
     plan_hash: Digest,
-    admission_hash: Digest,
-    force_ack_hash: Option<Digest>,
+    journal: Journal,
     result: &ResultArtifact,
     executed: &Executed,
 ) -> RpcResult {
+    let Journal {
+        admission: admission_hash,
+        force_ack: force_ack_hash,
+    } = journal;
     let internal = |e: &dyn std::fmt::Display| rpc_error(ErrorCode::InternalError, e.to_string());
     let producer = format!("mechanism-server {}", state.mechanism.id());
     let result_artifact = Artifact::from_typed(result).map_err(|e| internal(&e))?;
@@ -374,6 +570,7 @@ fn record(
             &Provenance::new(&producer).with_derived_from(derived),
         )
         .map_err(|e| store_error("storing the witness", &e))?;
+    failpoint::hit("execute:stored");
     state
         .records
         .put(
@@ -385,6 +582,7 @@ fn record(
             },
         )
         .map_err(|e| internal(&e))?;
+    failpoint::hit("execute:recorded");
     to_value(&ExecuteResult {
         result: result_artifact.into_value(),
         result_hash,

@@ -45,6 +45,7 @@ pub(super) fn register(state: State) -> Result<RpcModule<State>, ServerError> {
         module
             .register_async_method(verbs::EXECUTE, |params, state, _| async move {
                 let scope = SCOPE.try_with(Clone::clone).ok();
+                require_admission(&params)?;
                 let parsed = parse(&params)?;
                 tokio::task::spawn_blocking(move || execute::execute(&state, parsed, scope))
                     .await
@@ -96,6 +97,25 @@ pub(super) fn parse<T: VerbParams>(params: &Params<'_>) -> Result<T, ErrorObject
     };
     schema::validate(T::SCHEMA, &value).map_err(|e| invalid(e.to_string()))?;
     serde_json::from_value(value).map_err(|e| invalid(e.to_string()))
+}
+
+/// `ADMISSION_REQUIRED` for an `execute` without an `admission`: nothing runs unadmitted,
+/// and the answer says so rather than only that a param is missing.
+fn require_admission(params: &Params<'_>) -> Result<(), ErrorObjectOwned> {
+    let missing = match params.as_str() {
+        None => true,
+        Some(raw) => serde_json::from_str::<Value>(raw)
+            .ok()
+            .and_then(|v| v.as_object().map(|o| !o.contains_key("admission")))
+            .unwrap_or(false),
+    };
+    if missing {
+        return Err(rpc_error(
+            ErrorCode::AdmissionRequired,
+            "execute needs `admission`: the digest of the AdmissionWitness that admitted the plan",
+        ));
+    }
+    Ok(())
 }
 
 pub(super) fn to_value<T: Serialize>(value: &T) -> RpcResult {

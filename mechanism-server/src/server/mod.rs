@@ -90,6 +90,7 @@ pub fn module(
     config: &Config,
 ) -> Result<RpcModule<State>, ServerError> {
     let state = State::new(mechanism, config)?;
+    execute::finish_interrupted(&state);
     handlers::register(state)
 }
 

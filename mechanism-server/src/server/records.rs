@@ -1,17 +1,49 @@
-//! Which result belongs to which plan: a small mutable index beside the immutable store.
+//! Which result belongs to which plan, which executions are under way, and who executes a
+//! plan now: small mutable state beside the immutable store.
 //!
 //! The store is content-addressed, so "the last result of plan P" needs a name of its own:
 //! the store reference `results/<plan hex>` ([`protocol::store::refs::ResultRecord`], which
-//! admissions read too), replaced atomically.
+//! admissions read too), replaced atomically. An execution under way is journalled under
+//! `executions/<plan hex>` from before the mechanism is called until its result is
+//! recorded, so one killed in between is found and finished (see [`Journal`]). And one
+//! process at a time executes a plan: it holds an advisory lock on `locks/<plan hex>.lock`,
+//! which the kernel drops when the process dies.
 
+use std::fs::{self, File, OpenOptions, TryLockError};
+use std::io;
 use std::path::Path;
 
 use protocol::store::refs::ResultRecord;
 use protocol::store::{Store, StoreError};
 use protocol::Digest;
+use serde::{Deserialize, Serialize};
 
 /// The digests recorded for one execution of a plan.
 pub type Record = ResultRecord;
+
+/// The store namespace of executions under way.
+pub const EXECUTIONS: &str = "executions";
+
+/// The store directory of the per-plan execution locks.
+const LOCKS: &str = "locks";
+
+/// An execution under way: what recording its result needs, should the process executing
+/// it be killed and another finish it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Journal {
+    /// The AdmissionWitness the execution was admitted with.
+    pub admission: Digest,
+    /// The force-ack it was approved with, for a destructive plan.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub force_ack: Option<Digest>,
+}
+
+/// This process's exclusive right to execute one plan, until dropped.
+#[derive(Debug)]
+pub struct PlanLock {
+    _file: File,
+}
 
 /// The result index of one store.
 #[derive(Debug, Clone)]
@@ -42,6 +74,56 @@ impl Records {
     /// Records an execution of `plan`, replacing any earlier record.
     pub fn put(&self, plan: &Digest, record: &Record) -> Result<(), StoreError> {
         self.store.set_result_record(plan, record)
+    }
+
+    /// Takes the right to execute `plan`; `Ok(None)` while another process holds it.
+    pub fn lock(&self, plan: &Digest) -> io::Result<Option<PlanLock>> {
+        let dir = self.store.root().join(LOCKS);
+        fs::create_dir_all(&dir)?;
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(dir.join(format!("{}.lock", plan.hex())))?;
+        match file.try_lock() {
+            Ok(()) => Ok(Some(PlanLock { _file: file })),
+            Err(TryLockError::WouldBlock) => Ok(None),
+            Err(TryLockError::Error(e)) => Err(e),
+        }
+    }
+
+    /// Journals an execution of `plan` as under way, durably.
+    pub fn begin(&self, plan: &Digest, journal: &Journal) -> Result<(), StoreError> {
+        self.store.set_ref(EXECUTIONS, &plan.hex(), journal)
+    }
+
+    /// The execution of `plan` under way or interrupted, if any. One that cannot be read
+    /// is reported and treated as absent: the mechanism still finishes its own half of an
+    /// interrupted execution, only the result goes unrecorded until `plan` is executed again.
+    pub fn journal(&self, plan: &Digest) -> Option<Journal> {
+        match self.store.get_ref(EXECUTIONS, &plan.hex()) {
+            Ok(journal) => journal,
+            Err(error) => {
+                tracing::warn!(%plan, %error, "ignoring an unreadable execution journal");
+                None
+            }
+        }
+    }
+
+    /// Ends the journal of `plan`: its result is recorded, or nothing of it was applied.
+    pub fn end(&self, plan: &Digest) -> Result<(), StoreError> {
+        self.store.remove_ref(EXECUTIONS, &plan.hex())
+    }
+
+    /// The plans with an execution journalled, under way or interrupted.
+    pub fn journalled(&self) -> Result<Vec<Digest>, StoreError> {
+        Ok(self
+            .store
+            .ref_keys(EXECUTIONS)?
+            .iter()
+            .filter_map(|hex| format!("sha256:{hex}").parse().ok())
+            .collect())
     }
 }
 

@@ -12,7 +12,7 @@
 //! the last rename wins. A record that cannot be read or decoded is
 //! [`StoreError::BadRef`], which callers that merely cache may treat as absent.
 
-use std::fs::File;
+use std::fs::{self, File};
 use std::io::{self, Read, Write};
 use std::path::PathBuf;
 
@@ -106,6 +106,38 @@ impl Store {
             source: e.error,
         })?;
         sync_parent(&path)
+    }
+
+    /// Removes the reference `namespace`/`key`, durably; removing an absent one is no error.
+    pub fn remove_ref(&self, namespace: &str, key: &str) -> Result<()> {
+        let path = self.ref_path(namespace, key)?;
+        match fs::remove_file(&path) {
+            Ok(()) => sync_parent(&path),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(io_at(&path)(e)),
+        }
+    }
+
+    /// The keys set in `namespace`, sorted; names that are not references are skipped.
+    pub fn ref_keys(&self, namespace: &str) -> Result<Vec<String>> {
+        check_name(namespace)?;
+        let dir = self.root.join(REFS_DIR).join(namespace);
+        let entries = match fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(io_at(&dir)(e)),
+        };
+        let mut keys = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(io_at(&dir))?;
+            let name = entry.file_name();
+            let key = name.to_str().and_then(|n| n.strip_suffix(".json"));
+            if let Some(key) = key.filter(|k| check_name(k).is_ok()) {
+                keys.push(key.to_owned());
+            }
+        }
+        keys.sort();
+        Ok(keys)
     }
 
     /// The reference `namespace`/`key`, decoded; `None` if it was never set.
