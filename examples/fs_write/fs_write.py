@@ -56,6 +56,11 @@ MAX_SAFE_INTEGER = 2**53 - 1       # I-JSON: the integers a double carries exact
 PREVIEW_MAX = 64 * 1024            # larger files get a summary, not a diff, in the preview
 ACK_KIND, ACK_NAMESPACE = "mechanism.force-ack/v0", "mechanism-force-ack"
 ACK_FIELDS = ("kind", "plan_hash", "admission_hash", "approver", "expires_at", "nonce")
+# A result witness is an in-toto Statement v1 with only the Statement's fields: in-toto's own
+# parsers refuse any other, so it has no "kind" and is recognised by these two values.
+STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
+PREDICATE_KINDS = {"https://schemas.mechanism.invalid/v0/result-witness":
+                   "mechanism.result-witness/v0"}
 UMASK = 0o022                      # the process umask, read once at startup
 
 # The stable codes and their JSON-RPC numbers (protocol/src/error.rs).
@@ -259,6 +264,20 @@ VERB_PARAMS["declare_cost"] = VERB_PARAMS["status"]
 #   nonces/<nonce>                             a used force-ack nonce
 #   tmp/                                       files being written, then renamed into place
 
+def artifact_kind(value):
+    """An artifact's kind, or None: its "kind" field, or for an in-toto Statement v1 the kind
+    its predicateType stands for (the predicateType itself when we do not know it)."""
+    if not isinstance(value, dict):
+        return None
+    if value.get("_type") == STATEMENT_TYPE:
+        predicate_type = value.get("predicateType")
+        if not isinstance(predicate_type, str):
+            return None
+        return PREDICATE_KINDS.get(predicate_type, predicate_type)
+    kind = value.get("kind")
+    return kind if isinstance(kind, str) else None
+
+
 def fsync_dir(path):
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
@@ -327,8 +346,9 @@ class Store:
         try:
             value = parse_json(data)
             problem = ijson_problem(value)
-            if not problem and not (isinstance(value, dict) and isinstance(value.get("kind"), str)):
-                problem = "an artifact is a JSON object with a string \"kind\""
+            if not problem and artifact_kind(value) is None:
+                problem = ("an artifact is a JSON object with a string \"kind\", or an in-toto "
+                           "Statement v1 with a string \"predicateType\"")
             if not problem and canonical(value) != data:
                 problem = "its bytes are not in canonical form: it is a blob"
         except (ValueError, RecursionError) as e:
@@ -369,7 +389,7 @@ class Store:
         if not os.path.exists(sidecar):
             now = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
             record = {"producer": PRODUCER, "created_at": now, "derived_from": list(derived_from),
-                      "kind": value["kind"], "size": len(data)}
+                      "kind": artifact_kind(value), "size": len(data)}
             temp = self._temp(json.dumps(record, indent=2, ensure_ascii=False).encode(), 0o444)
             try:
                 os.link(temp, sidecar)
@@ -844,7 +864,7 @@ class Server:
                  "state": dict, "intended_effects": list, "touches": list, "destructive": bool,
                  "destructive_reasons": list, "determinism": str, "estimated_costs": dict,
                  "exec_recipe": list}
-        if plan["kind"] != "mechanism.plan/v0" or not all(
+        if artifact_kind(plan) != "mechanism.plan/v0" or not all(
                 isinstance(plan.get(key), kind) for key, kind in shape.items()):
             raise Refusal("UNKNOWN_PLAN", f"{plan_hash} is not a plan")
         if plan["mechanism"] != MECHANISM:
@@ -923,8 +943,7 @@ class Server:
                      "result_hash": result_hash, "mechanism": MECHANISM,
                      "state_before": plan["state"], "state_after": state_after,
                      **({"force_ack_hash": force_ack_hash} if force_ack_hash else {})}
-        witness = {"kind": "mechanism.result-witness/v0",
-                   "_type": "https://in-toto.io/Statement/v1", "subject": subjects,
+        witness = {"_type": STATEMENT_TYPE, "subject": subjects,
                    "predicateType": "https://schemas.mechanism.invalid/v0/result-witness",
                    "predicate": predicate}
         witness_hash = self.store.put_artifact(witness, derived + [result_hash])
@@ -946,7 +965,7 @@ class Server:
                           f"the store: {e.message}") from None
         required = ("plan_hash", "mechanism", "policy_digest", "gates", "decision",
                     "force_ack_required")
-        if witness["kind"] != "mechanism.admission-witness/v0" or not all(
+        if artifact_kind(witness) != "mechanism.admission-witness/v0" or not all(
                 key in witness for key in required):
             raise Refusal("ADMISSION_REQUIRED", f"{admission} is not an admission witness")
         if witness.get("plan_hash") != plan_hash:

@@ -1,5 +1,9 @@
-//! Artifacts: JSON objects with a versioned `kind`, addressed by the digest of their
-//! canonical bytes.
+//! Artifacts: JSON objects with a versioned kind, addressed by the digest of their canonical
+//! bytes.
+//!
+//! An artifact names its kind in one of two ways (see [`Artifact::kind`]): a `kind` field, or,
+//! for an in-toto Statement v1, its `_type` and `predicateType`. A statement carries no `kind`
+//! field, because in-toto's own parsers refuse fields a Statement does not define.
 //!
 //! An [`Artifact`] keeps the JSON value exactly as received and computes its digest from
 //! that value, so a field added by a newer version is never dropped from a hash. Typed views
@@ -16,11 +20,15 @@ use crate::digest::Digest;
 pub mod effect;
 pub mod kinds;
 
-/// A typed artifact view that knows its `kind` string.
+/// A typed artifact view that knows its kind.
 pub trait Kind: Serialize + DeserializeOwned {
     /// The versioned kind, e.g. `mechanism.plan/v0`.
     const KIND: &'static str;
 }
+
+/// The in-toto Statement v1 `_type`: a top-level object with it is a statement, whose kind is
+/// read from its `predicateType` (see [`kinds::PREDICATE_KINDS`]).
+pub const IN_TOTO_STATEMENT_V1: &str = "https://in-toto.io/Statement/v1";
 
 /// Why bytes or a value are not an artifact.
 #[derive(Debug, thiserror::Error)]
@@ -31,8 +39,8 @@ pub enum ArtifactError {
     /// The top level is not an object.
     #[error("an artifact must be a JSON object")]
     NotAnObject,
-    /// `kind` is missing or not a string.
-    #[error("an artifact must have a string \"kind\"")]
+    /// Neither a string `kind` nor, for an in-toto Statement v1, a string `predicateType`.
+    #[error("an artifact must have a string \"kind\", or be an in-toto Statement v1 (\"_type\": {IN_TOTO_STATEMENT_V1:?}) with a string \"predicateType\"")]
     MissingKind,
     /// `kind` is not the one the typed view expects.
     #[error("expected kind {expected:?}, found {found:?}")]
@@ -71,7 +79,9 @@ impl Artifact {
         Self::from_checked(value)
     }
 
-    /// Serialises a typed view and sets its `kind`.
+    /// Serialises a typed view and names its kind: sets `kind`, unless the view is an in-toto
+    /// statement, which names its kind itself. Refuses a view that then names another kind
+    /// (a statement built with a foreign `predicateType`).
     pub fn from_typed<T: Kind>(typed: &T) -> Result<Self, ArtifactError> {
         let mut value = serde_json::to_value(typed).map_err(|source| ArtifactError::Shape {
             kind: T::KIND.to_owned(),
@@ -80,13 +90,22 @@ impl Artifact {
         let Value::Object(map) = &mut value else {
             return Err(ArtifactError::NotAnObject);
         };
-        map.insert("kind".to_owned(), Value::String(T::KIND.to_owned()));
-        Self::from_value(value)
+        if !is_statement(map) {
+            map.insert("kind".to_owned(), Value::String(T::KIND.to_owned()));
+        }
+        let artifact = Self::from_value(value)?;
+        if artifact.kind() != T::KIND {
+            return Err(ArtifactError::WrongKind {
+                expected: T::KIND,
+                found: artifact.kind().to_owned(),
+            });
+        }
+        Ok(artifact)
     }
 
     fn from_checked(value: Value) -> Result<Self, ArtifactError> {
         let object = value.as_object().ok_or(ArtifactError::NotAnObject)?;
-        if !object.get("kind").is_some_and(Value::is_string) {
+        if kind_of(object).is_none() {
             return Err(ArtifactError::MissingKind);
         }
         let digest = canonical::digest(&value)?;
@@ -98,9 +117,10 @@ impl Artifact {
         self.digest
     }
 
-    /// The `kind` string.
+    /// The kind: the `kind` field or, for an in-toto Statement v1, the kind its
+    /// `predicateType` stands for (the `predicateType` itself when this build does not know it).
     pub fn kind(&self) -> &str {
-        self.value["kind"].as_str().unwrap_or_default()
+        kind_of(self.object()).unwrap_or_default()
     }
 
     /// The JSON value as received.
@@ -135,5 +155,26 @@ impl Artifact {
             kind: self.kind().to_owned(),
             source,
         })
+    }
+}
+
+/// Whether a top-level object is an in-toto Statement v1.
+fn is_statement(object: &Map<String, Value>) -> bool {
+    object.get("_type").and_then(Value::as_str) == Some(IN_TOTO_STATEMENT_V1)
+}
+
+/// The one rule naming an artifact's kind: a statement by its `predicateType` (a `kind` field
+/// on it is not consulted; the schemas refuse one), anything else by its `kind` field.
+fn kind_of(object: &Map<String, Value>) -> Option<&str> {
+    if is_statement(object) {
+        let predicate_type = object.get("predicateType")?.as_str()?;
+        Some(
+            kinds::PREDICATE_KINDS
+                .iter()
+                .find(|(known, _)| *known == predicate_type)
+                .map_or(predicate_type, |(_, kind)| kind),
+        )
+    } else {
+        object.get("kind")?.as_str()
     }
 }

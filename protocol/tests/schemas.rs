@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use protocol::artifact::effect::{Access, Effect, Touch, FS_DELETE, FS_WRITE, GIT_COMMIT};
 use protocol::artifact::kinds::*;
-use protocol::artifact::{Artifact, Kind};
+use protocol::artifact::{Artifact, ArtifactError, Kind};
 use protocol::schema::{self, SchemaError, SchemaName};
 use protocol::verbs::*;
 use protocol::{force_ack, Digest, ErrorCode};
@@ -109,6 +109,28 @@ fn every_kind_and_verb_has_its_schema() {
     for &kind in ALL_KINDS {
         let name = SchemaName::for_kind(kind).unwrap_or_else(|| panic!("no schema for {kind}"));
         let source = schema_source(name.path());
+        if let Some((predicate_type, _)) = PREDICATE_KINDS.iter().find(|(_, k)| *k == kind) {
+            // An in-toto statement: exactly the Statement's fields, recognised by their values.
+            assert_eq!(source["properties"]["_type"]["const"], IN_TOTO_STATEMENT_V1);
+            assert_eq!(
+                source["properties"]["predicateType"]["const"],
+                *predicate_type
+            );
+            assert_eq!(source["additionalProperties"], false, "{}", name.path());
+            let fields: BTreeSet<&str> = source["properties"]
+                .as_object()
+                .unwrap()
+                .keys()
+                .map(String::as_str)
+                .collect();
+            assert_eq!(
+                fields,
+                BTreeSet::from(["_type", "subject", "predicateType", "predicate"]),
+                "{}",
+                name.path()
+            );
+            continue;
+        }
         assert_eq!(
             source["properties"]["kind"]["const"],
             kind,
@@ -191,11 +213,11 @@ fn bad_examples(name: SchemaName) -> Vec<Bad> {
             at: case["at"].as_str().unwrap().to_owned(),
         })
         .collect();
-    // Every artifact schema refuses a missing, foreign or future kind.
-    if let Some(kind) = ALL_KINDS
-        .iter()
-        .find(|k| SchemaName::for_kind(k) == Some(name))
-    {
+    // Every artifact schema refuses a missing, foreign or future kind; an in-toto statement has
+    // no kind field, and its fixture lists a wrong _type and predicateType instead.
+    if let Some(kind) = ALL_KINDS.iter().find(|k| {
+        SchemaName::for_kind(k) == Some(name) && !PREDICATE_KINDS.iter().any(|(_, p)| p == *k)
+    }) {
         let other = if *kind == Plan::KIND {
             ResultArtifact::KIND
         } else {
@@ -334,6 +356,90 @@ fn verb_fixtures_read_as_their_types() {
     check::<StatusParams>(SchemaName::StatusParams);
     check::<StatusResult>(SchemaName::StatusResult);
     check::<ProgressParams>(SchemaName::ProgressParams);
+}
+
+/// A witness built in Rust is a bare in-toto Statement v1: exactly its four fields, no `kind`
+/// (in-toto's parsers refuse unknown fields), yet still read as our kind.
+#[test]
+fn a_result_witness_is_an_in_toto_statement_without_kind() {
+    let witness = ResultWitness::new(
+        vec![Subject {
+            name: "repo/refs/heads/main".into(),
+            digest: BTreeMap::from([("gitCommit".to_owned(), NEXT.to_owned())]),
+        }],
+        ResultPredicate {
+            plan_hash: d("plan"),
+            admission_hash: d("admission"),
+            force_ack_hash: None,
+            result_hash: d("result"),
+            mechanism: mechanism(),
+            state_before: json!({"commit": BASE}),
+            state_after: json!({"commit": NEXT}),
+        },
+    );
+    let artifact = Artifact::from_typed(&witness).unwrap();
+    let fields: BTreeSet<&str> = artifact.object().keys().map(String::as_str).collect();
+    assert_eq!(
+        fields,
+        BTreeSet::from(["_type", "subject", "predicateType", "predicate"])
+    );
+    assert_eq!(artifact.kind(), ResultWitness::KIND);
+    schema::validate_artifact(&artifact).unwrap();
+    let reread = Artifact::from_bytes(&artifact.canonical_bytes()).unwrap();
+    assert_eq!(reread.kind(), ResultWitness::KIND);
+    assert_eq!(reread.view::<ResultWitness>().unwrap(), witness);
+
+    // The old shape, with our kind beside the Statement's fields, is refused by the schema.
+    let mut old = artifact.value().clone();
+    old["kind"] = json!(ResultWitness::KIND);
+    let old = Artifact::from_value(old).unwrap();
+    assert_eq!(old.kind(), ResultWitness::KIND);
+    let err = schema::validate_artifact(&old).unwrap_err();
+    assert!(err.to_string().contains("kind"), "{err}");
+
+    // A statement names its kind by predicateType only: a `kind` field cannot rename it.
+    let mut renamed = artifact.value().clone();
+    renamed["kind"] = json!(Plan::KIND);
+    let renamed = Artifact::from_value(renamed).unwrap();
+    assert_eq!(renamed.kind(), ResultWitness::KIND);
+    assert!(renamed.view::<Plan>().is_err());
+
+    // A witness built with a foreign predicate type is not a ResultWitness.
+    let mut foreign = witness.clone();
+    foreign.predicate_type = "https://slsa.dev/provenance/v1".into();
+    let err = Artifact::from_typed(&foreign).unwrap_err();
+    assert!(
+        matches!(err, ArtifactError::WrongKind { ref found, .. } if found == "https://slsa.dev/provenance/v1"),
+        "{err}"
+    );
+}
+
+/// A statement of a predicate type this build does not know is an artifact of that kind, which
+/// no schema covers; a statement without a predicate type is no artifact at all.
+#[test]
+fn a_statement_is_identified_by_its_predicate_type() {
+    let slsa = Artifact::from_value(json!({
+        "_type": IN_TOTO_STATEMENT_V1,
+        "subject": [],
+        "predicateType": "https://slsa.dev/provenance/v1",
+        "predicate": {},
+    }))
+    .unwrap();
+    assert_eq!(slsa.kind(), "https://slsa.dev/provenance/v1");
+    let err = schema::validate_artifact(&slsa).unwrap_err();
+    assert!(matches!(err, SchemaError::UnknownKind { .. }), "{err}");
+    for untyped in [
+        json!({"_type": IN_TOTO_STATEMENT_V1, "subject": [], "predicate": {}}),
+        json!({"_type": IN_TOTO_STATEMENT_V1, "predicateType": 1, "kind": Plan::KIND}),
+        json!({"_type": "https://in-toto.io/Statement/v0.1", "predicateType": RESULT_WITNESS_PREDICATE}),
+    ] {
+        let err = Artifact::from_value(untyped.clone()).unwrap_err();
+        assert!(
+            matches!(err, ArtifactError::MissingKind),
+            "{untyped}: {err}"
+        );
+        assert!(err.to_string().contains("predicateType"), "{err}");
+    }
 }
 
 #[test]

@@ -1,8 +1,9 @@
 //! Harness for end-to-end tests over the real binaries, each run in a scratch directory:
-//! scratch directories, real git repositories, and a spawned `mechanism-server` spoken to
-//! over its real pipes.
+//! scratch directories, real git repositories, a spawned `mechanism-server` spoken to over
+//! its real pipes, and the in-toto project's own bindings to read what we attest.
 
 pub mod fixtures;
+pub mod in_toto;
 pub mod repo;
 pub mod scratch;
 pub mod server;

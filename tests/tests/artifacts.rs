@@ -1,14 +1,19 @@
 //! Every artifact a whole demo leaves in the store (plans, witnesses, force-acks, results,
 //! run records, workorders) validates against the schema of its kind, and every journal
-//! snapshot against the execution schema.
+//! snapshot against the execution schema. The result witness of a real run is read by the
+//! in-toto project's own bindings, which refuse any field a Statement does not define.
 
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use protocol::artifact::Artifact;
+use protocol::artifact::kinds::{ResultWitness, IN_TOTO_STATEMENT_V1, RESULT_WITNESS_PREDICATE};
+use protocol::artifact::{Artifact, Kind};
 use protocol::schema::{self, SchemaName};
-use serde_json::Value;
-use tests::Scratch;
+use protocol::store::Store;
+use protocol::Digest;
+use serde_json::{json, Value};
+use tests::repo::{self, rev};
+use tests::{in_toto, Scratch};
 
 fn files_under(dir: &Path, out: &mut Vec<PathBuf>) {
     for entry in fs::read_dir(dir).expect("readable directory") {
@@ -83,4 +88,79 @@ fn every_artifact_of_a_demo_validates_against_its_schema() {
     }
     assert!(checked >= 9, "only {checked} journal snapshots");
     fs::remove_dir_all(kept).unwrap();
+}
+
+#[test]
+fn the_witness_of_a_real_run_reads_with_the_in_toto_bindings() {
+    let s = Scratch::new();
+    let repo_dir = repo::init(&s.path("ws/repo"));
+    let patch = repo::patch_from_edits(&repo_dir, |dir| {
+        repo::write(dir, "NOTES.md", "witnessed\n");
+    });
+    s.write("notes.diff", patch);
+    let workorder = json!({
+        "kind": "mechanism.workorder/v0",
+        "work_order_id": "in-toto",
+        "mechanism": "git_apply_patch",
+        "operation": "apply",
+        "params": {
+            "repo": "repo",
+            "message": "add notes",
+            "author": {"name": "Agent", "email": "agent@example.com"},
+        },
+        "inputs": {"patch": "notes.diff"},
+        "budget": {"wall_ms": 60000},
+    });
+    s.write("notes.json", serde_json::to_vec(&workorder).unwrap());
+    let output = s
+        .admission()
+        .args([
+            "--json",
+            "--store",
+            "store",
+            "--workspace",
+            "ws",
+            "run",
+            "notes.json",
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "admission run failed\nstdout:\n{stdout}\nstderr:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report: Value = serde_json::from_str(&stdout).expect("run --json prints one object");
+    let witness_hash: Digest = report["witness_hash"]
+        .as_str()
+        .and_then(|h| h.parse().ok())
+        .unwrap_or_else(|| panic!("no witness_hash in {report:#}"));
+    let witness = Store::open(s.path("store"))
+        .unwrap()
+        .get_artifact(&witness_hash)
+        .unwrap();
+    assert_eq!(witness.kind(), ResultWitness::KIND);
+
+    let read = in_toto::read_statement(witness.value()).unwrap_or_else(|why| {
+        panic!(
+            "the in-toto bindings refuse the witness: {why}\n{:#}",
+            witness.value()
+        )
+    });
+    assert_eq!(read["_type"], IN_TOTO_STATEMENT_V1, "{read:#}");
+    assert_eq!(read["predicateType"], RESULT_WITNESS_PREDICATE, "{read:#}");
+    let head = rev(&repo_dir, "refs/heads/main");
+    assert_eq!(
+        read["subject"],
+        json!([{"name": "repo@refs/heads/main", "digest": {"gitCommit": head}}]),
+        "{read:#}"
+    );
+    assert_eq!(read["predicate"], witness.value()["predicate"]);
+
+    // The bindings are strict: our kind beside the Statement's fields is refused.
+    let mut with_kind = witness.value().clone();
+    with_kind["kind"] = json!(ResultWitness::KIND);
+    let why = in_toto::read_statement(&with_kind).expect_err("a Statement with a kind field");
+    assert!(why.contains("\"kind\""), "{why}");
 }

@@ -162,6 +162,8 @@ struct Knobs {
     skip_claim: bool,
     result: Edit<ResultArtifact>,
     witness: Edit<ResultWitness>,
+    /// Edits the witness as stored JSON, for shapes its typed view cannot be built into.
+    witness_json: Edit<Value>,
     skip_results_ref: bool,
     record: Edit<RunRecord>,
 }
@@ -304,7 +306,9 @@ fn build(w: &World, k: Knobs) -> Built {
         },
     );
     apply(&k.witness, &mut witness);
-    let witness_hash = w.put(&witness);
+    let mut witness = Artifact::from_typed(&witness).unwrap().into_value();
+    apply(&k.witness_json, &mut witness);
+    let witness_hash = w.put_value(witness);
     if !k.skip_results_ref {
         w.store
             .set_ref(
@@ -911,18 +915,57 @@ fn a_witness_with_the_wrong_subject_type_or_mechanism_fails() {
                 witness.subject[0]
                     .digest
                     .insert("gitCommit".to_owned(), from.clone());
-                witness.predicate_type = "https://example.invalid/other".to_owned();
                 witness.predicate.mechanism.id = "impostor".to_owned();
             })),
             ..Knobs::default()
         },
     );
     let report = w.verify(&b.witness);
-    assert_failures(
-        &report,
-        &["witness.subject", "witness.statement", "witness.mechanism"],
-    );
+    assert_failures(&report, &["witness.subject", "witness.mechanism"]);
     failure(&report, "witness.subject", ErrorCode::IntegrityMismatch);
+}
+
+#[test]
+fn a_statement_of_another_predicate_type_is_no_witness() {
+    let w = World::new();
+    let b = build(
+        &w,
+        Knobs {
+            witness_json: Some(Box::new(|witness| {
+                witness["predicateType"] = json!("https://example.invalid/other");
+            })),
+            ..Knobs::default()
+        },
+    );
+    // Named by the run record, it is not read as a witness.
+    let report = w.verify(&b.record);
+    assert_failures(&report, &["artifact.witness"]);
+    let check = failure(&report, "artifact.witness", ErrorCode::InvalidParams);
+    assert!(
+        check.detail.contains("https://example.invalid/other"),
+        "{check}"
+    );
+    // Given itself, it starts no chain.
+    let err = verify(&w.store, &w.workspace(), None, &b.witness).unwrap_err();
+    assert!(matches!(err, VerifyError::Unsupported { .. }), "{err}");
+}
+
+#[test]
+fn an_object_naming_itself_a_witness_by_kind_but_no_in_toto_statement_fails() {
+    let w = World::new();
+    let b = build(
+        &w,
+        Knobs {
+            witness_json: Some(Box::new(|witness| {
+                witness["_type"] = json!("https://in-toto.io/Statement/v0.1");
+                witness["kind"] = json!(ResultWitness::KIND);
+            })),
+            ..Knobs::default()
+        },
+    );
+    let report = w.verify(&b.witness);
+    assert_failures(&report, &["witness.statement"]);
+    failure(&report, "witness.statement", ErrorCode::InvalidParams);
 }
 
 /// Sets one detail of the plan's `git.commit` effect.

@@ -2,9 +2,11 @@
 //!
 //! Each view is a plain struct implementing [`Kind`]; its `kind` string is not a field:
 //! [`Artifact::from_typed`](crate::artifact::Artifact::from_typed) inserts it and
-//! [`Artifact::view`](crate::artifact::Artifact::view) checks it. The views deliberately
-//! accept unknown fields, so a newer producer's artifact still reads; the JSON Schemas in
-//! `schemas/` decide what is required and how strict each field is.
+//! [`Artifact::view`](crate::artifact::Artifact::view) checks it. The exception is an in-toto
+//! statement (the ResultWitness), which names its kind by `predicateType`: see
+//! [`PREDICATE_KINDS`]. The views deliberately accept unknown fields, so a newer producer's
+//! artifact still reads; the JSON Schemas in `schemas/` decide what is required and how strict
+//! each field is.
 
 use crate::artifact::Kind;
 
@@ -14,6 +16,7 @@ mod plan;
 mod records;
 mod result;
 
+pub use crate::artifact::IN_TOTO_STATEMENT_V1;
 pub use admission::{AdmissionDecision, AdmissionWitness, ForceAck, Gate, GateRecord};
 pub use common::{Budget, Costs, Determinism, ErrorInfo, GateDecision, Grant, MechanismRef};
 pub use plan::{CostWitness, Plan, RecipeStep};
@@ -22,8 +25,7 @@ pub use records::{
     Registry, RegistryEntry, RunOutcome, RunRecord, Workorder,
 };
 pub use result::{
-    ResultArtifact, ResultPredicate, ResultStatus, ResultWitness, Subject, IN_TOTO_STATEMENT_V1,
-    RESULT_WITNESS_PREDICATE,
+    ResultArtifact, ResultPredicate, ResultStatus, ResultWitness, Subject, RESULT_WITNESS_PREDICATE,
 };
 
 /// Every artifact kind this version of the protocol defines.
@@ -40,3 +42,7 @@ pub const ALL_KINDS: &[&str] = &[
     Registry::KIND,
     ExecutionDocument::KIND,
 ];
+
+/// The in-toto predicate types this version defines, each with the kind a Statement v1 of that
+/// `predicateType` is: such artifacts carry no `kind` field.
+pub const PREDICATE_KINDS: &[(&str, &str)] = &[(RESULT_WITNESS_PREDICATE, ResultWitness::KIND)];

@@ -7,11 +7,8 @@ use serde_json::Value;
 
 use super::common::{ErrorInfo, MechanismRef};
 use crate::artifact::effect::Effect;
-use crate::artifact::Kind;
+use crate::artifact::{Kind, IN_TOTO_STATEMENT_V1};
 use crate::digest::Digest;
-
-/// The in-toto Statement `_type` of a result witness.
-pub const IN_TOTO_STATEMENT_V1: &str = "https://in-toto.io/Statement/v1";
 
 /// The in-toto `predicateType` of a result witness.
 pub const RESULT_WITNESS_PREDICATE: &str = "https://schemas.mechanism.invalid/v0/result-witness";
@@ -76,7 +73,8 @@ pub struct ResultPredicate {
 }
 
 /// A ResultWitness: an in-toto Statement v1 whose subject is what the execution produced.
-/// It also carries our `kind`, which in-toto consumers ignore.
+/// It has exactly the Statement's four fields and no `kind`: in-toto's own parsers refuse
+/// unknown fields, and it is recognised by `_type` and `predicateType` instead.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ResultWitness {
     /// Always [`IN_TOTO_STATEMENT_V1`].
