@@ -31,6 +31,8 @@
 //! - `artifact.run_record`, `artifact.witness`, `artifact.result`, `artifact.plan`,
 //!   `artifact.admission`, `artifact.force_ack`: the linked artifact is in the store,
 //!   re-hashes to its digest and reads as its kind;
+//! - `artifact.input` (once per input the plan names): the input blob is in the store and
+//!   re-hashes to its digest, so what the plan was computed from can still be shown;
 //! - `run_record.outcome`: a run record says the run succeeded;
 //! - `links.plan`, `links.admission`, `links.force_ack`, `links.result`: every artifact that
 //!   names the plan (admission, force-ack, result) names the same one;
@@ -384,6 +386,7 @@ impl<'a> Chain<'a> {
                 .push(("the result".to_owned(), r.plan_hash));
         }
         self.load_plan();
+        self.check_inputs();
         self.load_admission();
         if let Some((by, Some(digest))) = self.claims.force_ack.first().cloned() {
             self.force_ack = self.load("force_ack", &digest, &format!("named by {by}"));
@@ -486,6 +489,25 @@ impl<'a> Chain<'a> {
                 ErrorCode::UnknownPlan,
                 "nothing in the chain names the plan",
             )),
+        }
+    }
+
+    /// `artifact.input`: every blob the plan names is still stored, byte for byte.
+    fn check_inputs(&mut self) {
+        let Some(plan) = &self.plan else { return };
+        for (name, digest) in &plan.inputs {
+            let check = match self.store.verify(digest) {
+                Ok(()) => Check::pass(
+                    "artifact.input",
+                    format!("{name} {digest} (named by the plan) re-hashes"),
+                ),
+                Err(e) => Check::fail(
+                    "artifact.input",
+                    e.code(),
+                    format!("{name} (named by the plan): {e}"),
+                ),
+            };
+            self.checks.push(check);
         }
     }
 

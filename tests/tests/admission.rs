@@ -1131,3 +1131,47 @@ fn verify_fails_when_a_stored_artifact_was_tampered_with() {
         "{verified:#}"
     );
 }
+
+#[test]
+fn verify_fails_when_an_input_blob_changed_or_is_gone() {
+    let w = World::new();
+    let workorder = w.workorder("edit", edit_readme_and_add_file);
+    let report = w.json(&["run", &workorder], 0);
+    let witness = string(&report["witness_hash"]);
+    let patch = Digest::of_bytes(&fs::read(w.s.path("edit.diff")).unwrap());
+    let hex = patch.hex();
+    let object =
+        w.s.path(&format!("store/objects/sha256/{}/{}", &hex[..2], &hex[2..]));
+    let input_failure = |verified: &Value, code: &str| {
+        assert_eq!(verified["verified"], false, "{verified:#}");
+        let failed: Vec<&Value> = verified["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|c| c["ok"] == false)
+            .collect();
+        assert!(
+            failed.len() == 1
+                && failed[0]["name"] == "artifact.input"
+                && failed[0]["code"] == code
+                && string(&failed[0]["detail"]).contains(&patch.to_string()),
+            "only the patch input fails, with {code}: {verified:#}"
+        );
+    };
+
+    // One flipped byte in the stored patch.
+    let mut bytes = fs::read(&object).expect("the patch is stored");
+    bytes[0] ^= 0x20;
+    set_mode(&object, 0o644);
+    fs::write(&object, &bytes).unwrap();
+    input_failure(&w.json(&["verify", &witness], 5), "INTEGRITY_MISMATCH");
+
+    // The patch deleted from the store.
+    fs::remove_file(&object).unwrap();
+    input_failure(&w.json(&["verify", &witness], 5), "UNKNOWN_ARTIFACT");
+    let text = stdout(&w.text(&["verify", &witness], 5));
+    assert!(
+        text.contains("FAIL artifact.input") && text.contains("NOT verified"),
+        "{text}"
+    );
+}

@@ -170,6 +170,8 @@ struct Knobs {
 
 /// The digests of a built chain.
 struct Built {
+    /// The patch blob the plan names as its input.
+    input: Digest,
     plan: Digest,
     admission: Digest,
     force_ack: Option<Digest>,
@@ -185,6 +187,13 @@ fn apply<T>(edit: &Edit<T>, value: &mut T) {
 }
 
 fn build(w: &World, k: Knobs) -> Built {
+    let input = w
+        .store
+        .put_blob_bytes(
+            b"--- a/a.txt\n+++ b/a.txt\n@@ -1 +1 @@\n-one\n+two\n",
+            &Provenance::new("verify tests"),
+        )
+        .unwrap();
     let mechanism = MechanismRef {
         id: "git_apply_patch".to_owned(),
         version: "0.1.0".to_owned(),
@@ -193,7 +202,7 @@ fn build(w: &World, k: Knobs) -> Built {
         mechanism: mechanism.clone(),
         operation: "apply".to_owned(),
         params: json!({"repo": "repo", "message": "apply a patch"}),
-        inputs: Default::default(),
+        inputs: [("patch".to_owned(), input)].into(),
         state: json!({"repo": "repo", "ref": MAIN, "base": w.from}),
         intended_effects: vec![
             Effect::new(FS_WRITE, "repo/a.txt")
@@ -339,6 +348,7 @@ fn build(w: &World, k: Knobs) -> Built {
     apply(&k.record, &mut record);
     let record_hash = w.put(&record);
     Built {
+        input,
         plan: plan_hash,
         admission: admission_hash,
         force_ack: force_ack_hash,
@@ -396,6 +406,7 @@ fn a_sound_chain_verifies_from_the_run_record_the_witness_and_the_result() {
             "artifact.witness",
             "artifact.result",
             "artifact.plan",
+            "artifact.input",
             "artifact.admission",
             "links.plan",
             "links.admission",
@@ -923,6 +934,29 @@ fn a_witness_with_the_wrong_subject_type_or_mechanism_fails() {
     let report = w.verify(&b.witness);
     assert_failures(&report, &["witness.subject", "witness.mechanism"]);
     failure(&report, "witness.subject", ErrorCode::IntegrityMismatch);
+}
+
+#[test]
+fn an_input_blob_that_changed_or_is_gone_fails() {
+    let w = World::new();
+    let b = build(&w, Knobs::default());
+    assert!(passed(&w.verify(&b.witness), "artifact.input")
+        .detail
+        .contains(&b.input.to_string()));
+
+    w.corrupt(&b.input);
+    for start in [b.record, b.witness, b.result] {
+        let report = w.verify(&start);
+        assert_failures(&report, &["artifact.input"]);
+        let check = failure(&report, "artifact.input", ErrorCode::IntegrityMismatch);
+        assert!(check.detail.contains("patch"), "{check}");
+    }
+
+    fs::remove_file(w.store.path_of(&b.input)).unwrap();
+    let report = w.verify(&b.witness);
+    assert_failures(&report, &["artifact.input"]);
+    let check = failure(&report, "artifact.input", ErrorCode::UnknownArtifact);
+    assert!(check.detail.contains(&b.input.to_string()), "{check}");
 }
 
 #[test]
