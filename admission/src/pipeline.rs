@@ -27,6 +27,7 @@ use crate::gates::{self, GateInput};
 use crate::journal::{ExecHandle, Journal, Uid};
 use crate::registry::{LaunchPaths, Registry};
 use crate::session::{Session, SessionError};
+use crate::verify;
 use crate::workorder::{self, Loaded, WorkorderError};
 
 /// The store reference namespace recording each gated plan (read by `approve`, `execute`).
@@ -582,6 +583,7 @@ impl Flow<'_> {
         report.witness_hash = Some(result.witness_hash);
         let artifact = self.check_result(&result, admitted, &plan)?;
         report.evidence = Some(artifact.evidence);
+        self.check_state(&plan)?;
         let _ = journal_step(
             exec,
             "executed",
@@ -695,6 +697,29 @@ impl Flow<'_> {
             });
         }
         Ok(artifact)
+    }
+
+    /// The state the plan's effects left must hold as `verify` checks it: each commit exists
+    /// with its predicted id, is on its branch and changes exactly the planned files. The
+    /// mechanism's word, or the store's, is not enough to report success.
+    fn check_state(&self, plan: &Plan) -> Result<(), ErrorInfo> {
+        let failed: Vec<String> =
+            verify::state_checks(&self.setup.workspace, &plan.intended_effects)
+                .iter()
+                .filter(|check| !check.ok)
+                .map(ToString::to_string)
+                .collect();
+        if failed.is_empty() {
+            return Ok(());
+        }
+        // Whatever each check's own code, the run's outcome could not be confirmed.
+        Err(ErrorInfo {
+            code: ErrorCode::ExecutionFailed,
+            message: format!(
+                "the mechanism reported success, but the state it left does not hold: {}",
+                failed.join("; ")
+            ),
+        })
     }
 
     fn store_typed<T: protocol::artifact::Kind>(

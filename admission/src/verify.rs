@@ -295,6 +295,15 @@ pub fn verify(
     })
 }
 
+/// The `state.*` checks alone: whether the state `effects` predict holds now in the
+/// repositories under `workspace` (see `verify/state.rs`). `admission run` makes them after an
+/// execute, so it reports success only when `verify` would confirm it.
+pub fn state_checks(workspace: &Path, effects: &[Effect]) -> Vec<Check> {
+    let mut checks = Vec::new();
+    state::checks(workspace, effects, &mut checks);
+    checks
+}
+
 /// The `artifact.*` check of a start kind.
 fn role_check(kind: &str) -> &'static str {
     match kind {
@@ -630,7 +639,7 @@ impl<'a> Chain<'a> {
             }
         }
         if let Some(plan) = &self.plan {
-            state::checks(workspace, &plan.intended_effects, &mut checks);
+            checks.extend(state_checks(workspace, &plan.intended_effects));
         }
         self.checks.extend(checks);
     }

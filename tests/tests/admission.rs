@@ -1,6 +1,6 @@
 //! The `admission` CLI end to end, over the real binaries: every command and every exit code,
 //! each gate's denial, each way a force-ack is refused, a stale plan, and mechanisms that break
-//! the protocol or die in the middle of `execute`.
+//! the protocol, die in the middle of `execute`, or report a success the state does not bear out.
 //!
 //! Each test has its own scratch directory holding a real git repository (`ws/repo`, under the
 //! workspace `ws`), an operator key made by `ssh-keygen` (`keys/`), and the store (`store`).
@@ -28,6 +28,9 @@ const MISBEHAVING: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/fixtures/misbehaving_mechanism.py"
 );
+
+/// The proxy that wraps our mechanism and breaks it in one way (as in the conformance tests).
+const BROKEN_PROXY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/broken_proxy.py");
 
 /// One test's world: a scratch directory with a repository, an operator and a store.
 struct World {
@@ -1174,4 +1177,73 @@ fn verify_fails_when_an_input_blob_changed_or_is_gone() {
         text.contains("FAIL artifact.input") && text.contains("NOT verified"),
         "{text}"
     );
+}
+
+#[test]
+fn a_run_whose_commit_left_its_branch_after_execute_does_not_succeed() {
+    let w = World::new();
+    let base = w.head();
+    // Our mechanism, behind a proxy that moves the branch back to where it was once execute
+    // has succeeded, and only then passes the success on.
+    let server = tests::bin_path("mechanism-server");
+    let registry = w.registry("moved.json", |entry| {
+        entry["command"] = json!({
+            "program": "python3",
+            "args": [
+                BROKEN_PROXY,
+                "resets-branch-after-execute",
+                server.to_str().unwrap(),
+                "git_apply_patch",
+                "--root",
+                "{workspace}",
+                "--store",
+                "{store}",
+            ],
+        });
+    });
+    let workorder = w.workorder("edit", edit_readme_and_add_file);
+    let report = w.json(&["--registry", &registry, "run", &workorder], 5);
+    assert!(failed_gates(&report).is_empty(), "{report:#}");
+    // The mechanism did commit, and its store records a success ...
+    let commit = string(&report["evidence"]["commit"]);
+    assert_eq!(
+        git(&w.repo(), &["cat-file", "-t", &commit]).trim(),
+        "commit"
+    );
+    assert_eq!(w.head(), base, "the proxy moved the branch back");
+    let plan: Digest = string(&report["plan_hash"]).parse().unwrap();
+    let recorded: Value = serde_json::from_slice(
+        &fs::read(w.s.path(&format!("store/refs/results/{}.json", plan.hex()))).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(recorded["succeeded"], true, "{recorded:#}");
+    // ... but the run is not a success: the state check verify makes failed.
+    assert_eq!(report["outcome"], "failed", "{report:#}");
+    assert_eq!(report["error"]["code"], "EXECUTION_FAILED", "{report:#}");
+    let message = string(&report["error"]["message"]);
+    assert!(
+        message.contains("FAIL state.ref") && message.contains("refs/heads/main"),
+        "{message}"
+    );
+    assert!(suggests(&report, "show"), "{report:#}");
+    let record = w.run_record(&report);
+    assert_eq!(record["outcome"], "failed", "{record:#}");
+    // verify agrees, on the same check.
+    let verified = w.json(&["verify", &string(&report["witness_hash"])], 5);
+    let failed: Vec<String> = verified["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["ok"] == false)
+        .map(|c| string(&c["name"]))
+        .collect();
+    assert_eq!(failed, ["state.ref"], "{verified:#}");
+
+    // Text mode names the failed check to a person. The moved branch left the commit's files
+    // in the work tree; without them the same plan runs again.
+    git(&w.repo(), &["reset", "-q", "--hard"]);
+    let mut cmd = w.admission();
+    cmd.args(["--registry", &registry, "run", &workorder]);
+    let text = stdout(&exits(&mut cmd, 5));
+    assert!(text.contains("FAIL state.ref"), "{text}");
 }
