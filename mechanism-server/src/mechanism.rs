@@ -37,9 +37,10 @@ pub trait Mechanism: Send + Sync + 'static {
     fn plan(&self, env: &Env, request: &PlanRequest) -> Result<Planned, MechanismError>;
 
     /// Applies a plan the runtime has just recomputed and found identical to the admitted
-    /// one. Calls [`ExecContext::point_of_no_return`] once, right before its first change,
-    /// and must not change anything if that fails; past it, the mechanism must either finish
-    /// or leave what [`Mechanism::recover`] needs to finish later, whatever kills it.
+    /// one. Before its first change it durably records what [`Mechanism::recover`] needs to
+    /// finish the job, then calls [`ExecContext::point_of_no_return`] once; if that fails it
+    /// discards the record and changes nothing. Past it, the mechanism finishes, or (killed,
+    /// or failing) leaves its record for `recover`.
     fn execute(
         &self,
         env: &Env,
@@ -126,8 +127,8 @@ impl MechanismError {
     }
 }
 
-/// What the runtime does at an execution's point of no return (journal it, claim the
-/// force-ack's nonce); an error refuses the execution, with nothing applied.
+/// What the runtime does at an execution's point of no return (claim the force-ack's
+/// nonce); an error refuses the execution, with nothing applied.
 pub type CommitHook = Arc<dyn Fn() -> Result<(), MechanismError> + Send + Sync>;
 
 /// Per-execution controls: deadline, cancellation, progress and the point of no return.
@@ -166,8 +167,9 @@ impl ExecContext {
     }
 
     /// The last moment to stop: checks cancellation and the deadline, then lets the runtime
-    /// journal the execution and claim its force-ack. After `Ok` the mechanism finishes,
-    /// whatever the clock says; after `Err` it must change nothing.
+    /// claim the force-ack. Call it once the mechanism has recorded what recovery needs and
+    /// before its first change. After `Ok` the mechanism finishes, whatever the clock says;
+    /// after `Err` it discards its record and changes nothing.
     pub fn point_of_no_return(&self) -> Result<(), MechanismError> {
         self.checkpoint()?;
         if self.committed.swap(true, Ordering::SeqCst) {

@@ -30,7 +30,19 @@ impl Server {
 
     /// Spawns with extra command-line arguments.
     pub fn spawn_with(root: &Path, store: &Path, signers: Option<&Path>, extra: &[&str]) -> Self {
+        Self::spawn_env(root, store, signers, extra, &[])
+    }
+
+    /// Spawns with extra command-line arguments and environment variables.
+    pub fn spawn_env(
+        root: &Path,
+        store: &Path,
+        signers: Option<&Path>,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Self {
         let mut cmd = Command::new(bin_path("mechanism-server"));
+        cmd.envs(env.iter().copied());
         cmd.arg("git_apply_patch")
             .arg("--root")
             .arg(root)
@@ -149,6 +161,29 @@ impl Server {
     pub fn close(mut self) -> ExitStatus {
         drop(self.stdin.take());
         self.child.wait().expect("wait for the server")
+    }
+
+    /// Waits for the server to exit on its own (stdin kept open), up to the wait.
+    pub fn wait_exit(mut self) -> ExitStatus {
+        let until = std::time::Instant::now() + WAIT;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("poll the server") {
+                drop(self.stdin.take());
+                return status;
+            }
+            assert!(
+                std::time::Instant::now() < until,
+                "the server did not exit within {WAIT:?}"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// Kills the server with SIGKILL, as `kill -9` does, and reaps it.
+    pub fn kill(mut self) {
+        drop(self.stdin.take());
+        self.child.kill().expect("kill the server");
+        self.child.wait().expect("reap the server");
     }
 }
 

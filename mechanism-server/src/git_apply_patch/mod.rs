@@ -200,9 +200,9 @@ pub fn execute(
 /// Applies `patch` as a transaction that survives being killed at any instant (see
 /// [`transaction`]): takes the locks (`BUSY` when held), finishes any execute a killed
 /// process left unfinished, recomputes the prediction and lets `accept` refuse it (with
-/// `StalePlan` when it is not the admitted one), writes the new objects, calls `commit` at
-/// the point of no return (an error there refuses, nothing changed), then records the
-/// intent `id` names and moves the branch, work tree and index.
+/// `StalePlan` when it is not the admitted one), writes the new objects, records the
+/// intent `id` names, calls `commit` at the point of no return (an error there refuses,
+/// nothing changed), then moves the branch, work tree and index.
 pub fn execute_checked(
     root: &Path,
     params: &ApplyParams,
@@ -237,7 +237,6 @@ pub fn execute_checked(
     accept(&built.prediction)?;
     let disk = predict::persist(&target, &built)?;
     failpoint::hit("git:objects");
-    commit()?;
 
     let expected = &built.prediction;
     let intent = Intent {
@@ -265,7 +264,7 @@ pub fn execute_checked(
             .map(|bytes| Cow::Borrowed(*bytes))
             .ok_or_else(|| ApplyError::Internal(format!("no content for {}", change.path)))
     };
-    transaction::apply(&disk, &paths, &intent, held, &content)?;
+    transaction::apply(&disk, &paths, &intent, held, &content, commit)?;
     Ok(applied_of(&intent))
 }
 

@@ -2,9 +2,10 @@
 //!
 //! 1. Take our [`RepoLock`], then git's own locks on the branch and, when the branch is
 //!    checked out, on the index ([`Held::take`]): `BUSY` while anyone else holds one.
-//! 2. Check the branch is still at the base, write the new objects, and pass the runtime's
-//!    point of no return (force-ack claimed, execution journalled).
-//! 3. Write the [`Intent`] durably. From here the effect is rolled forward, never back.
+//! 2. Check the branch is still at the base and the plan unchanged, write the new objects.
+//! 3. Write the [`Intent`] durably, then pass the runtime's point of no return (deadline
+//!    and cancellation checked a last time, the force-ack's nonce claimed); if that
+//!    refuses, remove the intent. From here the effect is rolled forward, never back.
 //! 4. [`roll_forward`]: move the branch (its lock file renamed over it, reflog appended),
 //!    rewrite the touched work-tree paths, stage the index in its lock file and rename it.
 //! 5. Remove the intent.
@@ -145,17 +146,26 @@ fn remove_empty_dirs(dir: &Path) {
 /// Supplies the content of a path's "after" blob.
 pub(crate) type Content<'a> = dyn Fn(&PathChange, Oid) -> Result<Cow<'a, [u8]>, ApplyError> + 'a;
 
-/// Writes the intent, rolls it forward and removes it: steps 3 to 5 of the module docs.
+/// Writes the intent, passes the point of no return with `commit`, rolls the intent forward
+/// and removes it: steps 3 to 5 of the module docs. When writing the intent or `commit`
+/// fails, the intent is removed and the locks released: nothing changed.
 pub(crate) fn apply(
     repo: &Repository,
     paths: &Paths,
     intent: &Intent,
     mut held: Held,
     content: &Content<'_>,
+    commit: impl FnOnce() -> Result<(), ApplyError>,
 ) -> Result<(), ApplyError> {
+    let committed = paths.intent().write(intent).and_then(|()| {
+        failpoint::hit("git:intent");
+        commit()
+    });
+    if let Err(error) = committed {
+        paths.intent().remove()?;
+        return Err(error);
+    }
     held.keep_on_failure();
-    paths.intent().write(intent)?;
-    failpoint::hit("git:intent");
     roll_forward(repo, paths, intent, held, content)?;
     paths.intent().remove()?;
     failpoint::hit("git:done");
@@ -191,7 +201,9 @@ pub(crate) fn recover(
         })?;
         Ok(Cow::Owned(object.data().to_vec()))
     };
-    apply(repo, paths, &intent, held, &content)?;
+    // Its point of no return was passed when the intent was written; the runtime makes
+    // sure of its own half (the force-ack's nonce) when it records the result.
+    apply(repo, paths, &intent, held, &content, || Ok(()))?;
     Ok(Some(intent))
 }
 

@@ -6,7 +6,8 @@
 //! journalled before the mechanism is called and the journal ended once the result is
 //! recorded, so an execution killed in between is finished by the next execute of the plan,
 //! or when a server starts ([`finish_interrupted`]). At the mechanism's point of no return
-//! the force-ack's nonce is claimed; past it the execution finishes, deadline or not.
+//! (once it has recorded what it needs to finish) the force-ack's nonce is claimed; past it
+//! the execution finishes, deadline or not.
 
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -79,19 +80,14 @@ pub(super) fn execute(
     let journal = Journal {
         admission,
         force_ack: force_ack.as_ref().map(|ack| ack.digest),
+        nonce: force_ack.map(|ack| ack.nonce),
     };
     state
         .records
         .begin(&plan_hash, &journal)
         .map_err(|e| store_error("journalling the execution", &e))?;
     failpoint::hit("execute:journal");
-    let ctx = exec_context(
-        state,
-        plan_hash,
-        deadline,
-        scope,
-        force_ack.map(|a| a.nonce),
-    );
+    let ctx = exec_context(state, plan_hash, deadline, scope, journal.nonce.clone());
     let outcome = state.mechanism.execute(&state.env, &planned, &ctx);
     failpoint::hit("execute:applied");
     let executed = match outcome {
@@ -172,6 +168,14 @@ fn finish(
     match state.mechanism.recover(&state.env, plan)? {
         Some(executed) => {
             tracing::warn!(%plan_hash, "an interrupted execution of this plan is now finished");
+            // Killed between recording its intent and claiming the nonce, the execution is
+            // finished all the same: the approval it used is spent now.
+            if let Some(nonce) = &journal.nonce {
+                match force_ack::claim_nonce(state.env.store.root(), nonce, &plan_hash) {
+                    Ok(()) | Err(force_ack::ForceAckError::Replayed { .. }) => {}
+                    Err(e) => return Err(rpc_error(e.code(), e.to_string())),
+                }
+            }
             let reply = record_success(state, plan, plan_hash, journal, &executed)?;
             end(state, &plan_hash)?;
             Ok(Some(reply))
@@ -526,6 +530,7 @@ fn record(
     let Journal {
         admission: admission_hash,
         force_ack: force_ack_hash,
+        ..
     } = journal;
     let internal = |e: &dyn std::fmt::Display| rpc_error(ErrorCode::InternalError, e.to_string());
     let producer = format!("mechanism-server {}", state.mechanism.id());

@@ -29,7 +29,7 @@ const LOCKS: &str = "locks";
 
 /// An execution under way: what recording its result needs, should the process executing
 /// it be killed and another finish it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Journal {
     /// The AdmissionWitness the execution was admitted with.
@@ -37,6 +37,10 @@ pub struct Journal {
     /// The force-ack it was approved with, for a destructive plan.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub force_ack: Option<Digest>,
+    /// That force-ack's nonce, claimed at the point of no return (or, when the execution
+    /// was killed right before, by whoever finishes it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nonce: Option<String>,
 }
 
 /// This process's exclusive right to execute one plan, until dropped.
