@@ -177,6 +177,8 @@ fn refusals_before_any_effect() {
         "execute",
         json!({"plan_hash": plan["plan_hash"], "admission": unknown}),
     );
+    assert_eq!(code, "UNKNOWN_ARTIFACT");
+    let code = srv.error_code("execute", json!({"plan_hash": plan["plan_hash"]}));
     assert_eq!(code, "ADMISSION_REQUIRED");
     let code = srv.error_code("plan", json!({"operation": "explode", "params": {}}));
     assert_eq!(code, "UNKNOWN_OPERATION");
@@ -380,46 +382,220 @@ fn without_trusted_signers_destructive_plans_never_run() {
 }
 
 #[test]
-fn concurrent_executes_of_one_plan_apply_it_once() {
+fn concurrent_executes_of_one_plan_apply_it_once_and_the_others_are_busy_or_recorded() {
+    for processes in [2, 4, 8] {
+        let w = World::new();
+        let patch = w.patch(edit_non_destructive);
+        let mut servers: Vec<Server> = (0..processes).map(|_| w.server()).collect();
+        let plan = servers[0].result("plan", apply_params(&patch));
+        let admission = admit(&w.store(), &plan_hash(&plan), &plan["plan"]);
+        let base = rev(&w.repo(), "main");
+        for server in &mut servers {
+            server.result("describe", json!({}));
+        }
+        // Two requests back to back in the first process, one in each of the others.
+        let request = |id: u64| {
+            json!({"jsonrpc": "2.0", "id": id, "method": "execute",
+                   "params": {"plan_hash": plan["plan_hash"], "admission": admission}})
+        };
+        servers[0].send(&request(100));
+        for (i, server) in servers.iter_mut().enumerate() {
+            server.send(&request(i as u64));
+        }
+        let mut outcomes = Vec::new();
+        for (i, server) in servers.iter_mut().enumerate() {
+            for _ in 0..if i == 0 { 2 } else { 1 } {
+                outcomes.push(server.recv_response().0);
+            }
+        }
+        let successes: Vec<&Value> = outcomes
+            .iter()
+            .filter(|r| r.get("result").is_some())
+            .collect();
+        assert!(!successes.is_empty(), "{processes}: {outcomes:?}");
+        for r in &successes {
+            assert_eq!(
+                r["result"]["result_hash"],
+                successes[0]["result"]["result_hash"]
+            );
+        }
+        for r in outcomes.iter().filter(|r| r.get("error").is_some()) {
+            assert_eq!(r["error"]["data"]["code"], "BUSY", "{processes}: {r}");
+        }
+        // Applied exactly once: main is one commit ahead of the base, and a later execute
+        // answers the recorded result.
+        assert_eq!(rev(&w.repo(), "main~1"), base, "{processes}");
+        assert_eq!(git(&w.repo(), &["status", "--porcelain"]), "");
+        let again = execute(&mut servers[1], &plan, &admission, None);
+        assert_eq!(
+            again["result"]["result_hash"], successes[0]["result"]["result_hash"],
+            "{processes}: {again}"
+        );
+        assert_eq!(servers[0].try_recv(Duration::from_millis(100)), None);
+    }
+}
+
+#[test]
+fn a_lock_held_by_another_program_is_busy_and_changes_nothing() {
+    for lock in [".git/index.lock", ".git/refs/heads/main.lock"] {
+        let w = World::new();
+        let patch = w.patch(edit_non_destructive);
+        let mut srv = w.server();
+        let plan = srv.result("plan", apply_params(&patch));
+        let admission = admit(&w.store(), &plan_hash(&plan), &plan["plan"]);
+        let base = rev(&w.repo(), "main");
+        // As a `git commit` in progress holds it.
+        std::fs::write(w.repo().join(lock), "theirs").unwrap();
+        let response = execute(&mut srv, &plan, &admission, None);
+        assert_eq!(
+            response["error"]["data"]["code"], "BUSY",
+            "{lock}: {response}"
+        );
+        assert!(
+            response["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("retry"),
+            "{response}"
+        );
+        assert_eq!(rev(&w.repo(), "main"), base, "{lock}");
+        assert_eq!(
+            std::fs::read_to_string(w.repo().join(lock)).unwrap(),
+            "theirs",
+            "{lock}: their lock is left alone"
+        );
+        assert!(!w.repo().join("src/new.rs").exists(), "{lock}");
+        assert!(!w.repo().join(".git/git_apply_patch").exists(), "{lock}");
+        let status = srv.result("status", json!({"plan_hash": plan["plan_hash"]}));
+        assert_eq!(status["state"], "planned", "{lock}: nothing recorded");
+
+        // Once they are done, the same request succeeds.
+        std::fs::remove_file(w.repo().join(lock)).unwrap();
+        let response = execute(&mut srv, &plan, &admission, None);
+        assert_eq!(
+            response["result"]["result"]["status"], "success",
+            "{lock}: {response}"
+        );
+        assert_eq!(git(&w.repo(), &["status", "--porcelain"]), "");
+    }
+}
+
+#[test]
+fn another_execute_working_on_the_repository_makes_an_execute_busy() {
+    let w = World::new();
+    let first = w.patch(|d| repo::write(d, "first.txt", "first\n"));
+    let second = w.patch(|d| repo::write(d, "second.txt", "second\n"));
+    let mut planner = w.server();
+    let plan_a = planner.result("plan", apply_params(&first));
+    let plan_b = planner.result("plan", apply_params(&second));
+    let admission_a = admit(&w.store(), &plan_hash(&plan_a), &plan_a["plan"]);
+    let admission_b = admit(&w.store(), &plan_hash(&plan_b), &plan_b["plan"]);
+    // The first execute is held past its point of no return, its locks taken.
+    let mut slow = Server::spawn_env(
+        &w.s.path("root"),
+        &w.store(),
+        Some(&w.operator.allowed_signers),
+        &[],
+        &[
+            ("MECHANISM_FAILPOINT", "git:ref"),
+            ("MECHANISM_FAILPOINT_SLEEP_MS", "1500"),
+        ],
+    );
+    slow.send(&json!({"jsonrpc": "2.0", "id": 1, "method": "execute",
+                      "params": {"plan_hash": plan_a["plan_hash"], "admission": admission_a}}));
+    // Its intent is written before the branch moves: then it holds every lock.
+    let intent = w.repo().join(".git/git_apply_patch/intent.json");
+    let until = std::time::Instant::now() + Duration::from_secs(60);
+    while !intent.exists() {
+        assert!(
+            std::time::Instant::now() < until,
+            "the first execute never started"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let busy = execute(&mut planner, &plan_b, &admission_b, None);
+    assert_eq!(busy["error"]["data"]["code"], "BUSY", "{busy}");
+    let (first_answer, _) = slow.recv_response();
+    assert_eq!(
+        first_answer["result"]["result"]["status"], "success",
+        "{first_answer}"
+    );
+    // The second plan was made on the old base: now it is stale, and says so.
+    let stale = execute(&mut planner, &plan_b, &admission_b, None);
+    assert_eq!(stale["error"]["data"]["code"], "STALE_PLAN", "{stale}");
+}
+
+#[test]
+fn a_deadline_the_plan_cannot_meet_is_refused_before_anything_changes() {
+    let w = World::new();
+    let patch = w.patch(|d| {
+        edit_non_destructive(d);
+        git(d, &["rm", "-q", "src/old.rs"]);
+    });
+    let mut srv = w.server();
+    let plan = srv.result("plan", apply_params(&patch));
+    assert_eq!(plan["plan"]["destructive"], true);
+    let admission = admit(&w.store(), &plan_hash(&plan), &plan["plan"]);
+    let ack = w.operator.force_ack(&plan_hash(&plan), &admission);
+    let base = rev(&w.repo(), "main");
+    let params = |deadline_ms: Option<u64>| {
+        let mut params = json!({"plan_hash": plan["plan_hash"], "admission": admission,
+                                "force_ack": ack});
+        if let Some(ms) = deadline_ms {
+            params["deadline_ms"] = json!(ms);
+        }
+        params
+    };
+    // The plan estimates over 500 ms; 50 ms cannot do.
+    let refused = srv.call("execute", params(Some(50)));
+    assert_eq!(
+        refused["error"]["data"]["code"], "DEADLINE_EXCEEDED",
+        "{refused}"
+    );
+    assert_eq!(rev(&w.repo(), "main"), base);
+    assert_eq!(git(&w.repo(), &["status", "--porcelain"]), "");
+    let journalled = w.store().join("refs/executions");
+    assert!(
+        !journalled.exists() || std::fs::read_dir(&journalled).unwrap().count() == 0,
+        "a refused execution is not left journalled"
+    );
+    // The refusal spent nothing: the same force-ack runs it with time enough.
+    let done = srv.call("execute", params(Some(60_000)));
+    assert_eq!(done["result"]["result"]["status"], "success", "{done}");
+}
+
+#[test]
+fn past_its_point_of_no_return_an_execute_finishes_and_records_whatever_the_deadline() {
     let w = World::new();
     let patch = w.patch(edit_non_destructive);
     let mut srv = w.server();
     let plan = srv.result("plan", apply_params(&patch));
     let admission = admit(&w.store(), &plan_hash(&plan), &plan["plan"]);
-    let base = rev(&w.repo(), "main");
-    // Two requests in one frame-stream, back to back, plus a second process at once.
-    let mut other = w.server();
-    for (id, server) in [(101, &mut srv), (102, &mut other)] {
-        for offset in 0..2 {
-            server.send(
-                &json!({"jsonrpc": "2.0", "id": id + offset * 10, "method": "execute",
-                "params": {"plan_hash": plan["plan_hash"], "admission": admission}}),
-            );
-        }
-    }
-    let mut outcomes = Vec::new();
-    for server in [&mut srv, &mut other] {
-        for _ in 0..2 {
-            let (response, _) = server.recv_response();
-            outcomes.push(response);
-        }
-    }
-    let successes: Vec<&Value> = outcomes
-        .iter()
-        .filter(|r| r.get("result").is_some())
-        .collect();
-    assert!(!successes.is_empty(), "{outcomes:?}");
-    for r in &successes {
-        assert_eq!(
-            r["result"]["result_hash"],
-            successes[0]["result"]["result_hash"]
-        );
-    }
-    for r in outcomes.iter().filter(|r| r.get("error").is_some()) {
-        let code = r["error"]["data"]["code"].as_str().unwrap();
-        assert!(matches!(code, "BUSY" | "STALE_PLAN"), "{r}");
-    }
-    // Applied exactly once: main is one commit ahead of the base.
-    assert_eq!(rev(&w.repo(), "main~1"), base);
-    assert_eq!(srv.try_recv(Duration::from_millis(200)), None);
+    let estimate = plan["plan"]["estimated_costs"]["wall_ms"].as_u64().unwrap();
+    let mut slow = Server::spawn_env(
+        &w.s.path("root"),
+        &w.store(),
+        Some(&w.operator.allowed_signers),
+        &[],
+        &[
+            ("MECHANISM_FAILPOINT", "git:ref"),
+            (
+                "MECHANISM_FAILPOINT_SLEEP_MS",
+                &(estimate + 1000).to_string(),
+            ),
+        ],
+    );
+    let started = std::time::Instant::now();
+    let deadline_ms = estimate + 200;
+    let answer = slow.call(
+        "execute",
+        json!({"plan_hash": plan["plan_hash"], "admission": admission,
+               "deadline_ms": deadline_ms}),
+    );
+    assert!(started.elapsed() > Duration::from_millis(deadline_ms));
+    assert_eq!(answer["result"]["result"]["status"], "success", "{answer}");
+    assert_eq!(rev(&w.repo(), "main"), commit_effect(&plan)["to"]);
+    assert_eq!(git(&w.repo(), &["status", "--porcelain"]), "");
+    let status = srv.result("status", json!({"plan_hash": plan["plan_hash"]}));
+    assert_eq!(status["state"], "succeeded");
 }
