@@ -947,6 +947,18 @@ fn next_actions(report: &Report, inv: &Invocation) -> Vec<NextAction> {
                 format!("admission{g} show {}", report.uid),
                 "read what happened, step by step",
             ));
+            if let (Some(plan), Some(_)) = (report.plan_hash, report.admission_hash) {
+                let ack = if report.force_ack_hash.is_some() {
+                    " --force-ack force-ack.json"
+                } else {
+                    ""
+                };
+                actions.push(action(
+                    2,
+                    format!("admission{g} execute {plan}{ack}"),
+                    "execute the admitted plan again: an execution cut short is finished, not repeated",
+                ));
+            }
             if let Some(result) = report.result_hash {
                 actions.push(action(
                     2,

@@ -1049,6 +1049,61 @@ fn a_mechanism_that_dies_in_the_middle_of_execute_fails_the_run() {
     );
 }
 
+#[test]
+fn a_run_killed_in_the_middle_of_execute_is_finished_by_the_next_execute_and_verifies() {
+    let w = World::new();
+    let base = w.head();
+    let workorder = w.workorder("edit", edit_readme_and_add_file);
+    // The mechanism the run starts aborts itself after its first work-tree write, as if
+    // killed: the branch has moved, the work tree and index have not all followed.
+    let mut cmd = w.admission();
+    cmd.env("MECHANISM_FAILPOINT", "git:worktree@1")
+        .args(["--json", "run", &workorder]);
+    let report = json_of(&exits(&mut cmd, 5));
+    assert_eq!(report["outcome"], "failed", "{report:#}");
+    assert_ne!(
+        git(&w.repo(), &["status", "--porcelain"]),
+        "",
+        "half applied"
+    );
+    let plan = string(&report["plan_hash"]);
+    assert!(suggests(&report, &format!("execute {plan}")), "{report:#}");
+
+    // Executing the plan again finishes it: one commit, clean, recorded and verifiable.
+    let executed = w.json(&["execute", &plan], 0);
+    assert_eq!(executed["outcome"], "succeeded", "{executed:#}");
+    assert_eq!(w.head(), string(&executed["evidence"]["commit"]));
+    assert_eq!(rev(&w.repo(), "refs/heads/main~1"), base);
+    assert_eq!(
+        git(
+            &w.repo(),
+            &["status", "--porcelain", "--untracked-files=all"]
+        ),
+        ""
+    );
+    git(&w.repo(), &["fsck", "--no-dangling"]);
+    let verified = w.json(&["verify", &string(&executed["witness_hash"])], 0);
+    assert_eq!(verified["verified"], true, "{verified:#}");
+    w.json(&["verify", &string(&executed["run_record"])], 0);
+
+    // The journal holds both runs, readable: the killed one failed, the second completed.
+    let log = w.json(&["log"], 0);
+    let entries = log["entries"].as_array().expect("log entries");
+    for (uid, status) in [
+        (&report["run_uid"], "failed"),
+        (&executed["run_uid"], "completed"),
+    ] {
+        assert!(
+            entries
+                .iter()
+                .any(|e| e["uid"] == *uid && e["status"] == status),
+            "{uid} {status}: {log:#}"
+        );
+    }
+    let shown = w.show(&string(&report["run_uid"]));
+    assert!(shown.contains("failed"), "{shown}");
+}
+
 // 9. describe and demo.
 
 #[test]
