@@ -959,10 +959,10 @@ class Server:
         try:
             witness = self.store.get_artifact(admission)
         except Refusal as e:
-            if e.code not in ("UNKNOWN_ARTIFACT", "INVALID_PARAMS"):
-                raise  # a corrupt object is reported as such
-            raise Refusal("ADMISSION_REQUIRED", f"{admission} is not an admission witness in "
-                          f"the store: {e.message}") from None
+            if e.code != "INVALID_PARAMS":
+                raise  # absent (UNKNOWN_ARTIFACT) or corrupt: reported as such
+            raise Refusal("ADMISSION_REQUIRED", f"{admission} is not an admission witness: "
+                          f"{e.message}") from None
         required = ("plan_hash", "mechanism", "policy_digest", "gates", "decision",
                     "force_ack_required")
         if artifact_kind(witness) != "mechanism.admission-witness/v0" or not all(
@@ -1038,6 +1038,9 @@ def handle_message(server, msg):
     try:
         if not isinstance(params, dict):
             raise Refusal("INVALID_PARAMS", f"{method} takes its params by name, in an object")
+        if method == "execute" and "admission" not in params:
+            raise Refusal("ADMISSION_REQUIRED", "execute needs `admission`: the digest of the "
+                          "AdmissionWitness that admitted the plan")
         if problem := ijson_problem(params) or schema_error(VERB_PARAMS[method], params, "params"):
             raise Refusal("INVALID_PARAMS", problem)
         return {"jsonrpc": "2.0", "id": id_, "result": getattr(server, method)(params)}

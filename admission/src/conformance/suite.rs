@@ -888,8 +888,23 @@ impl ExampleRun<'_, '_> {
                 AdmissionDecision::Deny,
             )?;
             let blob = world.put_blob(b"admission conformance: not an admission witness")?;
+            // No admission at all is ADMISSION_REQUIRED; one the store lacks is an unknown
+            // artifact, like any digest that resolves to nothing.
+            let without = json!({"plan_hash": plan_hash});
+            expect_error(
+                self.main.call(verbs::EXECUTE, without),
+                ErrorCode::AdmissionRequired,
+            )
+            .map_err(|e| format!("without an admission: {e}"))?;
+            expect_error(
+                self.main.call(
+                    verbs::EXECUTE,
+                    json!({"plan_hash": plan_hash, "admission": missing}),
+                ),
+                ErrorCode::UnknownArtifact,
+            )
+            .map_err(|e| format!("with an admission that is not in the store: {e}"))?;
             let mut cases = vec![
-                ("an admission that is not in the store", missing),
                 ("a stored object that is not an admission witness", blob),
                 ("a DENY admission", denied),
             ];
@@ -916,7 +931,8 @@ impl ExampleRun<'_, '_> {
             }
             unchanged(world, &before)?;
             Ok(format!(
-                "execute with {} gets ADMISSION_REQUIRED and changes nothing",
+                "execute without an admission, or with {}, gets ADMISSION_REQUIRED, with one \
+                 not in the store UNKNOWN_ARTIFACT, and changes nothing",
                 cases
                     .iter()
                     .map(|(what, _)| *what)

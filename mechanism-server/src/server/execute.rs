@@ -400,13 +400,10 @@ fn check_force_ack(
     let spent = force_ack::nonce_claimed(state.env.store.root(), &verified.nonce)
         .map_err(|e| rpc_error(e.code(), e.to_string()))?;
     if spent {
-        return Err(rpc_error(
-            ErrorCode::ForceAckReplayed,
-            format!(
-                "the force-ack's nonce {} was used already; each approval runs once",
-                verified.nonce
-            ),
-        ));
+        let replayed = force_ack::ForceAckError::Replayed {
+            nonce: verified.nonce,
+        };
+        return Err(rpc_error(replayed.code(), replayed.to_string()));
     }
     let artifact = Artifact::from_value(force_ack.clone())
         .map_err(|e| rpc_error(ErrorCode::ForceAckInvalid, e.to_string()))?;
