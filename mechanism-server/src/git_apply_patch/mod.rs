@@ -3,12 +3,14 @@
 //!
 //! [`plan`] parses the patch itself, applies it in memory to the base tree's blobs, and
 //! predicts the exact tree and commit ids; it writes nothing (new objects go to an
-//! in-memory object backend). [`execute`] recomputes the plan, refuses unless it is the
-//! expected one, copies the new objects to disk, moves the branch by compare-and-swap,
-//! and, when the branch is checked out, rewrites only the touched work-tree paths and
-//! index entries. Cost grows with the patch, not the repository, except that when the
-//! branch is checked out the index is read whole (libgit2 cannot read part of it) and
-//! `execute` writes it whole: O(index entries).
+//! in-memory object backend). [`execute`] takes the repository's locks (ours and git's own;
+//! `BUSY` when another holds one), recomputes the plan under them, refuses unless it is the
+//! expected one, copies the new objects to disk, records a durable intent, then moves the
+//! branch and, when the branch is checked out, rewrites only the touched work-tree paths
+//! and index entries. Killed at any instant, it is finished by the next execute
+//! ([`recover`]; see `transaction.rs`). Cost grows with the patch, not the repository,
+//! except that when the branch is checked out the index is read whole (libgit2 cannot
+//! read part of it) and `execute` writes it whole: O(index entries).
 //!
 //! This module knows nothing of JSON-RPC: the server maps [`Prediction`] into the plan
 //! artifact and [`ApplyError::code`] into protocol errors.
