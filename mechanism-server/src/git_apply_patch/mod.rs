@@ -218,6 +218,8 @@ pub fn execute_checked(
     let repo_lock = lock::RepoLock::try_acquire(&paths.git_dir)?;
     let _tidy = transaction::Tidy(&paths);
     if let Some(finished) = transaction::recover(&repository, &paths, &repo_lock)? {
+        // Finishing this very execute is the whole job. (The runtime never gets here: it
+        // re-plans first, and planning is `BUSY` while an intent is pending.)
         if finished.plan == id {
             return Ok(applied_of(&finished));
         }
@@ -333,15 +335,14 @@ pub fn holds(root: &Path, outcome: &Outcome) -> Result<bool, ApplyError> {
 
 /// `BUSY` when an execute in the repository is past its point of no return and unfinished.
 fn refuse_unfinished(paths: &transaction::Paths) -> Result<(), ApplyError> {
-    if !paths.has_intent() {
+    let Some(plan) = paths.pending_plan()? else {
         return Ok(());
-    }
-    Err(ApplyError::Busy(
-        "an execute in this repository was interrupted past its point of no return and is \
-         not finished yet: executing that plan again (or restarting the server) finishes it; \
-         plan after that"
-            .to_owned(),
-    ))
+    };
+    Err(ApplyError::Busy(format!(
+        "an execute of {plan} in this repository is in progress, or was interrupted past its \
+         point of no return: executing that plan again (or starting a server on its store) \
+         finishes it; plan after that"
+    )))
 }
 
 /// The effect of a finished intent, as [`Applied`] reports it.

@@ -89,6 +89,11 @@ impl Paths {
     pub fn has_intent(&self) -> bool {
         self.intent().exists()
     }
+
+    /// The plan whose execute is past its point of no return and unfinished, if any.
+    pub fn pending_plan(&self) -> Result<Option<String>, ApplyError> {
+        Ok(self.intent().read()?.map(|intent| intent.plan))
+    }
 }
 
 /// Git's locks an execute holds while it changes the repository.
