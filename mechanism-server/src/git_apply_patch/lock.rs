@@ -42,41 +42,43 @@ pub(crate) struct GitLock {
     target: PathBuf,
     lock: PathBuf,
     owner: PathBuf,
+    /// Where the target's next version is staged, when it is too big to copy: the lock
+    /// becomes that file, which keeps this second name as proof that the lock is ours.
+    staged: Option<PathBuf>,
     /// Whether dropping the lock releases it: true until the point of no return, after
-    /// which a failure leaves the lock for recovery to take over.
+    /// which a failure leaves the lock held, for recovery to take over.
     release_on_drop: bool,
 }
 
 impl GitLock {
-    /// Takes `<target>.lock` with `owner` as our owner file. `BUSY` when another program
-    /// holds it. A leftover of ours (the same file as `owner`) is taken over, which is why
-    /// the caller must hold the [`RepoLock`].
-    pub fn acquire(target: &Path, owner: &Path) -> Result<Self, ApplyError> {
+    /// Takes `<target>.lock` with `owner` as our owner file (and `staged` as the name of a
+    /// staged next version, if any). `BUSY` when another program holds it. A leftover of
+    /// ours (the same file as `owner` or `staged`) is taken over, which is why the caller
+    /// must hold the [`RepoLock`].
+    pub fn acquire(target: &Path, owner: &Path, staged: Option<&Path>) -> Result<Self, ApplyError> {
         let lock = lock_path(target);
-        let held = Self {
+        let mut held = Self {
             target: target.to_path_buf(),
             lock: lock.clone(),
             owner: owner.to_path_buf(),
+            staged: staged.map(Path::to_path_buf),
             release_on_drop: true,
         };
-        if same_file(&lock, owner).map_err(|e| io_error(&lock, e))? {
+        if held.is_ours()? {
             return Ok(held);
         }
-        remove_if_present(owner)?;
-        if let Some(dir) = owner.parent() {
+        // Not linked to the lock: a leftover of an execute that never took it.
+        held.remove_owned_names()?;
+        for dir in [owner.parent(), lock.parent()].into_iter().flatten() {
             fs::create_dir_all(dir).map_err(|e| io_error(dir, e))?;
         }
         File::create_new(owner).map_err(|e| io_error(owner, e))?;
-        if let Some(dir) = lock.parent() {
-            fs::create_dir_all(dir).map_err(|e| io_error(dir, e))?;
-        }
         match fs::hard_link(owner, &lock) {
             Ok(()) => Ok(held),
             Err(e) => {
-                let _ = fs::remove_file(owner);
-                let mut held = held;
                 // Not ours: dropping must not touch it.
                 held.release_on_drop = false;
+                held.remove_owned_names()?;
                 Err(if e.kind() == io::ErrorKind::AlreadyExists {
                     ApplyError::Busy(format!(
                         "{} is held by another program; retry when it is done (if no git \
@@ -87,6 +89,18 @@ impl GitLock {
                     io_error(&lock, e)
                 })
             }
+        }
+    }
+
+    /// The lock a killed execute may have left on `target`, to [`GitLock::release`]: only
+    /// what is ours is removed. Call with the [`RepoLock`] held.
+    pub fn leftover(target: &Path, owner: &Path, staged: Option<&Path>) -> Self {
+        Self {
+            target: target.to_path_buf(),
+            lock: lock_path(target),
+            owner: owner.to_path_buf(),
+            staged: staged.map(Path::to_path_buf),
+            release_on_drop: false,
         }
     }
 
@@ -107,21 +121,28 @@ impl GitLock {
             .map_err(|e| io_error(&self.lock, e))
     }
 
-    /// Replaces the lock file's content with a copy of `source`, flushed.
-    pub fn write_from(&self, source: &Path) -> Result<(), ApplyError> {
-        // `fs::copy` truncates and writes the existing owner file: the lock stays the same
-        // file, so it stays recognisably ours.
-        fs::copy(source, &self.owner).map_err(|e| io_error(&self.lock, e))?;
-        File::open(&self.owner)
-            .and_then(|f| f.sync_data())
-            .map_err(|e| io_error(&self.lock, e))
+    /// Where the target's next version is to be staged, if this lock stages one.
+    pub fn staged(&self) -> Option<&Path> {
+        self.staged.as_deref()
     }
 
-    /// Renames the lock over its target (its content takes effect) and drops our owner file.
+    /// Makes the staged file the lock's content, without copying it: a second link to it
+    /// is renamed over the lock, so the lock stays recognisably ours throughout.
+    pub fn take_staged(&self) -> Result<(), ApplyError> {
+        let staged = self.staged.as_deref().ok_or_else(|| {
+            ApplyError::Internal(format!("{} has no staged version", self.lock.display()))
+        })?;
+        let link = with_suffix(staged, ".link");
+        remove_if_present(&link)?;
+        fs::hard_link(staged, &link).map_err(|e| io_error(&link, e))?;
+        fs::rename(&link, &self.lock).map_err(|e| io_error(&self.lock, e))
+    }
+
+    /// Renames the lock over its target (its content takes effect) and drops our names.
     pub fn commit(mut self) -> Result<(), ApplyError> {
         fs::rename(&self.lock, &self.target).map_err(|e| io_error(&self.target, e))?;
         self.release_on_drop = false;
-        remove_if_present(&self.owner)
+        self.remove_owned_names()
     }
 
     /// Releases the lock without changing its target.
@@ -130,11 +151,32 @@ impl GitLock {
         self.remove()
     }
 
+    /// Whether the lock file exists and is ours.
+    fn is_ours(&self) -> Result<bool, ApplyError> {
+        let linked = |name: &Path| same_file(&self.lock, name).map_err(|e| io_error(&self.lock, e));
+        Ok(linked(&self.owner)? || self.staged.as_deref().map_or(Ok(false), linked)?)
+    }
+
     fn remove(&self) -> Result<(), ApplyError> {
-        if same_file(&self.lock, &self.owner).map_err(|e| io_error(&self.lock, e))? {
+        if self.is_ours()? {
             remove_if_present(&self.lock)?;
         }
-        remove_if_present(&self.owner)
+        self.remove_owned_names()
+    }
+
+    /// Removes the owner file and the staged version's names.
+    fn remove_owned_names(&self) -> Result<(), ApplyError> {
+        remove_if_present(&self.owner)?;
+        if let Some(staged) = &self.staged {
+            for name in [
+                staged.clone(),
+                lock_path(staged),
+                with_suffix(staged, ".link"),
+            ] {
+                remove_if_present(&name)?;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -150,8 +192,12 @@ impl Drop for GitLock {
 
 /// `<target>.lock`, git's lock file for `target`.
 pub(crate) fn lock_path(target: &Path) -> PathBuf {
-    let mut name = target.as_os_str().to_owned();
-    name.push(".lock");
+    with_suffix(target, ".lock")
+}
+
+fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(suffix);
     PathBuf::from(name)
 }
 
@@ -200,7 +246,7 @@ mod tests {
         fs::write(&target, b"old").unwrap();
         fs::write(dir.path().join("index.lock"), b"theirs").unwrap();
         let owner = dir.path().join("owner");
-        let err = GitLock::acquire(&target, &owner).unwrap_err();
+        let err = GitLock::acquire(&target, &owner, None).unwrap_err();
         assert!(matches!(err, ApplyError::Busy(_)), "{err:?}");
         assert_eq!(fs::read(dir.path().join("index.lock")).unwrap(), b"theirs");
         assert!(!owner.exists());
@@ -212,11 +258,11 @@ mod tests {
         let target = dir.path().join("main");
         fs::write(&target, b"old\n").unwrap();
         let owner = dir.path().join("owner");
-        let first = GitLock::acquire(&target, &owner).unwrap();
+        let first = GitLock::acquire(&target, &owner, None).unwrap();
         first.write(b"half").unwrap();
         // As if the process died here: the lock and its owner file stay behind.
         std::mem::forget(first);
-        let again = GitLock::acquire(&target, &owner).unwrap();
+        let again = GitLock::acquire(&target, &owner, None).unwrap();
         again.write(b"new\n").unwrap();
         again.commit().unwrap();
         assert_eq!(fs::read(&target).unwrap(), b"new\n");
@@ -225,13 +271,38 @@ mod tests {
     }
 
     #[test]
+    fn a_staged_version_becomes_the_lock_without_a_copy_and_stays_ours() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("index");
+        fs::write(&target, b"old").unwrap();
+        let owner = dir.path().join("owner");
+        let staged = dir.path().join("staged");
+        let lock = GitLock::acquire(&target, &owner, Some(&staged)).unwrap();
+        fs::write(&staged, b"new").unwrap();
+        lock.take_staged().unwrap();
+        assert!(same_file(&lock_path(&target), &staged).unwrap());
+        // Killed here, the lock is still recognised as ours, through the staged name.
+        std::mem::forget(lock);
+        let again = GitLock::acquire(&target, &owner, Some(&staged)).unwrap();
+        assert_eq!(fs::read(lock_path(&target)).unwrap(), b"new");
+        again.commit().unwrap();
+        assert_eq!(fs::read(&target).unwrap(), b"new");
+        let left: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name())
+            .collect();
+        assert_eq!(left, ["index"]);
+    }
+
+    #[test]
     fn dropping_before_the_point_of_no_return_releases_and_after_it_keeps() {
         let dir = tempfile::tempdir().unwrap();
         let target = dir.path().join("main");
         let owner = dir.path().join("owner");
-        drop(GitLock::acquire(&target, &owner).unwrap());
+        drop(GitLock::acquire(&target, &owner, None).unwrap());
         assert!(!lock_path(&target).exists() && !owner.exists());
-        let mut kept = GitLock::acquire(&target, &owner).unwrap();
+        let mut kept = GitLock::acquire(&target, &owner, None).unwrap();
         kept.keep_on_failure();
         drop(kept);
         assert!(same_file(&lock_path(&target), &owner).unwrap());

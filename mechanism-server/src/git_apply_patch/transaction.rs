@@ -33,6 +33,8 @@ use crate::failpoint;
 const OWNERS: &str = "owners";
 /// The name of the index's lock among the owners.
 const INDEX: &str = "index";
+/// Under our directory, where the index's next version is staged.
+const STAGED: &str = "staged";
 
 /// Where the files of one repository's transactions live.
 #[derive(Debug, Clone)]
@@ -81,8 +83,10 @@ impl Paths {
         }
     }
 
-    fn index_scratch(&self) -> PathBuf {
-        self.ours.join("index.next")
+    /// Where the next version of the lock named `name` is staged, for the index only (a
+    /// ref's few bytes are written into its lock).
+    fn staged(&self, name: &str) -> Option<PathBuf> {
+        (name == INDEX).then(|| self.ours.join(STAGED).join(INDEX))
     }
 
     /// Whether an execute of some plan is past its point of no return and unfinished.
@@ -106,9 +110,14 @@ impl Held {
     /// Takes the branch's lock and, when `with_index`, the index's; `BUSY` when another
     /// program holds either. Call with the [`RepoLock`] held.
     pub fn take(paths: &Paths, ref_name: &str, with_index: bool) -> Result<Self, ApplyError> {
-        let reference = GitLock::acquire(&paths.locked(ref_name), &paths.owner(ref_name))?;
+        let reference = GitLock::acquire(&paths.locked(ref_name), &paths.owner(ref_name), None)?;
         let index = if with_index {
-            Some(GitLock::acquire(&paths.index, &paths.owner(INDEX))?)
+            let staged = paths.staged(INDEX);
+            Some(GitLock::acquire(
+                &paths.index,
+                &paths.owner(INDEX),
+                staged.as_deref(),
+            )?)
         } else {
             None
         };
@@ -220,15 +229,17 @@ fn release_leftovers(paths: &Paths) -> Result<(), ApplyError> {
     collect_files(&owners, &owners, &mut found);
     for name in found {
         tracing::warn!(lock = %name, "releasing a lock a killed execute held");
-        let owner = paths.owner(&name);
-        let lock = lock::lock_path(&paths.locked(&name));
-        if lock::same_file(&lock, &owner).map_err(|e| io_error(&lock, e))? {
-            lock::remove_if_present(&lock)?;
-        }
-        lock::remove_if_present(&owner)?;
+        let staged = paths.staged(&name);
+        GitLock::leftover(&paths.locked(&name), &paths.owner(&name), staged.as_deref())
+            .release()?;
     }
-    lock::remove_if_present(&paths.index_scratch())?;
-    lock::remove_if_present(&lock::lock_path(&paths.index_scratch()))
+    let staged = paths.ours.join(STAGED);
+    let mut leftovers = Vec::new();
+    collect_files(&staged, &staged, &mut leftovers);
+    for name in leftovers {
+        lock::remove_if_present(&staged.join(name))?;
+    }
+    Ok(())
 }
 
 /// The files under `dir`, as `/`-separated paths relative to `base`.
@@ -269,13 +280,7 @@ fn roll_forward(
         return Ok(());
     };
     let written = worktree::apply(workdir, &intent.paths, content)?;
-    worktree::stage(
-        &paths.index_scratch(),
-        &paths.index,
-        index,
-        &intent.paths,
-        &written,
-    )?;
+    worktree::stage(&paths.index, index, &intent.paths, &written)?;
     failpoint::hit("git:index");
     Ok(())
 }

@@ -114,25 +114,33 @@ pub(crate) fn apply(
     Ok(written)
 }
 
-/// Stages the touched paths' new entries in the index, through `lock`: the current index
-/// is copied to `scratch`, changed there by libgit2, copied into the held `index.lock`, and
-/// the lock renamed over the index. Costs O(index entries), as any index write does.
+/// Stages the touched paths' new entries in the index, through `index_lock`: libgit2
+/// writes the changed index to the lock's staging file (a hard link to the current index is
+/// what it reads, so nothing is copied), the held `index.lock` becomes that file, and the
+/// lock is renamed over the index. Costs O(index entries), as any index write does.
 pub(crate) fn stage(
-    scratch: &Path,
     index_path: &Path,
     index_lock: GitLock,
     changes: &[PathChange],
     written: &[Option<fs::Metadata>],
 ) -> Result<(), ApplyError> {
-    lock::remove_if_present(scratch)?;
-    lock::remove_if_present(&lock::lock_path(scratch))?;
-    match fs::copy(index_path, scratch) {
-        Ok(_) => {}
+    let staged = index_lock
+        .staged()
+        .ok_or_else(|| ApplyError::Internal("the index lock has no staging file".to_owned()))?
+        .to_path_buf();
+    let staged = staged.as_path();
+    lock::remove_if_present(staged)?;
+    lock::remove_if_present(&lock::lock_path(staged))?;
+    if let Some(dir) = staged.parent() {
+        fs::create_dir_all(dir).map_err(|e| io_error(dir, e))?;
+    }
+    match fs::hard_link(index_path, staged) {
+        Ok(()) => {}
         // No index yet: the staged one holds only the touched entries, as libgit2's would.
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
         Err(e) => return Err(io_error(index_path, e)),
     }
-    let mut index = git2::Index::open(scratch)?;
+    let mut index = git2::Index::open(staged)?;
     for (change, metadata) in changes.iter().zip(written) {
         // Clears conflict stages too, so the path ends up resolved to the new content.
         index.remove_path(Path::new(&change.path))?;
@@ -141,11 +149,11 @@ pub(crate) fn stage(
             index.add(&index_entry(&change.path, id, mode, metadata))?;
         }
     }
+    // libgit2 writes through `<staged>.lock` and a rename: the index itself is untouched.
     index.write()?;
-    index_lock.write_from(scratch)?;
+    index_lock.take_staged()?;
     failpoint::hit("git:index-staged");
-    index_lock.commit()?;
-    lock::remove_if_present(scratch)
+    index_lock.commit()
 }
 
 /// Removes the temporary files a killed [`apply`] may have left beside the touched paths.
