@@ -72,9 +72,10 @@ pub(super) fn execute(
     } else {
         None
     };
+    // A deadline beyond what the clock can hold is no deadline.
     let deadline = params
         .deadline_ms
-        .map(|ms| received + Duration::from_millis(ms));
+        .and_then(|ms| received.checked_add(Duration::from_millis(ms)));
     refuse_unless_in_time(&plan, deadline)?;
 
     let journal = Journal {
