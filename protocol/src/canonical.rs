@@ -17,6 +17,13 @@ use crate::digest::{Digest, Hasher};
 /// The largest integer magnitude I-JSON allows: 2^53 - 1.
 pub const MAX_SAFE_INTEGER: u64 = (1 << 53) - 1;
 
+/// The deepest nesting of arrays and objects [`parse`] accepts (the outermost counts as 1).
+///
+/// Below serde_json's own limit of 127 levels, so depth is always refused here, as the typed
+/// [`CanonError::TooDeep`], and the few levels a plan or a response wraps around a request's
+/// params still parse in every reader that uses serde_json.
+pub const MAX_NESTING_DEPTH: usize = 100;
+
 /// Why a document cannot be canonicalised.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CanonError {
@@ -58,7 +65,17 @@ pub enum CanonError {
         /// Column of the escape.
         column: usize,
     },
-    /// Not JSON at all, trailing data, or nesting deeper than 128 levels.
+    /// Arrays and objects nested deeper than [`MAX_NESTING_DEPTH`].
+    #[error("nesting deeper than {limit} levels (line {line}, column {column})")]
+    TooDeep {
+        /// The limit, [`MAX_NESTING_DEPTH`].
+        limit: usize,
+        /// Line of the first array or object beyond the limit.
+        line: usize,
+        /// Column of the first array or object beyond the limit.
+        column: usize,
+    },
+    /// Not JSON at all, or trailing data.
     #[error("invalid JSON: {message}")]
     Syntax {
         /// serde_json's description, with line and column.
@@ -74,7 +91,8 @@ fn at(line: usize, column: usize) -> String {
     }
 }
 
-/// Parses bytes as strict I-JSON: UTF-8, no duplicate keys, safe integers, no lone surrogates.
+/// Parses bytes as strict I-JSON: UTF-8, no duplicate keys, safe integers, no lone surrogates,
+/// nesting no deeper than [`MAX_NESTING_DEPTH`].
 pub fn parse(bytes: &[u8]) -> Result<Value, CanonError> {
     if let Err(e) = std::str::from_utf8(bytes) {
         return Err(CanonError::InvalidUtf8 {
@@ -86,6 +104,7 @@ pub fn parse(bytes: &[u8]) -> Result<Value, CanonError> {
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let parsed = Node {
         path: &Path::Root,
+        depth: 1,
         problem: &problem,
         huge: &huge,
     }
@@ -120,6 +139,11 @@ pub fn parse(bytes: &[u8]) -> Result<Value, CanonError> {
             Some(Problem::BigInteger { value, path }) => CanonError::IntegerOutOfRange {
                 value,
                 path,
+                line,
+                column,
+            },
+            Some(Problem::TooDeep) => CanonError::TooDeep {
+                limit: MAX_NESTING_DEPTH,
                 line,
                 column,
             },
@@ -329,11 +353,14 @@ impl fmt::Display for Path<'_> {
 enum Problem {
     Duplicate { key: String, path: String },
     BigInteger { value: String, path: String },
+    TooDeep,
 }
 
 #[derive(Clone, Copy)]
 struct Node<'a> {
     path: &'a Path<'a>,
+    /// How many arrays and objects hold this value, counting itself if it is one.
+    depth: usize,
     problem: &'a RefCell<Option<Problem>>,
     /// Paths and values of integral doubles of 1e21 or more, checked against the text later.
     huge: &'a RefCell<Vec<(String, String)>>,
@@ -344,6 +371,7 @@ impl Node<'_> {
         let message = match &problem {
             Problem::Duplicate { key, .. } => format!("duplicate key {key:?}"),
             Problem::BigInteger { value, .. } => format!("integer {value} out of range"),
+            Problem::TooDeep => format!("nesting deeper than {MAX_NESTING_DEPTH} levels"),
         };
         *self.problem.borrow_mut() = Some(problem);
         E::custom(message)
@@ -354,6 +382,15 @@ impl Node<'_> {
             value,
             path: self.path.to_string(),
         })
+    }
+
+    /// Refuses an array or object beyond [`MAX_NESTING_DEPTH`], before reading into it, so
+    /// the recursion stops here and serde_json's own limit is never the one that fires.
+    fn enter<E: de::Error>(&self) -> Result<(), E> {
+        if self.depth > MAX_NESTING_DEPTH {
+            return Err(self.refuse(Problem::TooDeep));
+        }
+        Ok(())
     }
 }
 
@@ -417,9 +454,11 @@ impl<'de> Visitor<'de> for Node<'_> {
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        self.enter()?;
         let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(4096));
         while let Some(item) = seq.next_element_seed(Node {
             path: &Path::Index(self.path, items.len()),
+            depth: self.depth + 1,
             problem: self.problem,
             huge: self.huge,
         })? {
@@ -429,6 +468,7 @@ impl<'de> Visitor<'de> for Node<'_> {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<Value, A::Error> {
+        self.enter()?;
         let mut map = Map::new();
         while let Some(key) = access.next_key::<String>()? {
             match map.entry(key) {
@@ -441,6 +481,7 @@ impl<'de> Visitor<'de> for Node<'_> {
                 Entry::Vacant(entry) => {
                     let child = Node {
                         path: &Path::Key(self.path, entry.key()),
+                        depth: self.depth + 1,
                         problem: self.problem,
                         huge: self.huge,
                     };

@@ -52,7 +52,7 @@ error_codes! {
     InvalidParams = (-32602, "INVALID_PARAMS"),
     /// A fault inside the peer, not caused by the request.
     InternalError = (-32603, "INTERNAL_ERROR"),
-    /// The message exceeds the size or nesting bound.
+    /// The message, or one of its header lines, exceeds a size bound.
     MessageTooLarge = (-32001, "MESSAGE_TOO_LARGE"),
     /// No protocol version both sides speak.
     UnsupportedVersion = (-32002, "UNSUPPORTED_VERSION"),

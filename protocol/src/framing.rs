@@ -6,8 +6,10 @@
 //! # Line framing
 //! One message per line, as MCP does. A message is its line without the line ending (`\n` or
 //! `\r\n`). Whitespace before a message and lines holding only whitespace are skipped, so a
-//! message always starts with a non-whitespace byte. A last line without a `\n` at EOF is still
-//! a message: there is no declared length it could fall short of.
+//! message always starts with a non-whitespace byte. A line is a message only once its `\n`
+//! has arrived: bytes after the last `\n` at EOF are a partial frame,
+//! [`FrameError::UnexpectedEof`], as a body cut short is in `Content-Length` framing. The
+//! writer may have died mid-message, and nobody is left to read an answer.
 //!
 //! # `Content-Length` framing
 //! `Content-Length: N\r\n`, optionally other headers (ignored), an empty line, then N bytes. Header
@@ -16,13 +18,24 @@
 //!
 //! # Bounds and recovery
 //! A message longer than the limit is never held whole in memory: a declared length is compared
-//! with the limit before anything is allocated, a line is given up once it passes the limit, and the
-//! rest of an oversized body or line is skipped in buffer-sized chunks. The error is returned as soon as it is known; the skipping happens at the start of the
-//! next [`FrameReader::read_frame`], so a peer gets its answer without sending the whole body
-//! first. If the stream ends during that skip, the next read reports a clean EOF: the bad frame
-//! was already reported. After a bad header the reader cannot know where the body ends, so it
-//! resynchronises at the next `Content-Length:` in the stream (LSP bodies run straight into the
-//! next header, so it is searched for anywhere, not only at the start of a line).
+//! with the limit before anything is allocated, a line is given up once it passes the limit,
+//! and a header line once it passes [`MAX_HEADER_LINE_BYTES`]. The error is returned as soon as
+//! it is known, and the stream goes on:
+//!
+//! - After a `Content-Length` beyond the limit ([`FrameError::TooLarge`]) the reader skips
+//!   exactly the declared bytes, in buffer-sized chunks and never storing them, and reads the
+//!   next frame after them. The length is known, so the stream stays in step; closing instead
+//!   would drop the answers to requests still in flight, and a peer able to send a huge body
+//!   could as well send as many bytes in frames within the limit.
+//! - After an oversized line, the reader discards the rest of it, up to its `\n`.
+//! - After a bad header, or a header line beyond [`MAX_HEADER_LINE_BYTES`]
+//!   ([`FrameError::HeaderTooLong`]), the reader cannot know where the body ends, so it
+//!   resynchronises at the next `Content-Length:` in the stream (LSP bodies run straight into
+//!   the next header, so it is searched for anywhere, not only at the start of a line).
+//!
+//! The skipping happens at the start of the next [`FrameReader::read_frame`], so a peer gets its
+//! answer without sending the whole body first. If the stream ends during that skip, the next
+//! read reports a clean EOF: the bad frame was already reported.
 
 use std::io::{self, BufRead, Write};
 use std::ops::ControlFlow;
@@ -61,10 +74,16 @@ pub enum FrameError {
     /// A `Content-Length` header block is malformed, or its length is missing or repeated.
     #[error("bad frame header: {0}")]
     BadHeader(String),
+    /// A header line is longer than [`MAX_HEADER_LINE_BYTES`]; the reader resynchronises after it.
+    #[error("a header line exceeds the limit of {limit} bytes")]
+    HeaderTooLong {
+        /// The limit in force, [`MAX_HEADER_LINE_BYTES`].
+        limit: usize,
+    },
     /// The writer was given a payload that one line cannot carry unchanged; nothing was written.
     #[error("payload cannot be sent as one line: {0}")]
     NotLineSafe(&'static str),
-    /// The stream ended inside a header block or a body.
+    /// The stream ended inside a header block, a body or a line: a partial frame.
     #[error("the stream ended in the middle of a message")]
     UnexpectedEof,
     /// The underlying reader or writer failed.
@@ -76,9 +95,10 @@ impl FrameError {
     /// Whether the stream is still usable: the next read (or write) can succeed.
     pub fn is_recoverable(&self) -> bool {
         match self {
-            FrameError::TooLarge { .. } | FrameError::BadHeader(_) | FrameError::NotLineSafe(_) => {
-                true
-            }
+            FrameError::TooLarge { .. }
+            | FrameError::HeaderTooLong { .. }
+            | FrameError::BadHeader(_)
+            | FrameError::NotLineSafe(_) => true,
             FrameError::UnexpectedEof | FrameError::Io(_) => false,
         }
     }
@@ -90,7 +110,9 @@ impl FrameError {
     /// itself was read. A payload refused by the writer is our own fault: `INTERNAL_ERROR`.
     pub fn code(&self) -> ErrorCode {
         match self {
-            FrameError::TooLarge { .. } => ErrorCode::MessageTooLarge,
+            FrameError::TooLarge { .. } | FrameError::HeaderTooLong { .. } => {
+                ErrorCode::MessageTooLarge
+            }
             FrameError::BadHeader(_) | FrameError::UnexpectedEof => ErrorCode::ParseError,
             FrameError::NotLineSafe(_) | FrameError::Io(_) => ErrorCode::InternalError,
         }
@@ -213,7 +235,7 @@ impl<R: BufRead> FrameReader<R> {
             }
         })?;
         match end {
-            LineEnd::Newline | LineEnd::Eof => {
+            LineEnd::Newline => {
                 if line.last() == Some(&b'\r') {
                     line.pop();
                 }
@@ -222,6 +244,8 @@ impl<R: BufRead> FrameReader<R> {
                 }
                 Ok(Some(line))
             }
+            // Not empty: it starts with the byte `skip_whitespace` found.
+            LineEnd::Eof => Err(FrameError::UnexpectedEof),
             LineEnd::TooLong => Err(self.too_large(None)),
             LineEnd::TooLongUnterminated => {
                 self.pending = Pending::DiscardLine;
@@ -243,8 +267,10 @@ impl<R: BufRead> FrameReader<R> {
             match self.read_header_line(&mut line)? {
                 HeaderLine::Complete => {}
                 HeaderLine::TooLong => {
-                    let reason = format!("header line longer than {MAX_HEADER_LINE_BYTES} bytes");
-                    return Err(self.bad_header(reason));
+                    self.pending = Pending::Resync;
+                    return Err(FrameError::HeaderTooLong {
+                        limit: MAX_HEADER_LINE_BYTES,
+                    });
                 }
                 HeaderLine::Eof => return Err(FrameError::UnexpectedEof),
             }
@@ -386,7 +412,7 @@ impl<R: BufRead> FrameReader<R> {
 enum LineEnd {
     /// At a `\n`, within the limit.
     Newline,
-    /// At EOF without a `\n`, within the limit.
+    /// At EOF before its `\n`, within the limit: a partial frame.
     Eof,
     /// Over the limit, and its `\n` was consumed.
     TooLong,
@@ -644,15 +670,33 @@ mod tests {
 
     #[test]
     fn crlf_lines_lose_their_cr_and_keep_inner_ones() {
-        let mut reader = FrameReader::new(&b"{\"a\":\"x\ry\"}\r\n\r\n[1] \r\nlast"[..]);
+        let mut reader = FrameReader::new(&b"{\"a\":\"x\ry\"}\r\n\r\n[1] \r\n"[..]);
         assert_eq!(
             read_all(&mut reader),
-            vec![
-                b"{\"a\":\"x\ry\"}".to_vec(),
-                b"[1] ".to_vec(),
-                b"last".to_vec()
-            ]
+            vec![b"{\"a\":\"x\ry\"}".to_vec(), b"[1] ".to_vec()]
         );
+    }
+
+    #[test]
+    fn a_last_line_without_its_newline_is_a_partial_frame() {
+        // Even one that happens to be complete JSON: only the `\n` ends a line message.
+        for tail in ["{\"jsonrpc\":\"2.0\",\"id\":2,\"meth", "[1]", "[1]\r", "x"] {
+            for capacity in [1 << 16, 3] {
+                let input = format!("[0]\n \n{tail}");
+                let mut reader =
+                    FrameReader::new(BufReader::with_capacity(capacity, input.as_bytes()));
+                assert_eq!(reader.read_frame().unwrap(), Some(b"[0]".to_vec()));
+                let err = reader.read_frame().unwrap_err();
+                assert!(
+                    matches!(err, FrameError::UnexpectedEof),
+                    "{tail:?}: {err:?}"
+                );
+                assert!(!err.is_recoverable());
+            }
+        }
+        // Whitespace after the last `\n` is no frame at all.
+        let mut reader = FrameReader::new(&b"[0]\n \r\n\t"[..]);
+        assert_eq!(read_all(&mut reader), vec![b"[0]".to_vec()]);
     }
 
     #[test]
@@ -744,16 +788,63 @@ mod tests {
             format!("Content-Length: 5\r\nContent-Length: 5\r\n\r\nhello{good}"),
             format!("Content-Length: 5\r\ncontent-length: 6\r\n\r\nhello!{good}"),
             format!("Content-Type: text/json\r\n\r\nhello\r\n{good}"),
-            format!(
-                "Content-X: {}\r\n\r\n{good}",
-                "z".repeat(3 * MAX_HEADER_LINE_BYTES)
-            ),
         ];
         for (i, input) in cases.iter().enumerate() {
             for capacity in [1 << 16, 5] {
                 let mut reader =
                     FrameReader::new(BufReader::with_capacity(capacity, input.as_bytes()));
                 assert_bad_header(reader.read_frame());
+                assert_eq!(
+                    reader.read_frame().unwrap(),
+                    Some(b"{\"ok\":1}".to_vec()),
+                    "case {i}, capacity {capacity}"
+                );
+                assert_eq!(reader.read_frame().unwrap(), None, "case {i}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_header_line_beyond_8_kib_is_too_large_then_the_stream_resynchronises() {
+        let good = cl("{\"ok\":1}");
+        // A header line of `len` bytes, its `\r` included.
+        let line = |len: usize| format!("X-Pad: {}\r\n", "z".repeat(len - "X-Pad: \r".len()));
+        let at_limit = format!("Content-Length: 2\r\n{}\r\n[]", line(MAX_HEADER_LINE_BYTES));
+        let mut reader = FrameReader::new(at_limit.as_bytes());
+        assert_eq!(read_all(&mut reader), vec![b"[]".to_vec()]);
+        for (i, input) in [
+            format!(
+                "Content-Length: 5\r\n{}\r\nhello{good}",
+                line(MAX_HEADER_LINE_BYTES + 1)
+            ),
+            format!(
+                "Content-X: {}\r\n\r\n{good}",
+                "z".repeat(3 * MAX_HEADER_LINE_BYTES)
+            ),
+            // The first line itself, with no line end in sight.
+            format!(
+                "Content-Length: 5{}{good}",
+                " ".repeat(MAX_HEADER_LINE_BYTES)
+            ),
+        ]
+        .iter()
+        .enumerate()
+        {
+            for capacity in [1 << 16, 5] {
+                let mut reader =
+                    FrameReader::new(BufReader::with_capacity(capacity, input.as_bytes()));
+                let err = reader.read_frame().unwrap_err();
+                assert!(
+                    matches!(
+                        err,
+                        FrameError::HeaderTooLong {
+                            limit: MAX_HEADER_LINE_BYTES
+                        }
+                    ),
+                    "case {i}: {err:?}"
+                );
+                assert!(err.is_recoverable());
+                assert_eq!(err.code(), ErrorCode::MessageTooLarge);
                 assert_eq!(
                     reader.read_frame().unwrap(),
                     Some(b"{\"ok\":1}".to_vec()),

@@ -8,6 +8,13 @@ use crate::error::ErrorCode;
 /// The method a client sends to cancel one of its requests (LSP's spelling).
 pub const CANCEL_REQUEST: &str = "$/cancelRequest";
 
+/// The most entries one batch may hold.
+///
+/// A larger batch is refused whole, with one `INVALID_REQUEST` (id null) and none of its
+/// entries served, so one frame cannot fan out into unbounded work: the reply to a batch is at
+/// most this many responses. The connection goes on after the refusal.
+pub const MAX_BATCH_ENTRIES: usize = 1024;
+
 /// One JSON-RPC message, classified.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Message {

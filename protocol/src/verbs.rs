@@ -12,6 +12,7 @@ use serde_json::Value;
 use crate::artifact::kinds::{Determinism, Grant, MechanismRef};
 use crate::digest::Digest;
 use crate::framing::DEFAULT_MAX_MESSAGE_BYTES;
+use crate::jsonrpc::MAX_BATCH_ENTRIES;
 
 /// Method: what the mechanism is and can do.
 pub const DESCRIBE: &str = "describe";
@@ -106,6 +107,9 @@ pub struct Limits {
     pub max_message_bytes: u64,
     /// The largest payload accepted inline, in bytes.
     pub max_inline_bytes: u64,
+    /// The most entries a batch may hold, when the server declares a bound.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_batch_entries: Option<u64>,
 }
 
 impl Default for Limits {
@@ -114,6 +118,7 @@ impl Default for Limits {
         Self {
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES as u64,
             max_inline_bytes: MAX_INLINE_BYTES as u64,
+            max_batch_entries: Some(MAX_BATCH_ENTRIES as u64),
         }
     }
 }

@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use protocol::artifact::Artifact;
+use protocol::artifact::{Artifact, ArtifactError};
+use protocol::canonical::{CanonError, MAX_NESTING_DEPTH};
 use protocol::digest::Hasher;
 use protocol::store::{Provenance, Store, StoreError, StoreLocation, BLOB_KIND};
 use protocol::{Digest, ErrorCode};
@@ -401,6 +402,37 @@ fn get_artifact_refuses_a_blob_that_is_not_an_artifact() {
     let err = store.get_artifact(&not_json).unwrap_err();
     assert!(matches!(err, StoreError::Artifact { .. }), "{err}");
     assert_eq!(err.code(), ErrorCode::InvalidParams);
+
+    // Not I-JSON: a lone surrogate, or nesting beyond the bound, named as such. The frame
+    // reader answers these as PARSE_ERROR; the store refuses them as artifacts, as ever.
+    let deep = format!(
+        "{{\"kind\":\"mechanism.test/v0\",\"x\":{}{}}}",
+        "[".repeat(MAX_NESTING_DEPTH),
+        "]".repeat(MAX_NESTING_DEPTH)
+    );
+    let lone = br#"{"kind":"mechanism.test/v0","x":"\ud800"}"#;
+    for (bytes, lone_surrogate) in [(&lone[..], true), (deep.as_bytes(), false)] {
+        let stored = store.put_blob_bytes(bytes, &prov("t")).unwrap();
+        let err = store.get_artifact(&stored).unwrap_err();
+        let StoreError::Artifact {
+            source: ArtifactError::Canon(canon),
+            ..
+        } = &err
+        else {
+            panic!("{err:?}");
+        };
+        assert_eq!(
+            matches!(canon, CanonError::LoneSurrogate { .. }),
+            lone_surrogate,
+            "{err:?}"
+        );
+        assert_eq!(
+            matches!(canon, CanonError::TooDeep { .. }),
+            !lone_surrogate,
+            "{err:?}"
+        );
+        assert_eq!(err.code(), ErrorCode::InvalidParams);
+    }
 
     // Valid JSON, but not canonical: its bytes hash to another digest than the artifact.
     let loose = store

@@ -185,6 +185,24 @@ impl Server {
         self.child.kill().expect("kill the server");
         self.child.wait().expect("reap the server");
     }
+
+    /// Closes stdin, waits for the exit status, and returns every message the server wrote
+    /// that was not received yet, to the end of its stdout.
+    pub fn finish(mut self) -> (ExitStatus, Vec<Value>) {
+        drop(self.stdin.take());
+        let status = self.child.wait().expect("wait for the server");
+        let mut rest = Vec::new();
+        // The reader thread ends, and drops its sender, when stdout closes.
+        while let Ok(frame) = self.frames.recv_timeout(WAIT) {
+            rest.push(serde_json::from_slice(&frame).unwrap_or_else(|e| {
+                panic!(
+                    "server wrote non-JSON {:?}: {e}",
+                    String::from_utf8_lossy(&frame)
+                )
+            }));
+        }
+        (status, rest)
+    }
 }
 
 impl Drop for Server {

@@ -1,9 +1,16 @@
 //! JSON-RPC 2.0 behaviour of a real spawned `mechanism-server`: errors, batches,
 //! notifications, bounds and both framings.
 
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use protocol::canonical::MAX_NESTING_DEPTH;
+use protocol::jsonrpc::MAX_BATCH_ENTRIES;
+use protocol::store::Store;
+use protocol::Digest;
 use serde_json::{json, Value};
+use tests::fixtures::{admit, put_patch};
+use tests::repo;
 use tests::server::Server;
 use tests::Scratch;
 
@@ -16,6 +23,55 @@ fn assert_error(response: &Value, number: i64, code: &str) {
     assert_eq!(response["jsonrpc"], "2.0", "{response}");
     assert_eq!(response["error"]["code"], number, "{response}");
     assert_eq!(response["error"]["data"]["code"], code, "{response}");
+}
+
+/// Asserts the error's message contains `needle`.
+fn assert_message(response: &Value, needle: &str) {
+    let message = response["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains(needle), "{needle:?} not in {response}");
+}
+
+/// A git repository at `root/repo` and a patch to it in the store: the params of a `plan`
+/// that succeeds (and stores the plan).
+fn plan_params(s: &Scratch) -> Value {
+    let repo = repo::init(&s.path("root/repo"));
+    let text = repo::patch_from_edits(&repo, |dir| repo::write(dir, "new.txt", "new\n"));
+    let patch = put_patch(&s.path("store"), &text);
+    json!({
+        "operation": "apply",
+        "params": {
+            "repo": "repo",
+            "message": "add new.txt",
+            "author": {"name": "Mechanism Test", "email": "test@example.com"},
+        },
+        "inputs": {"patch": patch},
+    })
+}
+
+/// Every file under `dir`, recursively, sorted.
+fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    let mut dirs = vec![dir.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else {
+                files.push(path);
+            }
+        }
+    }
+    files.sort();
+    files
+}
+
+/// The responses among `messages`, leaving out notifications (`progress`).
+fn responses(messages: Vec<Value>) -> Vec<Value> {
+    messages
+        .into_iter()
+        .filter(|m| m.get("id").is_some())
+        .collect()
 }
 
 #[test]
@@ -141,7 +197,7 @@ fn notifications_get_no_reply_and_unknown_methods_get_minus_32601() {
 }
 
 #[test]
-fn oversized_and_deeply_nested_messages_are_refused_and_the_connection_survives() {
+fn oversized_messages_are_refused_and_the_connection_survives() {
     let s = Scratch::new();
     std::fs::create_dir_all(s.path("root")).unwrap();
     let mut srv = Server::spawn_with(
@@ -159,15 +215,242 @@ fn oversized_and_deeply_nested_messages_are_refused_and_the_connection_survives(
     assert_error(&response, -32001, "MESSAGE_TOO_LARGE");
     assert_eq!(response["id"], Value::Null);
 
-    let deep = format!("{}{}\n", "[".repeat(5000), "]".repeat(5000));
-    srv.send_raw(deep.as_bytes());
-    let response = srv.recv();
-    assert_eq!(response["id"], Value::Null);
-    assert!(response["error"]["data"]["code"].is_string(), "{response}");
-
     let result = srv.result("describe", json!({}));
     assert_eq!(result["mechanism"]["id"], "git_apply_patch");
     assert!(srv.close().success());
+}
+
+#[test]
+fn nesting_beyond_the_limit_is_a_parse_error_with_null_id_and_the_connection_survives() {
+    let s = Scratch::new();
+    let mut srv = server(&s);
+    let nested = |depth: usize| "[".repeat(depth) + &"]".repeat(depth);
+    for deep in [
+        "[".repeat(100_000),
+        nested(5000),
+        nested(MAX_NESTING_DEPTH + 1),
+        // In a request's params, where a lenient read could find the id: still not trusted.
+        format!(
+            "{{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"describe\",\"params\":{{\"x\":{}}}}}",
+            nested(MAX_NESTING_DEPTH)
+        ),
+    ] {
+        srv.send_raw(format!("{deep}\n").as_bytes());
+        let response = srv.recv();
+        assert_error(&response, -32700, "PARSE_ERROR");
+        assert_eq!(response["id"], Value::Null);
+        assert_message(
+            &response,
+            &format!("nesting deeper than {MAX_NESTING_DEPTH} levels"),
+        );
+    }
+    // At the limit it is JSON: a batch of one entry that is no request.
+    srv.send_raw(format!("[{}]\n", nested(MAX_NESTING_DEPTH - 1)).as_bytes());
+    let response = srv.recv();
+    assert_error(&response[0], -32600, "INVALID_REQUEST");
+    let result = srv.result("describe", json!({}));
+    assert_eq!(result["mechanism"]["id"], "git_apply_patch");
+    assert!(srv.close().success());
+}
+
+#[test]
+fn a_lone_surrogate_is_a_parse_error_with_null_id_and_the_connection_survives() {
+    let s = Scratch::new();
+    let mut srv = server(&s);
+    for frame in [
+        &br#"{"jsonrpc":"2.0","id":1,"method":"describe","params":{"protocol_versions":["\ud800"]}}"#[..],
+        br#"{"jsonrpc":"2.0","id":"\udc00","method":"describe"}"#,
+        // In a batch the whole frame is refused once, not entry by entry.
+        br#"[{"jsonrpc":"2.0","id":2,"method":"describe"},{"jsonrpc":"2.0","id":3,"method":"x\uD83D"}]"#,
+    ] {
+        srv.send_raw(frame);
+        srv.send_raw(b"\n");
+        let response = srv.recv();
+        assert!(response.is_object(), "{response}");
+        assert_error(&response, -32700, "PARSE_ERROR");
+        assert_eq!(response["id"], Value::Null);
+        assert_message(&response, "lone surrogate");
+    }
+    // A surrogate pair is a character like any other.
+    srv.send_raw(
+        br#"{"jsonrpc":"2.0","id":4,"method":"describe","params":{"protocol_versions":["\ud83d\ude00","mechanism/0"]}}"#,
+    );
+    srv.send_raw(b"\n");
+    let response = srv.recv();
+    assert_eq!(response["id"], 4);
+    assert_eq!(response["result"]["protocol_version"], "mechanism/0");
+    assert!(srv.close().success());
+}
+
+#[test]
+fn a_batch_over_the_cap_gets_one_error_serves_nothing_and_the_connection_goes_on() {
+    let s = Scratch::new();
+    let mut srv = server(&s);
+    let plan = plan_params(&s);
+    let describe = |id: usize| json!({"jsonrpc": "2.0", "id": id, "method": "describe"});
+
+    // First a plan, which would store an object, then describes to one entry over the cap.
+    let mut batch = vec![json!({"jsonrpc": "2.0", "id": "plan", "method": "plan", "params": plan})];
+    batch.extend((1..=MAX_BATCH_ENTRIES).map(describe));
+    let objects = files_under(&s.path("store/objects"));
+    srv.send(&Value::Array(batch));
+    let response = srv.recv();
+    assert!(response.is_object(), "one error, not an array");
+    assert_error(&response, -32600, "INVALID_REQUEST");
+    assert_eq!(response["id"], Value::Null);
+    assert_message(
+        &response,
+        &format!(
+            "a batch of {} entries exceeds the limit of {MAX_BATCH_ENTRIES} entries",
+            MAX_BATCH_ENTRIES + 1
+        ),
+    );
+    assert_eq!(srv.try_recv(Duration::from_millis(500)), None);
+    assert_eq!(
+        files_under(&s.path("store/objects")),
+        objects,
+        "no entry of the refused batch was served"
+    );
+
+    // The connection goes on: the plan alone is served (and stores), and so is a batch of
+    // exactly the cap.
+    let planned = srv.result("plan", plan);
+    assert!(planned["plan_hash"].is_string(), "{planned}");
+    assert_ne!(files_under(&s.path("store/objects")), objects);
+    srv.send(&Value::Array(
+        (1..=MAX_BATCH_ENTRIES).map(describe).collect(),
+    ));
+    let replies = srv.recv();
+    let replies = replies.as_array().expect("a batch gets an array");
+    assert_eq!(replies.len(), MAX_BATCH_ENTRIES);
+    for (i, reply) in replies.iter().enumerate() {
+        assert_eq!(reply["id"], i + 1);
+        assert_eq!(
+            reply["result"]["limits"]["max_batch_entries"],
+            MAX_BATCH_ENTRIES
+        );
+    }
+    assert!(srv.close().success());
+}
+
+#[test]
+fn a_header_line_beyond_8_kib_is_too_large_and_the_next_frame_is_read() {
+    let s = Scratch::new();
+    let mut srv = server(&s);
+    let frame = |id: u64| {
+        let body = json!({"jsonrpc": "2.0", "id": id, "method": "describe"}).to_string();
+        format!("Content-Length: {}\r\n\r\n{body}", body.len())
+    };
+    srv.send_raw(frame(1).as_bytes());
+    assert_eq!(srv.recv()["id"], 1);
+    let long = format!("X-Pad: {}\r\n", "z".repeat(9000));
+    srv.send_raw(
+        frame(99)
+            .replacen("\r\n", &format!("\r\n{long}"), 1)
+            .as_bytes(),
+    );
+    let response = srv.recv();
+    assert_error(&response, -32001, "MESSAGE_TOO_LARGE");
+    assert_eq!(response["id"], Value::Null);
+    assert_message(&response, "header line exceeds the limit of 8192 bytes");
+    // The refused frame's body is passed over while resynchronising: the next frame is read.
+    srv.send_raw(frame(2).as_bytes());
+    assert_eq!(srv.recv()["id"], 2);
+    let (status, rest) = srv.finish();
+    assert!(status.success());
+    assert_eq!(rest, Vec::<Value>::new());
+}
+
+#[test]
+fn a_content_length_beyond_the_limit_is_answered_at_once_and_its_body_skipped() {
+    let s = Scratch::new();
+    std::fs::create_dir_all(s.path("root")).unwrap();
+    let mut srv = Server::spawn_with(
+        &s.path("root"),
+        &s.path("store"),
+        None,
+        &["--max-message-bytes", "65536"],
+    );
+    const DECLARED: usize = 1_000_000;
+    srv.send_raw(format!("Content-Length: {DECLARED}\r\n\r\n").as_bytes());
+    // Answered before a byte of the body is sent: nothing waits for, or holds, the body.
+    let response = srv.recv();
+    assert_error(&response, -32001, "MESSAGE_TOO_LARGE");
+    assert_eq!(response["id"], Value::Null);
+    assert_message(
+        &response,
+        &format!("message of {DECLARED} bytes exceeds the limit of 65536 bytes"),
+    );
+    // The body holds a whole frame of its own: skipped with the rest, never served.
+    let inner = json!({"jsonrpc": "2.0", "id": "inside", "method": "describe"}).to_string();
+    let mut body = format!("Content-Length: {}\r\n\r\n{inner}", inner.len()).into_bytes();
+    body.resize(DECLARED, b' ');
+    srv.send_raw(&body);
+    let after = json!({"jsonrpc": "2.0", "id": "after", "method": "describe"}).to_string();
+    srv.send_raw(format!("Content-Length: {}\r\n\r\n{after}", after.len()).as_bytes());
+    assert_eq!(srv.recv()["id"], "after");
+    let (status, rest) = srv.finish();
+    assert!(status.success());
+    assert_eq!(
+        rest,
+        Vec::<Value>::new(),
+        "the frame inside the body was served"
+    );
+}
+
+#[test]
+fn a_partial_line_at_eof_gets_no_reply_and_an_execute_in_flight_still_finishes() {
+    let s = Scratch::new();
+    let mut srv = server(&s);
+    let planned = srv.result("plan", plan_params(&s));
+    let plan_hash: Digest = planned["plan_hash"].as_str().unwrap().parse().unwrap();
+    let admission = admit(&s.path("store"), &plan_hash, &planned["plan"]);
+    srv.send(&json!({
+        "jsonrpc": "2.0",
+        "id": "execute",
+        "method": "execute",
+        "params": {"plan_hash": plan_hash, "admission": admission},
+    }));
+    // Cut off mid-message, as by a client that died; then EOF.
+    srv.send_raw(br#"{"jsonrpc":"2.0","id":"partial","method":"desc"#);
+    let (status, rest) = srv.finish();
+    assert!(status.success(), "{status}");
+    let replies = responses(rest);
+    assert_eq!(
+        replies.len(),
+        1,
+        "only the execute is answered: {replies:?}"
+    );
+    assert_eq!(replies[0]["id"], "execute");
+    let result = &replies[0]["result"];
+    assert_eq!(result["result"]["status"], "success", "{result}");
+    let record = Store::open(s.path("store"))
+        .unwrap()
+        .result_record(&plan_hash)
+        .unwrap()
+        .expect("the execution is recorded");
+    assert!(record.succeeded);
+    assert_eq!(json!(record.result), result["result_hash"]);
+    assert!(s.path("root/repo/new.txt").exists());
+}
+
+#[test]
+fn a_partial_content_length_frame_at_eof_gets_no_reply_and_the_server_exits_0() {
+    for partial in [
+        &b"Content-Length: 100\r\n\r\n{\"jsonrpc\":\"2.0\",\"id\":2,"[..],
+        b"Content-Length: 100\r\n",
+        b"Content-Len",
+    ] {
+        let s = Scratch::new();
+        let mut srv = server(&s);
+        let body = json!({"jsonrpc": "2.0", "id": 1, "method": "describe"}).to_string();
+        srv.send_raw(format!("Content-Length: {}\r\n\r\n{body}", body.len()).as_bytes());
+        srv.send_raw(partial);
+        let (status, rest) = srv.finish();
+        assert!(status.success(), "{status}");
+        let ids: Vec<&Value> = rest.iter().map(|r| &r["id"]).collect();
+        assert_eq!(ids, vec![&json!(1)], "{rest:?}");
+    }
 }
 
 #[test]

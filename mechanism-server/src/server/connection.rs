@@ -6,6 +6,13 @@
 //! is parsed, and its requests registered for `$/cancelRequest`, in the order frames are
 //! read, so a cancel always finds a request read before it, even one not yet started.
 //! Responses and notifications go through one writer task, one whole frame at a time.
+//!
+//! What the JSON-RPC spec leaves open is decided here: anything that is not strict I-JSON
+//! within [`canonical::MAX_NESTING_DEPTH`] is a `PARSE_ERROR` with id null, except a
+//! duplicate key or an unsafe integer (see `refusal`); a batch beyond
+//! [`jsonrpc::MAX_BATCH_ENTRIES`] gets one `INVALID_REQUEST` and none of it is served; a
+//! partial frame at EOF gets no reply (nobody is left to read it), while the requests read
+//! before it are still answered and recorded.
 
 use std::collections::HashMap;
 use std::io::{BufRead, Write};
@@ -145,6 +152,10 @@ fn read_frames<R: BufRead>(input: R, limits: Limits, tx: &mpsc::Sender<Event>) {
                 bytes,
                 framing: reader.framing().unwrap_or(Framing::Lines),
             },
+            Err(FrameError::UnexpectedEof) => {
+                tracing::warn!("stdin ended inside a message; it is dropped unanswered");
+                return;
+            }
             Err(error) if error.is_recoverable() => Event::BadFrame {
                 error,
                 framing: reader.framing().unwrap_or(Framing::Lines),
@@ -188,7 +199,7 @@ type Inflight = Arc<Mutex<HashMap<String, Arc<AtomicBool>>>>;
 
 /// A frame parsed, with the cancellation flags of its requests already registered.
 enum Frame {
-    /// Answered without serving anything (not JSON, nested too deep, an empty batch).
+    /// Answered without serving anything (not I-JSON, an empty batch, one over the cap).
     Reply(String),
     /// One message.
     Single(Entry),
@@ -225,6 +236,17 @@ fn parse_frame<C>(module: &RpcModule<C>, bytes: &[u8], inflight: &Inflight) -> F
             jsonrpc::error_response(Value::Null, ErrorCode::InvalidRequest, "empty batch")
                 .to_string(),
         ),
+        Value::Array(items) if items.len() > jsonrpc::MAX_BATCH_ENTRIES => {
+            let message = format!(
+                "a batch of {} entries exceeds the limit of {} entries; none was served",
+                items.len(),
+                jsonrpc::MAX_BATCH_ENTRIES
+            );
+            Frame::Reply(
+                jsonrpc::error_response(Value::Null, ErrorCode::InvalidRequest, &message)
+                    .to_string(),
+            )
+        }
         Value::Array(items) => Frame::Batch(items.into_iter().map(entry).collect()),
         single => Frame::Single(entry(single)),
     }
@@ -232,19 +254,19 @@ fn parse_frame<C>(module: &RpcModule<C>, bytes: &[u8], inflight: &Inflight) -> F
 
 /// The error answering a frame that is not strict I-JSON.
 ///
-/// Syntax errors are `PARSE_ERROR` (or `MESSAGE_TOO_LARGE` for nesting beyond the limit). A
-/// duplicate key or an unsafe integer is refused rather than resolved, since params end up
-/// hashed in plans and two documents must never share one digest: `INVALID_PARAMS` inside a
-/// request's params, `INVALID_REQUEST` elsewhere or in a batch, naming the request's id when
-/// a lenient read finds one.
+/// Invalid JSON is `PARSE_ERROR` with id null, as JSON-RPC says: a syntax error, invalid
+/// UTF-8, nesting beyond the limit, and a lone surrogate escape, which encodes no Unicode
+/// text (RFC 8259 section 8.2), so no id read from such a frame can be trusted. A duplicate
+/// key or an unsafe integer is refused rather than resolved, since params end up hashed in
+/// plans and two documents must never share one digest: `INVALID_PARAMS` inside a request's
+/// params, `INVALID_REQUEST` elsewhere or in a batch, naming the request's id when a lenient
+/// read finds one.
 fn refusal(bytes: &[u8], error: &CanonError) -> String {
     let (code, id) = match error {
-        CanonError::Syntax { message } if message.contains("recursion limit") => {
-            (ErrorCode::MessageTooLarge, Value::Null)
-        }
-        CanonError::Syntax { .. } | CanonError::InvalidUtf8 { .. } => {
-            (ErrorCode::ParseError, Value::Null)
-        }
+        CanonError::Syntax { .. }
+        | CanonError::InvalidUtf8 { .. }
+        | CanonError::TooDeep { .. }
+        | CanonError::LoneSurrogate { .. } => (ErrorCode::ParseError, Value::Null),
         CanonError::DuplicateKey { path, .. } | CanonError::IntegerOutOfRange { path, .. } => {
             let id = serde_json::from_slice::<Value>(bytes)
                 .ok()
@@ -260,14 +282,14 @@ fn refusal(bytes: &[u8], error: &CanonError) -> String {
             };
             (code, id)
         }
-        CanonError::LoneSurrogate { .. } => (ErrorCode::InvalidRequest, Value::Null),
     };
-    let what = match code {
-        ErrorCode::ParseError => "invalid JSON",
-        ErrorCode::MessageTooLarge => "message nests deeper than 128 levels",
-        _ => "not I-JSON",
+    let message = match error {
+        // Its text already says "invalid JSON".
+        CanonError::Syntax { .. } => error.to_string(),
+        _ if code == ErrorCode::ParseError => format!("invalid JSON: {error}"),
+        _ => format!("not I-JSON: {error}"),
     };
-    jsonrpc::error_response(id, code, &format!("{what}: {error}")).to_string()
+    jsonrpc::error_response(id, code, &message).to_string()
 }
 
 /// Answers one frame: a single message or a batch. `None` when nothing is to be sent.

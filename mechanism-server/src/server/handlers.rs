@@ -8,6 +8,7 @@ use jsonrpsee::RpcModule;
 use protocol::artifact::effect::Access;
 use protocol::artifact::kinds::{CostWitness, Plan};
 use protocol::artifact::Artifact;
+use protocol::jsonrpc::MAX_BATCH_ENTRIES;
 use protocol::schema::{self, SchemaName};
 use protocol::store::{Provenance, StoreError};
 use protocol::verbs::{
@@ -154,6 +155,7 @@ fn describe(params: &Params<'_>, state: &State) -> RpcResult {
         limits: Limits {
             max_message_bytes: state.max_message_bytes as u64,
             max_inline_bytes: MAX_INLINE_BYTES as u64,
+            max_batch_entries: Some(MAX_BATCH_ENTRIES as u64),
         },
     })
 }

@@ -155,11 +155,48 @@ fn syntax_errors_and_trailing_data_are_refused() {
             "{bad:?}"
         );
     }
-    let deep = "[".repeat(200) + &"]".repeat(200);
-    assert!(matches!(
-        parse(deep.as_bytes()),
-        Err(CanonError::Syntax { .. })
-    ));
+}
+
+#[test]
+fn nesting_is_bounded_by_a_typed_error_at_any_depth_beyond_the_limit() {
+    let nested = |depth: usize| "[".repeat(depth) + &"]".repeat(depth);
+    assert!(parse(nested(MAX_NESTING_DEPTH).as_bytes()).is_ok());
+    let mixed = "{\"a\":[".repeat(MAX_NESTING_DEPTH / 2) + &"]}".repeat(MAX_NESTING_DEPTH / 2);
+    assert!(parse(mixed.as_bytes()).is_ok());
+    // One level more, far more (beyond serde_json's own limit), and never closed: the same
+    // typed error, pointing at the first array beyond the limit.
+    for text in [
+        nested(MAX_NESTING_DEPTH + 1),
+        nested(200),
+        "[".repeat(100_000),
+        format!("{{\"x\":{}", "[".repeat(100_000)),
+    ] {
+        let err = parse(text.as_bytes()).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                CanonError::TooDeep {
+                    limit: MAX_NESTING_DEPTH,
+                    line: 1,
+                    column: _,
+                }
+            ),
+            "{err:?}"
+        );
+    }
+    let err = parse("[".repeat(100_000).as_bytes()).unwrap_err();
+    assert_eq!(
+        err,
+        CanonError::TooDeep {
+            limit: MAX_NESTING_DEPTH,
+            line: 1,
+            column: MAX_NESTING_DEPTH + 1,
+        }
+    );
+    assert_eq!(
+        err.to_string(),
+        format!("nesting deeper than {MAX_NESTING_DEPTH} levels (line 1, column 101)")
+    );
 }
 
 #[test]
