@@ -4,7 +4,8 @@
 //! well-behaved client would (broken JSON, empty batches, oversized messages) and to see
 //! every byte the mechanism writes. A reader thread parses stdout strictly in the framing
 //! the harness spoke; anything that is not a JSON-RPC 2.0 response or notification is
-//! written down as a violation, never skipped silently.
+//! written down as a violation, never skipped silently. A writer thread feeds stdin, so a
+//! mechanism that stops reading makes a check time out instead of hanging the harness.
 
 use std::collections::VecDeque;
 use std::ffi::OsString;
@@ -108,7 +109,8 @@ pub struct Ending {
 /// A running mechanism process and the harness's end of its pipes.
 pub struct Peer {
     child: Child,
-    stdin: Option<ChildStdin>,
+    /// The writer thread's queue; dropping it closes the mechanism's stdin once written.
+    stdin: Option<mpsc::Sender<Vec<u8>>>,
     framing: Framing,
     incoming: Receiver<Option<Value>>,
     closed: bool,
@@ -131,7 +133,12 @@ impl Peer {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()?;
-        let stdin = child.stdin.take();
+        let stdin_pipe = child
+            .stdin
+            .take()
+            .ok_or_else(|| std::io::Error::other("no stdin pipe"))?;
+        let (stdin, queue) = mpsc::channel();
+        thread::spawn(move || write_stdin(stdin_pipe, &queue));
         let stdout = child
             .stdout
             .take()
@@ -153,7 +160,7 @@ impl Peer {
         }
         Ok(Self {
             child,
-            stdin,
+            stdin: Some(stdin),
             framing,
             incoming,
             closed: false,
@@ -166,23 +173,24 @@ impl Peer {
         })
     }
 
-    /// Sends `payload` as one message in the peer's framing, exactly as given.
+    /// Sends `payload` as one message in the peer's framing, exactly as given. It is queued
+    /// for the writer thread; an error means stdin is closed (or writing to it failed).
     pub fn send_raw(&mut self, payload: &[u8]) -> std::io::Result<()> {
         let stdin = self
             .stdin
-            .as_mut()
+            .as_ref()
             .ok_or_else(|| std::io::Error::other("stdin already closed"))?;
-        match self.framing {
-            Framing::Lines => {
-                stdin.write_all(payload)?;
-                stdin.write_all(b"\n")?;
-            }
-            Framing::ContentLength => {
-                write!(stdin, "Content-Length: {}\r\n\r\n", payload.len())?;
-                stdin.write_all(payload)?;
-            }
-        }
-        stdin.flush()
+        let frame = match self.framing {
+            Framing::Lines => [payload, b"\n"].concat(),
+            Framing::ContentLength => [
+                format!("Content-Length: {}\r\n\r\n", payload.len()).as_bytes(),
+                payload,
+            ]
+            .concat(),
+        };
+        stdin
+            .send(frame)
+            .map_err(|_| std::io::Error::other("writing to the mechanism's stdin failed"))
     }
 
     /// A fresh request id.
@@ -310,6 +318,20 @@ impl Drop for Peer {
         if matches!(self.child.try_wait(), Ok(None)) {
             let _ = self.child.kill();
             let _ = self.child.wait();
+        }
+    }
+}
+
+/// Writes each queued frame to the mechanism's stdin, until the queue closes or a write
+/// fails (the mechanism closed its stdin, or was killed); stdin is closed on return.
+fn write_stdin(mut stdin: ChildStdin, queue: &Receiver<Vec<u8>>) {
+    while let Ok(frame) = queue.recv() {
+        if stdin
+            .write_all(&frame)
+            .and_then(|()| stdin.flush())
+            .is_err()
+        {
+            return;
         }
     }
 }
@@ -497,5 +519,34 @@ fn keep_tail<R: Read>(mut pipe: R, tail: &Mutex<Vec<u8>>) {
             let excess = tail.len().saturating_sub(STDERR_TAIL_BYTES);
             tail.drain(..excess);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_mechanism_that_never_reads_stdin_times_out_instead_of_blocking_the_harness() {
+        const WAIT: Duration = Duration::from_millis(200);
+        let launch = Launch {
+            program: "sleep".into(),
+            args: vec!["60".into()],
+        };
+        let (done_tx, done) = mpsc::channel();
+        thread::spawn(move || {
+            let mut peer = Peer::spawn(&launch, Framing::Lines, WAIT).expect("spawn `sleep`");
+            // Far more than a pipe holds: a blocking write would never return.
+            let sent = peer.send_raw(&vec![b'x'; 4 << 20]).is_ok();
+            let reply = peer.call("describe", json!({}));
+            let ending = peer.finish();
+            let _ = done_tx.send((sent, reply, ending.status));
+        });
+        let (sent, reply, status) = done
+            .recv_timeout(Duration::from_secs(20))
+            .expect("the harness went on although the mechanism reads nothing");
+        assert!(sent);
+        assert_eq!(reply, Err(NoReply::Timeout(WAIT)));
+        assert!(status.is_none(), "still running at the end, so killed");
     }
 }
