@@ -51,7 +51,9 @@ PRODUCER = "fs_write.py fs_write"  # who we say produced what we store (provenan
 PROTOCOL_VERSION = "mechanism/0"
 MAX_INLINE_BYTES = 32 * 1024       # bigger payloads travel through the store, by digest
 MAX_ARTIFACT_BYTES = 64 * 1024 * 1024
-MAX_DEPTH = 128                    # nesting bound of one message, as serde_json's
+MAX_DEPTH = 100                    # nesting bound of one message (protocol::canonical)
+MAX_BATCH_ENTRIES = 1024           # the most entries one batch may hold (protocol::jsonrpc)
+MAX_HEADER_LINE = 8192             # the longest Content-Length header line, its '\r' included
 MAX_SAFE_INTEGER = 2**53 - 1       # I-JSON: the integers a double carries exactly
 PREVIEW_MAX = 64 * 1024            # larger files get a summary, not a diff, in the preview
 ACK_KIND, ACK_NAMESPACE = "mechanism.force-ack/v0", "mechanism-force-ack"
@@ -839,7 +841,8 @@ class Server:
                 "capability_scope": [{"capability": c, "resources": ["**"]}
                                      for c in ("fs.write", "fs.delete")],
                 "limits": {"max_message_bytes": self.max_message_bytes,
-                           "max_inline_bytes": MAX_INLINE_BYTES}}
+                           "max_inline_bytes": MAX_INLINE_BYTES,
+                           "max_batch_entries": MAX_BATCH_ENTRIES}}
 
     def plan(self, params):
         op_params, inputs = params["params"], params.get("inputs", {})
@@ -1052,17 +1055,19 @@ def handle_message(server, msg):
 
 
 def handle_frame(server, data: bytes):
-    """The reply to one frame (a message or a batch), or None."""
-    too_deep = f"message nests deeper than {MAX_DEPTH} levels"
+    """The reply to one frame (a message or a batch), or None. Anything that is not JSON as
+    the Rust server parses it (too deep, a lone surrogate, a number beyond a double) is a
+    PARSE_ERROR with id null: no id read from it can be trusted."""
+    too_deep = f"invalid JSON: nesting deeper than {MAX_DEPTH} levels"
     try:
         value = parse_json(data)
-    except RecursionError:
-        return error_response(None, "MESSAGE_TOO_LARGE", too_deep)
+    except RecursionError:  # json.loads recurses: far too deep for it
+        return error_response(None, "PARSE_ERROR", too_deep)
     except ValueError as e:
         return error_response(None, "PARSE_ERROR", f"invalid JSON: {e}")
     for item, where, depth in nodes(value):  # what serde_json refuses while parsing
         if depth > MAX_DEPTH and isinstance(item, (dict, list)):
-            return error_response(None, "MESSAGE_TOO_LARGE", too_deep)
+            return error_response(None, "PARSE_ERROR", too_deep)
         if any(SURROGATE_RE.search(text) for text in (
                 item if isinstance(item, dict) else [item] if isinstance(item, str) else [])):
             return error_response(None, "PARSE_ERROR", f"invalid JSON: lone surrogate at {where}")
@@ -1072,6 +1077,9 @@ def handle_frame(server, data: bytes):
         return handle_message(server, value)
     if not value:
         return error_response(None, "INVALID_REQUEST", "empty batch")
+    if len(value) > MAX_BATCH_ENTRIES:  # refused whole: one frame must not fan out unbounded
+        return error_response(None, "INVALID_REQUEST", f"a batch of {len(value)} entries exceeds "
+                              f"the limit of {MAX_BATCH_ENTRIES} entries; none was served")
     replies = [r for r in (handle_message(server, m) for m in value) if r is not None]
     return replies or None  # a batch of notifications gets nothing at all
 
@@ -1086,7 +1094,8 @@ class FrameError(NamedTuple):
 
 
 class StreamEnded(Exception):
-    """EOF inside a message: what follows cannot be trusted."""
+    """EOF inside a message (a line without its '\n', a header block or a body cut short):
+    a partial frame, which gets no reply, for nobody is left to read one."""
 
 
 class FrameReader:
@@ -1160,9 +1169,8 @@ class FrameReader:
                 self.skip = b"\n"
                 return self._too_large()
             searched = len(self.buf)
-            if not self._fill():  # a last line without '\n' is still a message
-                end = len(self.buf)
-                break
+            if not self._fill():  # only the '\n' ends a message
+                raise StreamEnded("the stream ended in the middle of a line")
         line = bytes(self.buf[:end]).removesuffix(b"\r")
         del self.buf[:end + 1]
         return self._too_large() if len(line) > self.max else line
@@ -1172,9 +1180,12 @@ class FrameReader:
             return None
         declared, prefix = None, b"Content-Length:" if resynced else b""
         while True:  # header lines, up to an empty one
-            while (end := self.buf.find(b"\n", 0, 8193)) < 0:
-                if len(self.buf) > 8192:
-                    return self._bad_header("a header line longer than 8192 bytes")
+            while (end := self.buf.find(b"\n", 0, MAX_HEADER_LINE + 1)) < 0:
+                if len(self.buf) > MAX_HEADER_LINE:
+                    del self.buf[:MAX_HEADER_LINE]  # so the resync looks past its start
+                    self.skip = b"content-length:"  # resynchronise, as after a bad header
+                    return FrameError("MESSAGE_TOO_LARGE", "a header line exceeds the limit "
+                                      f"of {MAX_HEADER_LINE} bytes")
                 if not self._fill():
                     raise StreamEnded("the stream ended in a header block")
             line, prefix = prefix + bytes(self.buf[:end]).removesuffix(b"\r"), b""
@@ -1250,8 +1261,8 @@ def main(argv=None):
         try:
             frame = reader.read_frame()
         except StreamEnded as e:
-            log.error("reading stdin failed: %s", e)
-            return 1
+            log.warning("%s; the partial message is dropped unanswered", e)
+            return 0
         if frame is None:
             return 0  # EOF: every request has been answered, nothing is in flight
         if isinstance(frame, FrameError):

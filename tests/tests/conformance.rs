@@ -29,6 +29,9 @@ const CORE_CHECKS: &[&str] = &[
     "jsonrpc.invalid-params",
     "jsonrpc.notification",
     "jsonrpc.batch",
+    "jsonrpc.deep-nesting",
+    "jsonrpc.lone-surrogate",
+    "jsonrpc.batch-cap",
     "jsonrpc.too-large",
     "execute.unknown-plan",
     "status.unknown-plan",
@@ -291,6 +294,33 @@ fn a_wrong_error_code_fails_the_check_that_saw_it() {
     let detail = run.failure("jsonrpc.method-not-found");
     assert!(
         detail.contains("expected METHOD_NOT_FOUND (-32601), got INVALID_REQUEST (-32600)"),
+        "{detail}"
+    );
+}
+
+#[test]
+fn deep_nesting_or_a_lone_surrogate_answered_other_than_as_a_parse_error_fails() {
+    let run = check_git(&["python3", BROKEN_PROXY, "old-json-errors"]);
+    assert_fails_only(&run, &["jsonrpc.deep-nesting", "jsonrpc.lone-surrogate"]);
+    let detail = run.failure("jsonrpc.deep-nesting");
+    assert!(
+        detail.contains("expected PARSE_ERROR (-32700), got MESSAGE_TOO_LARGE (-32001)"),
+        "{detail}"
+    );
+    let detail = run.failure("jsonrpc.lone-surrogate");
+    assert!(
+        detail.contains("expected PARSE_ERROR (-32700), got INVALID_REQUEST (-32600)"),
+        "{detail}"
+    );
+}
+
+#[test]
+fn a_batch_over_the_declared_cap_that_is_served_fails() {
+    let run = check_git(&["python3", BROKEN_PROXY, "small-batch-cap"]);
+    assert_fails_only(&run, &["jsonrpc.batch-cap"]);
+    let detail = run.failure("jsonrpc.batch-cap");
+    assert!(
+        detail.contains("a batch of 9 entries, over the declared cap of 8, was served"),
         "{detail}"
     );
 }

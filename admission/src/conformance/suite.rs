@@ -12,8 +12,9 @@
 //!   a malformed `Content-Length` body recovered from;
 //! - `describe.schema`, `describe.versions`: the result validates, params schemas compile,
 //!   examples validate; a version is chosen from an offer, an unspeakable offer refused;
-//! - `jsonrpc.*`: parse errors, invalid requests, unknown methods, invalid params (ill-typed,
-//!   positional, unknown fields), notifications unanswered, batches, the size limit;
+//! - `jsonrpc.*`: parse errors (also for nesting far too deep and for a lone surrogate
+//!   escape), invalid requests, unknown methods, invalid params (ill-typed, positional,
+//!   unknown fields), notifications unanswered, batches and their declared cap, the size limit;
 //! - `execute.unknown-plan`, `status.unknown-plan`: hashes it never issued;
 //! - `plan.schema`, `plan.hash`, `plan.matches-request`, `plan.i-json`, `plan.stored`,
 //!   `plan.repeatable`, `plan.cross-process`, `status.planned`, `cost.declared`;
@@ -49,6 +50,13 @@ const MAX_OVERSIZE_PROBE: u64 = 64 * 1024 * 1024;
 
 /// A protocol version no mechanism speaks.
 const UNSPEAKABLE_VERSION: &str = "mechanism/999999";
+
+/// How deep the harness nests arrays to check the nesting bound: beyond any parser's bound
+/// (serde_json's is 127 levels, Python's recursion limit 1000), and small enough to send.
+const DEEP_NESTING: usize = 10_000;
+
+/// The largest batch the harness sends to check a declared `max_batch_entries`, in bytes.
+const MAX_BATCH_PROBE: u64 = 64 * 1024 * 1024;
 
 /// What a check concluded: a detail for PASS, a reason for FAIL.
 type Check = Result<String, String>;
@@ -256,20 +264,12 @@ impl Suite<'_> {
     }
 
     fn json_rpc_errors(&mut self, main: &mut Peer, described: &DescribeResult) {
-        let alive = |main: &mut Peer| -> Check {
-            match main.call(verbs::DESCRIBE, json!({})) {
-                Ok(Ok(_)) => Ok(String::new()),
-                Ok(Err(e)) => Err(format!("describe afterwards failed: {}", e.describe())),
-                Err(no) => Err(format!("the connection did not survive: {no}")),
-            }
-        };
-
         let parse = (|| {
             let reply = main
                 .exchange(br#"{"jsonrpc": "2.0", "id": 1, "method": "describe""#)
                 .map_err(|no| no.to_string())?;
             expect_error_response(&reply, ErrorCode::ParseError, &Value::Null)?;
-            alive(main)?;
+            alive(main, "malformed JSON")?;
             Ok(
                 "malformed JSON gets PARSE_ERROR (-32700) with id null; the connection goes on"
                     .to_owned(),
@@ -330,7 +330,7 @@ impl Suite<'_> {
                 br#"{"jsonrpc":"2.0","method":"status","params":{"plan_hash":"sha256:bad"}}"#,
             )
             .map_err(|e| e.to_string())?;
-            alive(main)?;
+            alive(main, "notifications")?;
             let strays = main.take_strays();
             match strays.first() {
                 None => Ok("notifications, valid or not, get no response".to_owned()),
@@ -381,6 +381,19 @@ impl Suite<'_> {
         self.report.record("jsonrpc.batch", None, batch);
 
         let limit = described.limits.max_message_bytes;
+        self.deep_nesting(main, limit);
+        let surrogate = (|| {
+            let reply = main
+                .exchange(br#"{"jsonrpc":"2.0","id":"lone-surrogate","method":"describe","params":{"protocol_versions":["\ud800"]}}"#)
+                .map_err(|no| no.to_string())?;
+            expect_error_response(&reply, ErrorCode::ParseError, &Value::Null)?;
+            alive(main, "a lone surrogate")?;
+            Ok("a lone surrogate escape (\\ud800) gets PARSE_ERROR (-32700) with id null; the connection goes on".to_owned())
+        })();
+        self.report
+            .record("jsonrpc.lone-surrogate", None, surrogate);
+        self.batch_cap(main, &described.limits);
+
         if limit > MAX_OVERSIZE_PROBE {
             self.report.push(
                 "jsonrpc.too-large",
@@ -398,13 +411,116 @@ impl Suite<'_> {
                 return Err(format!("answered with id {id}"));
             }
             expect_error_response(&reply, ErrorCode::MessageTooLarge, &id)?;
-            alive(main)?;
+            alive(main, "an oversized message")?;
             Ok(format!(
                 "a message of {} bytes (max_message_bytes + 1) gets MESSAGE_TOO_LARGE; the connection goes on",
                 payload.len()
             ))
         })();
         self.report.record("jsonrpc.too-large", None, too_large);
+    }
+
+    /// Arrays nested [`DEEP_NESTING`] levels deep, closed and not: invalid JSON either way
+    /// (a parser's depth bound is an error while parsing), so `PARSE_ERROR` with id null.
+    fn deep_nesting(&mut self, main: &mut Peer, limit: u64) {
+        let unclosed = "[".repeat(DEEP_NESTING);
+        let closed = format!("{unclosed}{}", "]".repeat(DEEP_NESTING));
+        if closed.len() as u64 > limit {
+            self.report.push(
+                "jsonrpc.deep-nesting",
+                None,
+                Outcome::Skip,
+                format!("max_message_bytes is {limit}; {DEEP_NESTING} nested arrays do not fit"),
+            );
+            return;
+        }
+        let check = (|| {
+            for (what, payload) in [("never closed", &unclosed), ("closed", &closed)] {
+                let reply = main
+                    .exchange(payload.as_bytes())
+                    .map_err(|no| format!("{DEEP_NESTING} nested arrays, {what}: {no}"))?;
+                expect_error_response(&reply, ErrorCode::ParseError, &Value::Null)
+                    .map_err(|e| format!("{DEEP_NESTING} nested arrays, {what}: {e}"))?;
+            }
+            alive(main, "deeply nested arrays")?;
+            Ok(format!("{DEEP_NESTING} nested arrays, closed or not, get PARSE_ERROR (-32700) with id null; the connection goes on"))
+        })();
+        self.report.record("jsonrpc.deep-nesting", None, check);
+    }
+
+    /// A declared `max_batch_entries`: a batch of exactly that many is served, one more entry
+    /// gets one `INVALID_REQUEST` (not an array) and none of it is served.
+    fn batch_cap(&mut self, main: &mut Peer, limits: &verbs::Limits) {
+        let Some(cap) = limits.max_batch_entries else {
+            self.report.push(
+                "jsonrpc.batch-cap",
+                None,
+                Outcome::Skip,
+                "describe declares no max_batch_entries".to_owned(),
+            );
+            return;
+        };
+        // Notifications of a method nobody has, which cost nothing to ignore, then one request
+        // whose answer shows whether the batch was served.
+        let batch = |entries: u64| {
+            let mut batch = b"[".to_vec();
+            for _ in 1..entries {
+                batch.extend_from_slice(
+                    br#"{"jsonrpc":"2.0","method":"conformance/no_such_method"},"#,
+                );
+            }
+            batch.extend_from_slice(
+                br#"{"jsonrpc":"2.0","id":"batch-cap","method":"conformance/no_such_method"}]"#,
+            );
+            batch
+        };
+        let entry_bytes = batch(2).len() as u64 - batch(1).len() as u64;
+        let probe = batch(1).len() as u64 + cap.saturating_mul(entry_bytes);
+        if probe > limits.max_message_bytes.min(MAX_BATCH_PROBE) {
+            self.report.push(
+                "jsonrpc.batch-cap",
+                None,
+                Outcome::Skip,
+                format!(
+                    "a batch of {} entries takes {probe} bytes: more than max_message_bytes ({}) or the harness sends ({MAX_BATCH_PROBE})",
+                    cap.saturating_add(1),
+                    limits.max_message_bytes
+                ),
+            );
+            return;
+        }
+        let check = (|| {
+            let reply = main
+                .exchange(&batch(cap))
+                .map_err(|no| format!("a batch of {cap} entries: {no}"))?;
+            match reply.as_array().map(Vec::as_slice) {
+                Some([one]) => {
+                    expect_error_response(one, ErrorCode::MethodNotFound, &json!("batch-cap"))
+                        .map_err(|e| format!("a batch of {cap} entries: {e}"))?;
+                }
+                _ => {
+                    return Err(format!(
+                    "a batch of {cap} entries (the declared cap), one of them a request, got {}",
+                    excerpt(reply.to_string().as_bytes())
+                ))
+                }
+            }
+            let over = cap + 1;
+            let reply = main
+                .exchange(&batch(over))
+                .map_err(|no| format!("a batch of {over} entries: {no}"))?;
+            if reply.is_array() {
+                return Err(format!(
+                    "a batch of {over} entries, over the declared cap of {cap}, was served: {}",
+                    excerpt(reply.to_string().as_bytes())
+                ));
+            }
+            expect_error_response(&reply, ErrorCode::InvalidRequest, &Value::Null)
+                .map_err(|e| format!("a batch of {over} entries: {e}"))?;
+            alive(main, "a batch over the cap")?;
+            Ok(format!("a batch of {cap} entries (max_batch_entries) is served; one of {over} gets one INVALID_REQUEST with id null, none of it served; the connection goes on"))
+        })();
+        self.report.record("jsonrpc.batch-cap", None, check);
     }
 
     fn unknown_plan(&mut self, main: &mut Peer) {
@@ -1275,6 +1391,15 @@ fn same_effects(a: &[Effect], b: &[Effect]) -> bool {
         keys
     };
     key(a) == key(b)
+}
+
+/// Requires a describe call after `what` to succeed: the connection survived it.
+fn alive(main: &mut Peer, what: &str) -> Result<(), String> {
+    match main.call(verbs::DESCRIBE, json!({})) {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(format!("describe after {what} failed: {}", e.describe())),
+        Err(no) => Err(format!("the connection did not survive {what}: {no}")),
+    }
 }
 
 /// Requires `reply` to be the error `code`, with its number and stable string.
