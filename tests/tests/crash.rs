@@ -21,11 +21,11 @@ const STEPS: &[&str] = &[
     "git:objects",
     "git:intent",
     "execute:committed",
-    "git:ref",
     "git:worktree@1",
     "git:worktree@3",
     "git:index-staged",
     "git:index",
+    "git:ref",
     "git:done",
     "execute:applied",
     "execute:stored",
@@ -295,8 +295,8 @@ fn a_server_start_finishes_an_interrupted_execute_before_anything_else() {
     let mut doomed = w.server_env(&[("MECHANISM_FAILPOINT", "git:worktree@2")]);
     doomed.send(&execute_request(&admitted.params));
     assert!(!doomed.wait_exit().success());
-    // Half applied: the branch moved, the work tree not yet.
-    assert_eq!(rev(&w.repo(), "refs/heads/main"), admitted.predicted);
+    // Half applied: some of the work tree written, the branch not moved yet.
+    assert_eq!(rev(&w.repo(), "refs/heads/main"), admitted.base);
     assert_ne!(git(&w.repo(), &["status", "--porcelain"]), "");
 
     // A new server finishes it as it starts, before any request: status says succeeded.
@@ -340,4 +340,36 @@ fn planning_on_a_half_applied_repository_is_busy_until_it_is_finished() {
     w.assert_applied_once(&admitted, "finished by the planner's server");
     w.assert_recorded_and_verified(&admitted, &answer, "finished by the planner's server");
     assert!(planner.close().success());
+}
+
+#[test]
+fn a_branch_moved_on_after_a_killed_execute_had_finished_is_left_as_it_is() {
+    let w = World::new();
+    let admitted = w.admitted(edit);
+    // Killed after the branch moved, the last step, with its intent still recorded.
+    let mut doomed = w.server_env(&[("MECHANISM_FAILPOINT", "git:ref")]);
+    doomed.send(&execute_request(&admitted.params));
+    assert!(!doomed.wait_exit().success());
+    assert_eq!(rev(&w.repo(), "refs/heads/main"), admitted.predicted);
+    // Someone works on: a commit on top, touching a file the plan wrote.
+    repo::write(&w.repo(), "README.md", "# fixture\n\nTheirs now.\n");
+    git(&w.repo(), &["commit", "-q", "-am", "theirs"]);
+    let theirs = rev(&w.repo(), "refs/heads/main");
+
+    // Finishing the execute redoes nothing: their commit and their file stay.
+    let mut srv = w.server_env(&[]);
+    let answer = srv.call("execute", admitted.params.clone());
+    assert_eq!(
+        answer["error"]["data"]["code"], "STALE_PLAN",
+        "the world moved on: {answer}"
+    );
+    assert!(srv.close().success());
+    assert_eq!(rev(&w.repo(), "refs/heads/main"), theirs);
+    assert_eq!(
+        std::fs::read_to_string(w.repo().join("README.md")).unwrap(),
+        "# fixture\n\nTheirs now.\n"
+    );
+    assert_eq!(git(&w.repo(), &["status", "--porcelain"]), "");
+    assert!(!w.repo().join(".git/git_apply_patch").exists());
+    assert!(!w.repo().join(".git/index.lock").exists());
 }

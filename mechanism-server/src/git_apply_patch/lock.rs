@@ -48,6 +48,8 @@ pub(crate) struct GitLock {
     /// Whether dropping the lock releases it: true until the point of no return, after
     /// which a failure leaves the lock held, for recovery to take over.
     release_on_drop: bool,
+    /// Whether the lock was a leftover of ours, taken over rather than taken.
+    reclaimed: bool,
 }
 
 impl GitLock {
@@ -63,8 +65,10 @@ impl GitLock {
             owner: owner.to_path_buf(),
             staged: staged.map(Path::to_path_buf),
             release_on_drop: true,
+            reclaimed: false,
         };
         if held.is_ours()? {
+            held.reclaimed = true;
             return Ok(held);
         }
         // Not linked to the lock: a leftover of an execute that never took it.
@@ -101,7 +105,13 @@ impl GitLock {
             owner: owner.to_path_buf(),
             staged: staged.map(Path::to_path_buf),
             release_on_drop: false,
+            reclaimed: true,
         }
+    }
+
+    /// Whether the lock was a leftover of ours, taken over rather than taken afresh.
+    pub fn reclaimed(&self) -> bool {
+        self.reclaimed
     }
 
     /// From now on a failure leaves the lock held, for recovery to take over.

@@ -6,8 +6,9 @@
 //! 3. Write the [`Intent`] durably, then pass the runtime's point of no return (deadline
 //!    and cancellation checked a last time, the force-ack's nonce claimed); if that
 //!    refuses, remove the intent. From here the effect is rolled forward, never back.
-//! 4. [`roll_forward`]: move the branch (its lock file renamed over it, reflog appended),
-//!    rewrite the touched work-tree paths, stage the index in its lock file and rename it.
+//! 4. [`roll_forward`]: rewrite the touched work-tree paths, stage the index in its lock
+//!    file and rename it, then move the branch (its lock file renamed over it, reflog
+//!    appended) last.
 //! 5. Remove the intent.
 //!
 //! Every step of (4) is idempotent, so [`recover`] simply runs it again from the intent
@@ -39,7 +40,8 @@ const STAGED: &str = "staged";
 /// Where the files of one repository's transactions live.
 #[derive(Debug, Clone)]
 pub(crate) struct Paths {
-    /// Our directory in the git directory: the lock, the intent, the owner files.
+    /// Our directory in the git directory: the intent, the owner files of our git locks,
+    /// the staged index.
     pub ours: PathBuf,
     /// The index file.
     pub index: PathBuf,
@@ -167,7 +169,7 @@ pub(crate) fn apply(
     repo: &Repository,
     paths: &Paths,
     intent: &Intent,
-    mut held: Held,
+    held: Held,
     content: &Content<'_>,
     commit: impl FnOnce() -> Result<(), ApplyError>,
 ) -> Result<(), ApplyError> {
@@ -179,6 +181,18 @@ pub(crate) fn apply(
         paths.intent().remove()?;
         return Err(error);
     }
+    finish(repo, paths, intent, held, content)
+}
+
+/// Rolls a recorded intent forward and removes it; a failure leaves both it and the locks
+/// for recovery.
+fn finish(
+    repo: &Repository,
+    paths: &Paths,
+    intent: &Intent,
+    mut held: Held,
+    content: &Content<'_>,
+) -> Result<(), ApplyError> {
     held.keep_on_failure();
     roll_forward(repo, paths, intent, held, content)?;
     paths.intent().remove()?;
@@ -215,9 +229,9 @@ pub(crate) fn recover(
         })?;
         Ok(Cow::Owned(object.data().to_vec()))
     };
-    // Its point of no return was passed when the intent was written; the runtime makes
+    // Its point of no return was passed once the intent was written; the runtime makes
     // sure of its own half (the force-ack's nonce) when it records the result.
-    apply(repo, paths, &intent, held, &content, || Ok(()))?;
+    finish(repo, paths, &intent, held, &content)?;
     Ok(Some(intent))
 }
 
@@ -265,8 +279,11 @@ fn io_error(path: &Path, error: io::Error) -> ApplyError {
     ApplyError::ExecutionFailed(format!("{}: {error}", path.display()))
 }
 
-/// Brings the branch, work tree and index to the intent's "after", from whatever state an
-/// earlier run of this same function was killed in.
+/// Brings the work tree, index and branch to the intent's "after", from whatever state an
+/// earlier run of this same function was killed in. The branch moves last, with its lock
+/// held until then: a branch at the new commit means everything is in place, and one
+/// elsewhere than the base whose lock was free when recovery took it was moved on by
+/// someone else after the execute had finished. Either way nothing is rewritten.
 fn roll_forward(
     repo: &Repository,
     paths: &Paths,
@@ -274,47 +291,44 @@ fn roll_forward(
     held: Held,
     content: &Content<'_>,
 ) -> Result<(), ApplyError> {
-    move_branch(repo, paths, intent, held.reference)?;
-    failpoint::hit("git:ref");
-    let (Some(index), Some(workdir)) = (held.index, &paths.workdir) else {
-        return Ok(());
-    };
-    let written = worktree::apply(workdir, &intent.paths, content)?;
-    worktree::stage(&paths.index, index, &intent.paths, &written)?;
-    failpoint::hit("git:index");
-    Ok(())
-}
-
-/// Moves the branch from the base to the new commit through its held lock, with a reflog
-/// entry; a branch already at the new commit is left as it is.
-fn move_branch(
-    repo: &Repository,
-    paths: &Paths,
-    intent: &Intent,
-    lock: GitLock,
-) -> Result<(), ApplyError> {
     let now = match repo.find_reference(&intent.ref_name) {
         Ok(reference) => reference.target().map(|id| id.to_string()),
         Err(e) if e.code() == git2::ErrorCode::NotFound => None,
         Err(e) => return Err(e.into()),
     };
-    match now.as_deref() {
-        Some(id) if id == intent.commit => lock.release(),
-        Some(id) if id == intent.base => {
-            lock.write(format!("{}\n", intent.commit).as_bytes())?;
-            append_reflogs(repo, paths, intent)?;
-            lock.commit()
+    let at = now.as_deref().unwrap_or("nothing");
+    if at != intent.base {
+        if at != intent.commit && held.reference.reclaimed() {
+            return Err(ApplyError::ExecutionFailed(format!(
+                "{} is at {at} while an interrupted execute of plan {} held its lock; it was \
+                 to move from {} to {}: someone removed the lock, and the execute cannot be \
+                 finished",
+                intent.ref_name, intent.plan, intent.base, intent.commit
+            )));
         }
-        other => Err(ApplyError::ExecutionFailed(format!(
-            "{} is at {} while an interrupted execute of plan {} held its lock; it was to move \
-             from {} to {}: someone removed the lock, and the execute cannot be finished",
-            intent.ref_name,
-            other.unwrap_or("nothing"),
-            intent.plan,
-            intent.base,
-            intent.commit
-        ))),
+        if at != intent.commit {
+            tracing::warn!(
+                branch = %intent.ref_name,
+                now = at,
+                "the branch moved on after this execute had finished; nothing to redo"
+            );
+        }
+        if let Some(index) = held.index {
+            index.release()?;
+        }
+        return held.reference.release();
     }
+    if let (Some(index), Some(workdir)) = (held.index, &paths.workdir) {
+        let written = worktree::apply(workdir, &intent.paths, content)?;
+        worktree::stage(&paths.index, index, &intent.paths, &written)?;
+        failpoint::hit("git:index");
+    }
+    let lock = held.reference;
+    lock.write(format!("{}\n", intent.commit).as_bytes())?;
+    append_reflogs(repo, paths, intent)?;
+    lock.commit()?;
+    failpoint::hit("git:ref");
+    Ok(())
 }
 
 /// Appends the update to the branch's reflog and, when the branch is checked out, to
