@@ -1104,6 +1104,29 @@ fn a_run_killed_in_the_middle_of_execute_is_finished_by_the_next_execute_and_ver
     assert!(shown.contains("failed"), "{shown}");
 }
 
+#[test]
+fn a_run_waits_past_its_deadline_for_an_execute_past_its_point_of_no_return() {
+    let w = World::new();
+    let patch = repo::patch_from_edits(&w.repo(), edit_readme_and_add_file);
+    w.s.write("slow.diff", &patch);
+    let mut workorder = git_workorder("slow", "slow.diff");
+    // Enough for the plan's estimate, not for the pause below.
+    workorder["budget"]["wall_ms"] = json!(1500);
+    let workorder = w.write_json("slow.json", &workorder);
+    // The mechanism pauses right after its point of no return, well past the deadline and
+    // past the few seconds a client used to wait: it must be waited for, not killed.
+    let mut cmd = w.admission();
+    cmd.env("MECHANISM_FAILPOINT", "execute:committed")
+        .env("MECHANISM_FAILPOINT_SLEEP_MS", "7500")
+        .args(["--json", "run", &workorder]);
+    let started = std::time::Instant::now();
+    let report = json_of(&exits(&mut cmd, 0));
+    assert!(started.elapsed() > std::time::Duration::from_millis(7500));
+    assert_eq!(report["outcome"], "succeeded", "{report:#}");
+    assert_eq!(w.head(), string(&report["evidence"]["commit"]));
+    assert_eq!(git(&w.repo(), &["status", "--porcelain"]), "");
+}
+
 // 9. describe and demo.
 
 #[test]
