@@ -2,7 +2,8 @@
 //! step boundary (the debug build aborts itself where `MECHANISM_FAILPOINT` says) and by
 //! SIGKILL at random instants. Whatever the instant, the next execute of the same plan
 //! leaves the repository wholly applied, with one new commit, `git fsck` clean, no lock or
-//! temporary file left, the result recorded, and `admission verify` passing.
+//! temporary file left (not even among git's objects), the result recorded, and
+//! `admission verify` passing.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -18,6 +19,7 @@ use tests::Scratch;
 const STEPS: &[&str] = &[
     "execute:journal",
     "git:locked",
+    "git:object-staged@2",
     "git:objects",
     "git:intent",
     "execute:committed",
@@ -130,6 +132,17 @@ impl World {
                 "{context}: {leftover} was left behind"
             );
         }
+        // Nor a temporary file among git's objects (libgit2 writes each object through one).
+        let temporaries: Vec<String> = std::fs::read_dir(repo.join(".git/objects"))
+            .expect("read .git/objects")
+            .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
+            .filter(|name| name.starts_with("tmp_"))
+            .collect();
+        assert_eq!(
+            temporaries,
+            Vec::<String>::new(),
+            "{context}: temporary objects were left behind"
+        );
         // One reflog entry for the update, however often it was finished.
         let reflog = git(&repo, &["reflog", "show", "--format=%H", "refs/heads/main"]);
         assert_eq!(

@@ -239,7 +239,7 @@ pub fn execute_checked(
     }
     let built = predict::build(&target, params, patch, false).map_err(no_longer_holds)?;
     accept(&built.prediction)?;
-    let disk = predict::persist(&target, &built)?;
+    let disk = predict::persist(&target, &built, &paths.object_staging())?;
     failpoint::hit("git:objects");
 
     let expected = &built.prediction;

@@ -5,6 +5,7 @@
 //! nothing; `execute` then copies exactly the new objects to disk with [`persist`].
 
 use std::collections::{BTreeSet, HashSet};
+use std::fs;
 use std::path::Path;
 
 use git2::{Commit, FileMode, ObjectType, Oid, Repository, RepositoryOpenFlags, Signature, Tree};
@@ -17,6 +18,7 @@ use super::intent::PathChange;
 use super::patch::{self, Change, FilePatch, MODE_EXEC, MODE_FILE};
 use super::paths::{self, RepoLocation};
 use super::{hunks, worktree, ApplyParams, FileState, Prediction};
+use crate::failpoint;
 
 /// The repository, branch and base commit a plan applies to.
 pub(crate) struct Target {
@@ -764,7 +766,15 @@ fn preview(target: &Repository, files: &[FileOutcome]) -> Result<String, ApplyEr
 /// Copies the objects a build made (new blobs, the new trees along the touched paths,
 /// children first, then the commit) from memory to the repository's object database on
 /// disk, and returns a handle on the repository that writes to disk.
-pub(crate) fn persist(target: &Target, built: &Built) -> Result<Repository, ApplyError> {
+///
+/// Each object is written into a scratch repository at `staging` (in our own directory,
+/// which recovery empties) and renamed into the object database whole: libgit2 writes an
+/// object through a temporary file beside the objects, which a kill would leave there.
+pub(crate) fn persist(
+    target: &Target,
+    built: &Built,
+    staging: &Path,
+) -> Result<Repository, ApplyError> {
     let disk = Repository::open_ext(
         &target.location.dir,
         RepositoryOpenFlags::NO_SEARCH,
@@ -803,17 +813,41 @@ pub(crate) fn persist(target: &Target, built: &Built) -> Result<Repository, Appl
     {
         let memory = target.repo.odb()?;
         let disk_odb = disk.odb()?;
+        let objects = disk.commondir().join("objects");
+        let mut scratch = None;
         for id in ids {
             // Writing an object already there would only touch its file's mtime.
             if disk_odb.exists(id) {
                 continue;
             }
+            let scratch = match &mut scratch {
+                Some(scratch) => scratch,
+                None => scratch.insert(Repository::init_bare(staging)?),
+            };
             let object = memory.read(id)?;
-            let written = disk_odb.write(object.kind(), object.data())?;
+            let written = scratch.odb()?.write(object.kind(), object.data())?;
             if written != id {
                 return Err(ApplyError::Internal(format!(
                     "object {id} was written as {written}"
                 )));
+            }
+            failpoint::hit("git:object-staged");
+            let hex = id.to_string();
+            let (fan_out, name) = hex.split_at(2);
+            let moved = fs::create_dir_all(objects.join(fan_out)).and_then(|()| {
+                fs::rename(
+                    staging.join("objects").join(fan_out).join(name),
+                    objects.join(fan_out).join(name),
+                )
+            });
+            moved.map_err(|e| {
+                ApplyError::ExecutionFailed(format!("moving object {id} into place: {e}"))
+            })?;
+        }
+        if scratch.is_some() {
+            // Left behind, it is removed by the next execute's recovery.
+            if let Err(error) = fs::remove_dir_all(staging) {
+                tracing::warn!(staging = %staging.display(), %error, "removing the scratch repository");
             }
         }
     }

@@ -2,7 +2,8 @@
 //!
 //! 1. Take our [`RepoLock`], then git's own locks on the branch and, when the branch is
 //!    checked out, on the index ([`Held::take`]): `BUSY` while anyone else holds one.
-//! 2. Check the branch is still at the base and the plan unchanged, write the new objects.
+//! 2. Check the branch is still at the base and the plan unchanged, write the new objects
+//!    (each through a scratch repository in our directory, then renamed into place).
 //! 3. Write the [`Intent`] durably, then pass the runtime's point of no return (deadline
 //!    and cancellation checked a last time, the force-ack's nonce claimed); if that
 //!    refuses, remove the intent. From here the effect is rolled forward, never back.
@@ -89,6 +90,12 @@ impl Paths {
     /// ref's few bytes are written into its lock).
     fn staged(&self, name: &str) -> Option<PathBuf> {
         (name == INDEX).then(|| self.ours.join(STAGED).join(INDEX))
+    }
+
+    /// Where the new objects are written before they are moved into the object database:
+    /// a scratch repository among the staged files, which recovery removes.
+    pub fn object_staging(&self) -> PathBuf {
+        self.ours.join(STAGED).join("objects")
     }
 
     /// Whether an execute of some plan is past its point of no return and unfinished.
