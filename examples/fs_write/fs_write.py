@@ -17,22 +17,24 @@ The file, top to bottom:
   1. protocol constants and error codes    6. force-acks (checked with ssh-keygen)
   2. canonical JSON (RFC 8785) and digests 7. the verbs: describe, plan, declare_cost,
   3. a tiny JSON Schema validator             execute, status
-  4. the object store                      8. JSON-RPC 2.0: messages, batches, errors
+  4. the object store; intents             8. JSON-RPC 2.0: messages, batches, errors
   5. paths under the root; the operations  9. framing (lines or Content-Length), main
 
 Requests are served one at a time, in the order they arrive (the Rust server runs them
-concurrently; this one keeps the example simple). stdout carries protocol messages only;
-logs go to stderr (FS_WRITE_LOG=debug for more).
+concurrently; this one keeps the example simple). An execute killed at any instant is finished
+by the next execute, or the next start, in the same root (`Intents`). stdout carries protocol
+messages only; logs go to stderr (FS_WRITE_LOG=debug for more).
 """
 
 import argparse
+import contextlib
 import difflib
+import fcntl
 import hashlib
 import json
 import logging
 import os
 import re
-import secrets
 import stat
 import subprocess
 import sys
@@ -76,10 +78,6 @@ ERROR_NUMBERS = {
     "CAPABILITY_DENIED": -32014, "BUDGET_EXCEEDED": -32015, "DEADLINE_EXCEEDED": -32016,
     "CANCELLED": -32017, "BUSY": -32018, "EXECUTION_FAILED": -32019, "PATH_REFUSED": -32020,
 }
-
-# Failures during execute that mean "nothing was applied": answered, never recorded.
-REFUSALS = {"CANCELLED", "DEADLINE_EXCEEDED", "STALE_PLAN", "BUSY"}
-
 
 class Refusal(Exception):
     """A protocol error: a stable code, a message for people, optional extra `data`."""
@@ -265,6 +263,9 @@ VERB_PARAMS["declare_cost"] = VERB_PARAMS["status"]
 #   refs/results/<plan hex>.json               {"result", "witness", "succeeded"} of a plan
 #   nonces/<nonce>                             a used force-ack nonce
 #   tmp/                                       files being written, then renamed into place
+# and fs_write's own (see Intents):
+#   fs_write/<root key>.lock                   held (flock) by the process executing in a root
+#   fs_write/<root key>.intent.json            an execute past its point of no return
 
 def artifact_kind(value):
     """An artifact's kind, or None: its "kind" field, or for an in-toto Statement v1 the kind
@@ -453,6 +454,65 @@ class Store:
         finally:
             os.close(fd)
         fsync_dir(directory)
+
+
+class Intents:
+    """What makes an execute survive `kill -9` at any instant, for one root.
+
+    Before its first change, an execute writes an intent durably (the plan, the admission and
+    the force-ack it runs with); only then does it claim the force-ack's nonce (its point of no
+    return) and change the root, each step idempotent; it records the result and removes the
+    intent last. An execute killed before the intent changed nothing and spent no approval; one
+    killed after it is finished by the next execute or start of fs_write in this root, which
+    rolls it forward, claims the nonce if it was not yet, and records the result. The intent
+    lives in the store (which plans may not touch), named after the root. One process at a
+    time executes in a root: it holds an flock on the lock file, which the kernel drops when
+    the process dies, so a dead holder never blocks anyone."""
+
+    def __init__(self, store, root):
+        self.dir, self.root = os.path.join(store.root, "fs_write"), root
+        self.store = store
+        key = hashlib.sha256(os.fsencode(root)).hexdigest()[:32]
+        self.path = os.path.join(self.dir, key + ".intent.json")
+        self.lock_path = os.path.join(self.dir, key + ".lock")
+
+    def pending(self):
+        return os.path.exists(self.path)
+
+    @contextlib.contextmanager
+    def lock(self):
+        """The right to execute in the root until the block ends; BUSY while another has it."""
+        make_dir_durable(self.dir)
+        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise Refusal("BUSY", "another process is executing a plan in this root; "
+                              "retry when it is done") from None
+            yield
+        finally:
+            os.close(fd)  # and with it the lock
+
+    def read(self):
+        """The pending intent, or None."""
+        try:
+            with open(self.path, "rb") as f:
+                return json.loads(f.read(64 * 1024))
+        except FileNotFoundError:
+            return None
+
+    def write(self, intent):
+        """Temp file, flush, rename, flush the directory: there whole, or not at all."""
+        make_dir_durable(self.dir)
+        data = (json.dumps({**intent, "root": self.root}, indent=2) + "\n").encode()
+        os.replace(self.store._temp(data, 0o644), self.path)
+        fsync_dir(self.dir)
+
+    def remove(self):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.path)
+        fsync_dir(self.dir)
 
 
 # --- 5. Paths under the root, and the two operations --------------------------------------
@@ -661,16 +721,19 @@ class FsWrite:
         return "".join(line if line.endswith("\n") else line + "\n\\ No newline at end of file\n"
                        for line in lines)
 
-    # Executing: called only with a plan just recomputed and found identical to the admitted
-    # one. Each fact is checked once more right before the change (compare and swap).
-    def apply(self, plan):
+    # Executing: a roll forward from whatever state an earlier run of it was killed in, so an
+    # interrupted execute is finished by running it again. Each file is compared once more right
+    # before it changes: as planned before, it is changed; already as planned after, it is left.
+    def apply(self, plan, plan_hash):
         """Applies the plan; returns (effects_applied, evidence, subjects, state_after)."""
         path, state = plan["params"]["path"], plan["state"]
         parts = self.check_path(path)
         if plan["operation"] == "write":
             content = plan["inputs"]["content"]
             if plan["intended_effects"]:
-                self._write(parts, state["content"], content)
+                # Named after the plan, so a temporary file a killed execute left is reused.
+                temp = f".fs_write-{plan_hash.removeprefix('sha256:')[:16]}.tmp"
+                self._write(parts, state["content"], content, temp)
             evidence = {"path": path, "before": state["content"], "after": content,
                         "created_dirs": state["missing_dirs"] if plan["intended_effects"] else []}
             produced, after = content, content
@@ -681,26 +744,31 @@ class FsWrite:
         subjects = [{"name": path, "digest": {"sha256": produced.removeprefix("sha256:")}}]
         return plan["intended_effects"], evidence, subjects, {"path": path, "content": after}
 
-    def _expect(self, fd, parts, expected):
-        current = self.leaf_state(fd, parts)
-        if (current.digest if current else None) != expected:
-            raise Refusal("STALE_PLAN", f"{'/'.join(parts)} changed since it was checked")
-        return current
+    @staticmethod
+    def _unexpected(parts, before, after, current):
+        return Refusal("EXECUTION_FAILED", f"{'/'.join(parts)} holds {current}, neither the "
+                       f"planned {before} nor {after}: something else changed it during the "
+                       "execute")
 
-    def _write(self, parts, expected_before, content):
+    def _write(self, parts, before, after, temp):
         """Temp file in the same directory, fsync, rename over, fsync the directory: a reader
-        sees the old content or the new one, never half of it."""
+        sees the old content or the new one, never half of it. Missing directories are created
+        (those a killed run made are kept)."""
         fd, _ = self.open_parent(parts, create=True)
         try:
-            current = self._expect(fd, parts, expected_before)
+            current = self.leaf_state(fd, parts)
+            digest = current.digest if current else None
+            if digest == after:  # renamed into place before a kill
+                return
+            if digest != before:
+                raise self._unexpected(parts, before, after, digest)
             # New files get the usual 0666 & ~umask; an overwrite keeps the file's mode.
             mode = stat.S_IMODE(current.mode) if current else 0o666 & ~UMASK
-            temp = f".fs_write-{secrets.token_hex(8)}.tmp"  # a random name, never in the plan
-            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+            flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW
             out = os.open(temp, flags, 0o600, dir_fd=fd)
             try:
                 h = hashlib.sha256()
-                with os.fdopen(out, "wb") as f, self.store.open(content) as src:
+                with os.fdopen(out, "wb") as f, self.store.open(after) as src:
                     while chunk := src.read(1 << 18):  # streamed: memory stays flat
                         h.update(chunk)
                         f.write(chunk)
@@ -708,24 +776,26 @@ class FsWrite:
                     os.fchmod(f.fileno(), mode)
                     os.fsync(f.fileno())
                 # Checked before the rename, so unverified bytes never reach the file.
-                self.store.check(content, "sha256:" + h.hexdigest())
+                self.store.check(after, "sha256:" + h.hexdigest())
                 os.rename(temp, parts[-1], src_dir_fd=fd, dst_dir_fd=fd)
             except BaseException:
-                try:
+                with contextlib.suppress(FileNotFoundError):
                     os.unlink(temp, dir_fd=fd)
-                except FileNotFoundError:
-                    pass
                 raise
             os.fsync(fd)
         finally:
             os.close(fd)
 
-    def _delete(self, parts, expected_before):
-        fd, missing = self.open_parent(parts, create=False)
-        if fd is None:
-            raise Refusal("STALE_PLAN", f"{missing[0]} no longer exists")
+    def _delete(self, parts, before):
+        fd, _ = self.open_parent(parts, create=False)
+        if fd is None:  # a directory on the way is gone, and the file with it
+            return
         try:
-            self._expect(fd, parts, expected_before)
+            current = self.leaf_state(fd, parts)
+            if current is None:  # deleted before a kill
+                return
+            if current.digest != before:
+                raise self._unexpected(parts, before, None, current.digest)
             os.unlink(parts[-1], dir_fd=fd)
             os.fsync(fd)
         finally:
@@ -830,6 +900,7 @@ class Server:
     def __init__(self, mechanism, store, signers, max_ttl, max_message_bytes):
         self.mechanism, self.store = mechanism, store
         self.signers, self.max_ttl, self.max_message_bytes = signers, max_ttl, max_message_bytes
+        self.intents = Intents(store, mechanism.root)
 
     def describe(self, params):
         offered = params.get("protocol_versions")  # absent: only the current version
@@ -845,6 +916,10 @@ class Server:
                            "max_batch_entries": MAX_BATCH_ENTRIES}}
 
     def plan(self, params):
+        if self.intents.pending():  # the root is changing: a plan of it now would be stale
+            raise Refusal("BUSY", "an execute in this root is under way, or was killed past its "
+                          "point of no return and is finished by the next execute or start of "
+                          "fs_write; plan again then")
         op_params, inputs = params["params"], params.get("inputs", {})
         if len(canonical(op_params)) > MAX_INLINE_BYTES:
             raise Refusal("ARTIFACT_REQUIRED", f"params over {MAX_INLINE_BYTES} bytes go into the "
@@ -892,50 +967,96 @@ class Server:
 
     def execute(self, params):
         """Step by step as mechanism-server/src/server/execute.rs: nothing is claimed or applied
-        before every check has passed."""
+        before every check has passed, and an execute killed at any instant is finished by the
+        next one (see Intents)."""
         plan_hash, admission = params["plan_hash"], params["admission"]
         plan = self.load_plan(plan_hash)
+        with self.intents.lock():
+            # 0. An execute a killed process left past its point of no return is finished first.
+            if reply := self.finish_interrupted(plan_hash):
+                return reply
 
-        # 1. Executed before and the effect still holds: the recorded result, nothing applied.
-        record = self.store.result_record(plan_hash)
-        if record and record["succeeded"] and self.mechanism.still_applied(plan):
-            result, witness = record["result"], record["witness"]
-            return {"result": self.store.get_artifact(result), "result_hash": result,
-                    "witness": self.store.get_artifact(witness), "witness_hash": witness}
+            # 1. Executed before and the effect still holds: the recorded result, nothing applied.
+            record = self.store.result_record(plan_hash)
+            if record and record["succeeded"] and self.mechanism.still_applied(plan):
+                result, witness = record["result"], record["witness"]
+                return {"result": self.store.get_artifact(result), "result_hash": result,
+                        "witness": self.store.get_artifact(witness), "witness_hash": witness}
 
-        # 2. Recompute the plan against the world as it is now; it must be the very same. This
-        #    one rule refuses a forged plan (one we would not produce) and a plan whose world
-        #    changed, and means stored plans need no trust.
+            # 2. Recompute the plan against the world as it is now; it must be the very same.
+            #    This one rule refuses a forged plan (one we would not produce) and a plan whose
+            #    world changed, and means stored plans need no trust.
+            try:
+                fresh, _ = self.mechanism.plan(plan["operation"], plan["params"], plan["inputs"],
+                                               False)
+            except Refusal as e:
+                if e.code in ("INVALID_PARAMS", "PATH_REFUSED", "UNKNOWN_OPERATION"):
+                    raise Refusal("STALE_PLAN", f"the plan no longer holds: {e.message}") from None
+                raise
+            if digest_of(fresh) != plan_hash:
+                raise Refusal("STALE_PLAN", f"the world changed since planning: the plan is now "
+                              f"{digest_of(fresh)}, not {plan_hash}; plan again")
+
+            # 3. The admission witness must be in the store, be for this plan, and admit it.
+            self.check_admission(plan_hash, admission)
+
+            # 4. A destructive plan needs a valid force-ack (its nonce is claimed in step 6).
+            force_ack_hash, nonce = None, None
+            if plan["destructive"]:
+                force_ack_hash, nonce = self.check_force_ack(plan_hash, admission,
+                                                             params.get("force_ack"))
+
+            # 5. The intent, durably, before anything is spent or changed.
+            intent = {"plan_hash": plan_hash, "admission": admission,
+                      "force_ack": force_ack_hash, "nonce": nonce}
+            self.intents.write(intent)
+
+            # 6. The point of no return: the approval is spent, and the plan applied from here on.
+            if nonce:
+                try:
+                    self.store.claim_nonce(nonce, plan_hash)
+                except Refusal:
+                    self.intents.remove()
+                    raise
+            return self.run(plan_hash, plan, intent)
+
+    def finish_interrupted(self, plan_hash=None):
+        """Finishes the execute a killed process left past its point of no return in this root,
+        if any; call with the root's lock held. Returns its reply when it was of `plan_hash`."""
+        intent = self.intents.read()
+        if intent is None:
+            return None
+        pending = intent["plan_hash"]
+        log.warning("finishing an interrupted execute of plan %s", pending)
+        if intent["nonce"]:  # killed before claiming it: the approval is spent now
+            with contextlib.suppress(Refusal):  # FORCE_ACK_REPLAYED: it had claimed it
+                self.store.claim_nonce(intent["nonce"], pending)
         try:
-            fresh, _ = self.mechanism.plan(plan["operation"], plan["params"], plan["inputs"], False)
+            reply = self.run(pending, self.load_plan(pending), intent)
         except Refusal as e:
-            if e.code in ("INVALID_PARAMS", "PATH_REFUSED", "UNKNOWN_OPERATION"):
-                raise Refusal("STALE_PLAN", f"the plan no longer holds: {e.message}") from None
-            raise
-        if digest_of(fresh) != plan_hash:
-            raise Refusal("STALE_PLAN", f"the world changed since planning: the plan is now "
-                          f"{digest_of(fresh)}, not {plan_hash}; plan again")
+            if pending == plan_hash:
+                raise
+            if self.intents.pending():
+                raise Refusal("BUSY", f"an interrupted execute of plan {pending} in this root "
+                              f"cannot be finished now ({e.message}); retry") from None
+            return None
+        return reply if pending == plan_hash else None
 
-        # 3. The admission witness must be in the store, be for this plan, and admit it.
-        self.check_admission(plan_hash, admission)
-
-        # 4. A destructive plan needs a valid force-ack, whose nonce is claimed before any effect.
-        force_ack_hash = None
-        if plan["destructive"]:
-            force_ack_hash = self.check_force_ack(plan_hash, admission, params.get("force_ack"))
-
-        # 5. Apply, then record the result and its in-toto witness, even for a failure.
-        error = None
+    def run(self, plan_hash, plan, intent):
+        """Applies the plan as its intent says, records the result and its in-toto witness (a
+        failure too), and removes the intent; unless the failure was an I/O error, which running
+        again may get past, so the intent stays for the next execute or start."""
+        error, again = None, False
         try:
-            effects, evidence, subjects, state_after = self.mechanism.apply(plan)
+            effects, evidence, subjects, state_after = self.mechanism.apply(plan, plan_hash)
         except Refusal as e:
-            if e.code in REFUSALS:
-                raise  # nothing was applied: no result to record, only the refusal
             error = {"code": e.code, "message": e.message}
         except OSError as e:
             error = {"code": "EXECUTION_FAILED", "message": f"{plan['params']['path']}: {e}"}
+            again = True
         if error:
             effects, evidence, subjects, state_after = [], {}, [], plan["state"]
+        admission, force_ack_hash = intent["admission"], intent["force_ack"]
         result = {"kind": "mechanism.result/v0", "plan_hash": plan_hash,
                   "status": "failure" if error else "success",
                   "effects_applied": effects, "evidence": evidence,
@@ -952,11 +1073,24 @@ class Server:
         witness_hash = self.store.put_artifact(witness, derived + [result_hash])
         self.store.set_result_record(plan_hash, {"result": result_hash, "witness": witness_hash,
                                                  "succeeded": error is None})
+        if not again:
+            self.intents.remove()
         reply = {"result": result, "result_hash": result_hash,
                  "witness": witness, "witness_hash": witness_hash}
         if error:  # the recorded failure travels in error.data, as the Rust server sends it
             raise Refusal(error["code"], error["message"], {"result": reply})
         return reply
+
+    def recover(self):
+        """At start: finishes an execute a killed process left in this root, unless another
+        live process holds the root (it finishes it itself)."""
+        if not self.intents.pending():
+            return
+        try:
+            with self.intents.lock():
+                self.finish_interrupted()
+        except (Refusal, OSError) as e:
+            log.warning("an interrupted execute could not be finished now: %s", e)
 
     def check_admission(self, plan_hash, admission):
         try:
@@ -986,9 +1120,7 @@ class Server:
                           "(--force-ack-signers), so destructive plans cannot run")
         fields = verify_force_ack(force_ack, plan_hash, admission, self.signers, self.max_ttl,
                                   time.time_ns())
-        digest = self.store.put_artifact(force_ack, [plan_hash, admission])
-        self.store.claim_nonce(fields["nonce"], plan_hash)
-        return digest
+        return self.store.put_artifact(force_ack, [plan_hash, admission]), fields["nonce"]
 
 
 # --- 8. JSON-RPC 2.0 ----------------------------------------------------------------------
@@ -1256,6 +1388,7 @@ def main(argv=None):
         return 2
     server = Server(FsWrite(root, store), store, signers, args.force_ack_max_ttl,
                     args.max_message_bytes)
+    server.recover()
     reader = FrameReader(sys.stdin.buffer.fileno(), args.max_message_bytes)
     while True:
         try:

@@ -1,4 +1,4 @@
-//! A spawned `mechanism-server`, spoken to over its real stdin and stdout.
+//! A spawned `mechanism-server` (or any mechanism), spoken to over its real stdin and stdout.
 
 use std::io::{BufReader, Write};
 use std::path::Path;
@@ -14,7 +14,7 @@ use crate::bin_path;
 /// How long a test waits for one message before failing.
 const WAIT: Duration = Duration::from_secs(60);
 
-/// A running `mechanism-server git_apply_patch` child.
+/// A running `mechanism-server git_apply_patch` child, or another mechanism's.
 pub struct Server {
     child: Child,
     stdin: Option<ChildStdin>,
@@ -48,14 +48,20 @@ impl Server {
             .arg(root)
             .arg("--store")
             .arg(store)
-            .args(extra)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
+            .args(extra);
         if let Some(signers) = signers {
             cmd.arg("--force-ack-signers").arg(signers);
         }
-        let mut child = cmd.spawn().expect("spawn mechanism-server");
+        Self::spawn_command(cmd)
+    }
+
+    /// Spawns any mechanism's command, with stdin and stdout piped to the test and stderr
+    /// inherited.
+    pub fn spawn_command(mut cmd: Command) -> Self {
+        cmd.stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
         let stdin = child.stdin.take();
         let stdout = child.stdout.take().expect("piped stdout");
         let (tx, frames) = mpsc::channel();

@@ -1,0 +1,167 @@
+//! The Python example mechanism (`examples/fs_write`) killed inside an execute, at a chosen
+//! step: the real `fs_write.py`, run by a few lines of Python that turn one of its functions
+//! into `kill -9` of its own process, so the intent it wrote is left exactly as a crash
+//! leaves it. Planning is `BUSY` until the execute is finished, which the next execute of the
+//! plan, or the next start of `fs_write.py`, does, spending the force-ack it carried.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use protocol::Digest;
+use serde_json::{json, Value};
+use tests::fixtures::{admit, put_patch, Operator};
+use tests::server::Server;
+use tests::Scratch;
+
+/// The directory of `fs_write.py`.
+const FS_WRITE_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/fs_write");
+
+/// Runs `fs_write.main` with `function` (a dotted name in the module) replaced by a SIGKILL
+/// of the process itself.
+const KILLED_AT: &str = r#"
+import os, signal, sys
+sys.path.insert(0, sys.argv[1])
+import fs_write
+cls, name = sys.argv[2].split(".")
+setattr(getattr(fs_write, cls), name, lambda *args: os.kill(os.getpid(), signal.SIGKILL))
+sys.exit(fs_write.main(sys.argv[3:]))
+"#;
+
+struct World {
+    _s: Scratch,
+    root: PathBuf,
+    store: PathBuf,
+    operator: Operator,
+}
+
+impl World {
+    fn new() -> Self {
+        let s = Scratch::new();
+        let root = s.path("root");
+        std::fs::create_dir_all(&root).expect("root");
+        let store = s.path("store");
+        let operator = Operator::new(&s.path("keys"));
+        Self {
+            _s: s,
+            root,
+            store,
+            operator,
+        }
+    }
+
+    fn args(&self) -> Vec<&std::ffi::OsStr> {
+        vec![
+            "--root".as_ref(),
+            self.root.as_os_str(),
+            "--store".as_ref(),
+            self.store.as_os_str(),
+            "--force-ack-signers".as_ref(),
+            self.operator.allowed_signers.as_os_str(),
+        ]
+    }
+
+    /// `fs_write.py` as shipped.
+    fn fs_write(&self) -> Server {
+        let mut cmd = Command::new("python3");
+        cmd.arg(Path::new(FS_WRITE_DIR).join("fs_write.py"))
+            .args(self.args());
+        Server::spawn_command(cmd)
+    }
+
+    /// `fs_write.py` that kills itself where `function` would run.
+    fn killed_at(&self, function: &str) -> Server {
+        let mut cmd = Command::new("python3");
+        cmd.args(["-c", KILLED_AT, FS_WRITE_DIR, function])
+            .args(self.args());
+        Server::spawn_command(cmd)
+    }
+
+    /// Plans writing `content` to `path` and admits it; the execute params (with a force-ack
+    /// when the plan is destructive) and the plan request.
+    fn admitted(&self, planner: &mut Server, path: &str, content: &str) -> (Value, Value) {
+        let request = json!({
+            "operation": "write",
+            "params": {"path": path},
+            "inputs": {"content": put_patch(&self.store, content)},
+        });
+        let planned = planner.result("plan", request.clone());
+        let plan_hash: Digest = planned["plan_hash"].as_str().unwrap().parse().unwrap();
+        let admission = admit(&self.store, &plan_hash, &planned["plan"]);
+        let mut params = json!({"plan_hash": plan_hash, "admission": admission});
+        if planned["plan"]["destructive"] == true {
+            params["force_ack"] = self.operator.force_ack(&plan_hash, &admission);
+        }
+        (params, request)
+    }
+
+    fn read(&self, path: &str) -> String {
+        std::fs::read_to_string(self.root.join(path)).unwrap_or_else(|e| panic!("{path}: {e}"))
+    }
+
+    /// Sends `params` to a process that dies where `function` would run.
+    fn execute_killed_at(&self, function: &str, params: &Value) {
+        let mut doomed = self.killed_at(function);
+        doomed.send(&json!({"jsonrpc": "2.0", "id": 1, "method": "execute", "params": params}));
+        let status = doomed.wait_exit();
+        assert!(!status.success(), "{function} did not kill it: {status}");
+    }
+}
+
+#[test]
+fn planning_is_busy_until_the_next_execute_finishes_an_execute_killed_past_its_intent() {
+    let w = World::new();
+    // Started before the kill, so its own start finishes nothing.
+    let mut planner = w.fs_write();
+    let (params, request) = w.admitted(&mut planner, "notes/hello.txt", "hello\n");
+    w.execute_killed_at("FsWrite.apply", &params);
+    assert!(
+        !w.root.join("notes").exists(),
+        "the kill came before any change"
+    );
+
+    assert_eq!(planner.error_code("plan", request.clone()), "BUSY");
+    let finished = planner.result("execute", params.clone());
+    assert_eq!(finished["result"]["status"], "success", "{finished}");
+    assert_eq!(w.read("notes/hello.txt"), "hello\n");
+    let status = planner.result("status", json!({"plan_hash": params["plan_hash"]}));
+    assert_eq!(status["state"], "succeeded");
+    assert_eq!(status["result_hash"], finished["result_hash"]);
+    // Finished: planning works again, and the plan now writes nothing.
+    let again = planner.result("plan", request);
+    assert_eq!(again["plan"]["intended_effects"], json!([]), "{again}");
+    assert!(planner.close().success());
+}
+
+#[test]
+fn a_start_finishes_an_execute_killed_before_it_claimed_the_force_ack_and_spends_it() {
+    let w = World::new();
+    let mut srv = w.fs_write();
+    let (first, _) = w.admitted(&mut srv, "hello.txt", "hello\n");
+    srv.result("execute", first);
+    let (params, _) = w.admitted(&mut srv, "hello.txt", "hello, world\n");
+    assert!(
+        params.get("force_ack").is_some(),
+        "an overwrite is destructive"
+    );
+    assert!(srv.close().success());
+
+    w.execute_killed_at("Store.claim_nonce", &params);
+    let nonce = params["force_ack"]["nonce"].as_str().unwrap();
+    let claimed = w.store.join("nonces").join(nonce);
+    assert!(!claimed.exists(), "killed before the nonce was claimed");
+    assert_eq!(w.read("hello.txt"), "hello\n");
+
+    // A fresh process finishes it as it starts, before any request.
+    let mut srv = w.fs_write();
+    let status = srv.result("status", json!({"plan_hash": params["plan_hash"]}));
+    assert_eq!(status["state"], "succeeded", "{status}");
+    assert_eq!(w.read("hello.txt"), "hello, world\n");
+    assert!(
+        claimed.exists(),
+        "the approval the finished execute used is spent"
+    );
+    // The same execute, force-ack and all, returns what was recorded.
+    let answer = srv.result("execute", params);
+    assert_eq!(answer["result_hash"], status["result_hash"]);
+    assert!(srv.close().success());
+}
