@@ -175,6 +175,10 @@ pub struct ConformanceArgs {
     /// How long to wait for any one reply, e.g. `30s`.
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     pub timeout: std::time::Duration,
+    /// Seed the instants at which `execute.killed` kills the mechanism (the check prints the
+    /// seed it used, so a failure can be replayed); random by default.
+    #[arg(long, value_name = "N")]
+    pub kill_seed: Option<u64>,
     /// The mechanism's command line, after `--`.
     #[arg(last = true, required = true, value_name = "COMMAND")]
     pub command: Vec<String>,

@@ -4,8 +4,8 @@
 //! a seed directory, and a fresh store), with the same command-line conventions the
 //! registry uses (`{workspace}` and `{store}` placeholders, `--force-ack-signers FILE`
 //! appended), and checks it only through the protocol: framing, JSON-RPC 2.0 errors, stdout
-//! hygiene, describe, then every operation's examples from plan to a second execute. See
-//! [`suite`] for the checks. It is the test a mechanism author runs before registering one.
+//! hygiene, describe, then every operation's examples from plan to a second execute, and
+//! executes killed at seeded instants and finished by the next. See [`suite`] for the checks. It is the test a mechanism author runs before registering one.
 
 pub mod peer;
 pub mod report;
@@ -14,6 +14,8 @@ pub mod world;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+
+use protocol::force_ack::ssh_key::rand_core::{OsRng, RngCore};
 
 use crate::registry::{self, LaunchPaths};
 use peer::Launch;
@@ -36,6 +38,8 @@ pub struct Options {
     pub seed: Option<PathBuf>,
     /// How long to wait for any one reply.
     pub timeout: Duration,
+    /// The seed of `execute.killed`'s kill instants, to replay a run; random when `None`.
+    pub kill_seed: Option<u64>,
 }
 
 /// Why the harness could not run at all (a failing mechanism is a report, not an error).
@@ -65,7 +69,8 @@ pub fn check(target: &Target, options: &Options) -> Result<Report, ConformanceEr
         )
         .map_err(|e| ConformanceError::Command(e.to_string()))?,
     };
-    Ok(suite::run(&world, &launch, options.timeout))
+    let kill_seed = options.kill_seed.unwrap_or_else(|| OsRng.next_u64());
+    Ok(suite::run(&world, &launch, options.timeout, kill_seed))
 }
 
 /// A path with a separator is taken as given (relative to the current directory); a bare

@@ -52,6 +52,7 @@ const CORE_CHECKS: &[&str] = &[
     "execute.replay",
     "status.succeeded",
     "plan.after-execute",
+    "execute.killed",
     "stdout.protocol-only",
     "process.exit",
 ];
@@ -191,6 +192,11 @@ fn our_git_mechanism_passes_every_check() {
     // Both examples ran, and the second (a deletion) exercised force-acks.
     assert!(run.rows["PASS"].contains_key("execute.force-ack [apply#2]"));
     assert!(run.rows["PASS"].contains_key("execute.idempotent [apply#1]"));
+    // Killed executes are finished, of a plan that needs no force-ack and of one that does.
+    for subject in ["apply#1", "apply#2"] {
+        let detail = &run.rows["PASS"][&format!("execute.killed [{subject}]")];
+        assert!(detail.starts_with("seed "), "{detail}");
+    }
 }
 
 #[test]
@@ -212,6 +218,14 @@ fn the_python_example_mechanism_passes_every_check() {
     assert_eq!(run.report["rows"][1]["outcome"], "PASS");
     let detail = run.rows["PASS"]["describe.schema"].as_str();
     assert!(detail.starts_with("fs_write "), "{detail}");
+    // Each operation's first example, and the first destructive write.
+    for subject in ["write#1", "write#2", "delete#1"] {
+        assert!(
+            run.rows["PASS"].contains_key(&format!("execute.killed [{subject}]")),
+            "{:#}",
+            run.report
+        );
+    }
 }
 
 #[test]
@@ -256,14 +270,21 @@ fn a_plan_that_differs_between_runs_fails_repeatability() {
 #[test]
 fn execute_accepting_an_unknown_hash_fails() {
     let run = check_git(&["python3", BROKEN_PROXY, "accepts-unknown-hash"]);
+    // A fresh process of it has issued nothing, so it fakes the execute of a real plan too:
+    // the kill check's uninterrupted execute gets no valid result.
     assert_fails_only(
         &run,
         &[
             "execute.forged-plan [apply#1]",
             "execute.forged-plan [apply#2]",
+            "execute.killed [apply#1]",
+            "execute.killed [apply#2]",
             "execute.unknown-plan",
         ],
     );
+    assert!(run
+        .failure("execute.killed [apply#1]")
+        .contains("an uninterrupted execute in a fresh process"));
     let detail = run.failure("execute.unknown-plan");
     assert!(
         detail.contains("succeeded where UNKNOWN_PLAN was required"),
@@ -285,6 +306,22 @@ fn a_spent_force_ack_that_works_again_fails_the_replay_check() {
         detail.contains("succeeded where FORCE_ACK_REPLAYED was required"),
         "{detail}"
     );
+}
+
+#[test]
+fn an_execute_killed_in_flight_that_the_next_one_cannot_finish_fails_the_kill_check() {
+    let run = check_git(&["python3", BROKEN_PROXY, "stale-after-kill"]);
+    assert_fails_only(
+        &run,
+        &["execute.killed [apply#1]", "execute.killed [apply#2]"],
+    );
+    let detail = run.failure("execute.killed [apply#1]");
+    assert!(
+        detail.contains("the next execute of the plan, in a fresh process: failed: STALE_PLAN"),
+        "{detail}"
+    );
+    // The seed is printed, to replay the instants with.
+    assert!(detail.contains("--kill-seed "), "{detail}");
 }
 
 #[test]

@@ -21,6 +21,7 @@ pub fn run(out: Output, args: &ConformanceArgs) -> Result<u8, CommandError> {
     let options = Options {
         seed: args.seed.clone(),
         timeout: args.timeout,
+        kill_seed: args.kill_seed,
     };
     let report = conformance::check(&target, &options)
         .map_err(|e| CommandError::bad_input(None, e.to_string()))?;

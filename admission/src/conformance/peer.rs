@@ -10,6 +10,7 @@
 use std::collections::VecDeque;
 use std::ffi::OsString;
 use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
@@ -122,17 +123,42 @@ pub struct Peer {
     stderr: Arc<Mutex<Vec<u8>>>,
     next_id: u64,
     timeout: Duration,
+    /// Whether the process leads a process group of its own ([`Peer::spawn_killable`]).
+    own_group: bool,
 }
 
 impl Peer {
     /// Starts the mechanism, to be spoken to in `framing`; replies wait at most `timeout`.
     pub fn spawn(launch: &Launch, framing: Framing, timeout: Duration) -> std::io::Result<Self> {
-        let mut child = Command::new(&launch.program)
+        Self::start(launch, framing, timeout, false)
+    }
+
+    /// Starts the mechanism in a process group of its own, so that [`Peer::kill`] ends it
+    /// and every process it started (a wrapper's child, a helper) at the same instant.
+    pub fn spawn_killable(
+        launch: &Launch,
+        framing: Framing,
+        timeout: Duration,
+    ) -> std::io::Result<Self> {
+        Self::start(launch, framing, timeout, true)
+    }
+
+    fn start(
+        launch: &Launch,
+        framing: Framing,
+        timeout: Duration,
+        own_group: bool,
+    ) -> std::io::Result<Self> {
+        let mut command = Command::new(&launch.program);
+        command
             .args(&launch.args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()?;
+            .stderr(Stdio::piped());
+        if own_group {
+            command.process_group(0);
+        }
+        let mut child = command.spawn()?;
         let stdin_pipe = child
             .stdin
             .take()
@@ -170,6 +196,7 @@ impl Peer {
             stderr,
             next_id: 0,
             timeout,
+            own_group,
         })
     }
 
@@ -204,6 +231,14 @@ impl Peer {
         let id = self.fresh_id();
         let request = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
         self.call_raw(request.to_string().as_bytes(), &id)
+    }
+
+    /// Sends a request for `method` without waiting for its reply; returns its id.
+    pub fn send(&mut self, method: &str, params: Value) -> std::io::Result<Value> {
+        let id = self.fresh_id();
+        let request = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
+        self.send_raw(request.to_string().as_bytes())?;
+        Ok(id)
     }
 
     /// Sends `payload` and waits for the response whose id is `id`.
@@ -285,6 +320,31 @@ impl Peer {
             violations: self.violations(),
             notifications: std::mem::take(&mut self.notifications),
         }
+    }
+
+    /// Kills the process with SIGKILL, as a crash would, with every process of its group when
+    /// it has one, and reaps it. Returns the responses it had sent and nobody took.
+    pub fn kill(mut self) -> Vec<Value> {
+        let pid = rustix::process::Pid::from_child(&self.child);
+        let killed = if self.own_group {
+            rustix::process::kill_process_group(pid, rustix::process::Signal::KILL)
+                .map_err(std::io::Error::from)
+        } else {
+            self.child.kill()
+        };
+        if let Err(error) = killed {
+            tracing::debug!(%error, "killing the mechanism (it may have exited already)");
+        }
+        let _ = self.child.wait();
+        drop(self.stdin.take());
+        while !self.closed {
+            match self.incoming.recv_timeout(QUIET_WINDOW) {
+                Ok(Some(message)) if is_notification(&message) => {}
+                Ok(Some(message)) => self.strays.push_back(message),
+                _ => self.closed = true,
+            }
+        }
+        self.strays.drain(..).collect()
     }
 
     fn wait_for(&mut self, wanted: impl Fn(&Value) -> bool) -> Result<Value, NoReply> {

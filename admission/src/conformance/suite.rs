@@ -3,9 +3,10 @@
 //!
 //! Three processes of the mechanism are started in one world: the main one (newline
 //! framing), one spoken to in `Content-Length` framing, and one that only plans, to show a
-//! plan is the same across processes. Every operation's examples then run in order, in
-//! describe order, each executed before the next is planned, so a later example may depend
-//! on an earlier one's effect (a write, then an overwrite: a destructive plan).
+//! plan is the same across processes (`execute.killed` starts, and kills, more). Every
+//! operation's examples then run in order, in describe order, each executed before the next
+//! is planned, so a later example may depend on an earlier one's effect (a write, then an
+//! overwrite: a destructive plan).
 //!
 //! The checks, by id (those with an example's name in brackets run once per example):
 //! - `framing.lines`, `framing.content-length`: describe answered in the framing spoken, and
@@ -22,6 +23,9 @@
 //!   that change nothing in the workspace;
 //! - `execute.applies`, `execute.idempotent`, `execute.replay`, `status.succeeded`,
 //!   `plan.after-execute`: the execution, and what must hold after it;
+//! - `execute.killed`: on the first example of each operation (and the first destructive and
+//!   non-destructive ones), executes killed with SIGKILL at seeded instants, each finished by
+//!   the next execute in a fresh process as if never interrupted (see [`killed`]);
 //! - `stdout.protocol-only`, `process.exit`: over every process, to the end (and
 //!   `process.spawn` when one could not even start).
 
@@ -43,7 +47,10 @@ use time::OffsetDateTime;
 
 use super::peer::{excerpt, Launch, NoReply, Peer, Reply};
 use super::report::{Outcome, Report};
-use super::world::{Saved, World};
+use super::world::{Saved, Snapshot, World};
+use killed::Kills;
+
+mod killed;
 
 /// The largest `max_message_bytes` the harness will exceed on purpose to check the limit.
 const MAX_OVERSIZE_PROBE: u64 = 64 * 1024 * 1024;
@@ -61,12 +68,14 @@ const MAX_BATCH_PROBE: u64 = 64 * 1024 * 1024;
 /// What a check concluded: a detail for PASS, a reason for FAIL.
 type Check = Result<String, String>;
 
-/// Runs every check against the mechanism `launch` starts in `world`.
-pub fn run(world: &World, launch: &Launch, timeout: Duration) -> Report {
+/// Runs every check against the mechanism `launch` starts in `world`; `kill_seed` seeds the
+/// instants at which `execute.killed` kills it.
+pub fn run(world: &World, launch: &Launch, timeout: Duration, kill_seed: u64) -> Report {
     let mut suite = Suite {
         world,
         launch,
         timeout,
+        kills: Kills::new(kill_seed),
         report: Report::default(),
         violations: Vec::new(),
         exits: Vec::new(),
@@ -79,6 +88,8 @@ struct Suite<'a> {
     world: &'a World,
     launch: &'a Launch,
     timeout: Duration,
+    /// Which examples `execute.killed` runs on, and when it kills.
+    kills: Kills,
     report: Report,
     /// stdout violations of every process, with the process's name.
     violations: Vec<(String, String)>,
@@ -89,6 +100,7 @@ struct Suite<'a> {
 /// What an executed example left for the next checks.
 struct Executed {
     result_hash: Digest,
+    witness_hash: Digest,
 }
 
 impl Suite<'_> {
@@ -720,25 +732,43 @@ impl ExampleRun<'_, '_> {
         if let Some(ack) = &force_ack {
             params["force_ack"] = ack.clone();
         }
-        // The world before a destructive plan, to reset it to and try the spent force-ack.
-        let base = if plan.destructive {
-            match world.save() {
-                Ok(saved) => Some(saved),
-                Err(e) => {
-                    self.record("execute.replay", Err(e));
-                    None
-                }
+        // The world before the plan, to reset it to: to try a spent force-ack, and to kill
+        // executes of the plan.
+        let base = match world.save() {
+            Ok(saved) => Some(saved),
+            Err(e) => {
+                let check = if plan.destructive {
+                    "execute.replay"
+                } else {
+                    "execute.killed"
+                };
+                self.record(check, Err(e));
+                None
             }
-        } else {
-            None
         };
         let executed = self.execute(&params, &plan_hash, &plan, &admission, force_ack.is_some());
         if let Some(executed) = executed {
-            self.idempotent(&params, &executed);
-            if let Some(base) = &base {
-                self.replay(&params, base);
+            // What an uninterrupted execute makes of the base: nothing may change it now, and
+            // a killed execute, once finished, must leave the same.
+            match world.snapshot() {
+                Ok(applied) => {
+                    self.idempotent(&params, &executed, &applied);
+                    if let (true, Some(base)) = (plan.destructive, &base) {
+                        self.replay(&params, base);
+                    }
+                    self.status_after(&plan_hash, &executed);
+                    if let Some(base) = &base {
+                        if self
+                            .suite
+                            .kills
+                            .wanted(&self.operation.name, plan.destructive)
+                        {
+                            self.killed(&plan_hash, &plan, base, &applied);
+                        }
+                    }
+                }
+                Err(e) => self.record("execute.idempotent", Err(e)),
             }
-            self.status_after(&plan_hash, &executed);
         }
         self.plan_after(&request, &plan_hash);
         Some(plan.destructive)
@@ -1135,80 +1165,24 @@ impl ExampleRun<'_, '_> {
     ) -> Option<Executed> {
         let world = self.suite.world;
         let reply = self.main.call(verbs::EXECUTE, params.clone());
-        let check = (|| {
-            let result = reply
-                .map_err(|no| no.to_string())?
-                .map_err(|e| format!("execute failed: {}", e.describe()))?;
-            schema::validate(SchemaName::ExecuteResult, &result)
-                .map_err(|e| format!("the execute response: {e}"))?;
-            let artifact = |field: &str, hash_field: &str| -> Result<(Artifact, Digest), String> {
-                let artifact = Artifact::from_value(result[field].clone())
-                    .map_err(|e| format!("{field}: {e}"))?;
-                schema::validate_artifact(&artifact).map_err(|e| format!("{field}: {e}"))?;
-                let claimed: Digest = serde_json::from_value(result[hash_field].clone())
-                    .map_err(|e| format!("{hash_field}: {e}"))?;
-                if artifact.digest() != claimed {
-                    return Err(format!(
-                        "{hash_field} is {claimed}, but the {field}'s digest is {}",
-                        artifact.digest()
-                    ));
-                }
-                world.holds(&claimed, artifact.value(), field)?;
-                Ok((artifact, claimed))
-            };
-            let (result_artifact, result_hash) = artifact("result", "result_hash")?;
-            let (witness_artifact, witness_hash) = artifact("witness", "witness_hash")?;
-            let outcome: protocol::artifact::kinds::ResultArtifact =
-                result_artifact.view().map_err(|e| e.to_string())?;
-            if outcome.plan_hash != *plan_hash {
-                return Err(format!("the result is for plan {}", outcome.plan_hash));
-            }
-            if outcome.status != ResultStatus::Success {
-                return Err(format!(
-                    "the result says {:?}: {:?}",
-                    outcome.status, outcome.error
-                ));
-            }
-            if !same_effects(&outcome.effects_applied, &plan.intended_effects) {
-                return Err(format!(
-                    "effects_applied {} differ from intended_effects {}",
-                    json!(outcome.effects_applied),
-                    json!(plan.intended_effects)
-                ));
-            }
-            let witness: ResultWitness = witness_artifact.view().map_err(|e| e.to_string())?;
-            let p = &witness.predicate;
-            if p.plan_hash != *plan_hash
-                || p.admission_hash != *admission
-                || p.result_hash != result_hash
-            {
-                return Err("the witness does not link this plan, admission and result".to_owned());
-            }
-            if p.force_ack_hash.is_some() != with_force_ack {
-                return Err(format!(
-                    "the witness {} a force-ack, but the plan {} destructive",
-                    if p.force_ack_hash.is_some() {
-                        "names"
-                    } else {
-                        "does not name"
-                    },
-                    if with_force_ack { "is" } else { "is not" }
-                ));
-            }
-            Ok((result_hash, witness_hash))
-        })();
+        let check = reply
+            .map_err(|no| no.to_string())
+            .and_then(|reply| reply.map_err(|e| format!("execute failed: {}", e.describe())))
+            .and_then(|result| {
+                check_executed(world, &result, plan_hash, plan, admission, with_force_ack)
+            });
         match check {
-            Ok((result_hash, witness_hash)) => {
+            Ok(executed) => {
                 self.record(
                     "execute.applies",
                     Ok(format!(
                         "result {} and witness {} validate, are stored, link plan, admission{} and result, and applied exactly the intended effects",
-                        short(&result_hash),
-                        short(&witness_hash),
+                        short(&executed.result_hash),
+                        short(&executed.witness_hash),
                         if with_force_ack { ", force-ack" } else { "" }
                     )),
                 );
-                Some(Executed { result_hash })
+                Some(executed)
             }
             Err(reason) => {
                 self.record("execute.applies", Err(reason));
@@ -1217,10 +1191,9 @@ impl ExampleRun<'_, '_> {
         }
     }
 
-    fn idempotent(&mut self, params: &Value, first: &Executed) {
+    fn idempotent(&mut self, params: &Value, first: &Executed, before: &Snapshot) {
         let world = self.suite.world;
         let check = (|| {
-            let before = world.snapshot()?;
             let again = self
                 .main
                 .call(verbs::EXECUTE, params.clone())
@@ -1232,7 +1205,7 @@ impl ExampleRun<'_, '_> {
                     again["result_hash"], first.result_hash
                 ));
             }
-            unchanged(world, &before)?;
+            unchanged(world, before)?;
             Ok("executing again returns the recorded result and changes nothing".to_owned())
         })();
         self.record("execute.idempotent", check);
@@ -1296,6 +1269,83 @@ impl ExampleRun<'_, '_> {
         };
         self.record("plan.after-execute", check);
     }
+}
+
+/// Checks an execute's successful `result`: it validates, its result and witness are stored
+/// under their digests, the result is a success for `plan_hash` that applied exactly the
+/// intended effects, and the witness links the plan, `admission`, the result and, exactly
+/// when the plan is destructive, a force-ack.
+fn check_executed(
+    world: &World,
+    result: &Value,
+    plan_hash: &Digest,
+    plan: &Plan,
+    admission: &Digest,
+    with_force_ack: bool,
+) -> Result<Executed, String> {
+    schema::validate(SchemaName::ExecuteResult, result)
+        .map_err(|e| format!("the execute response: {e}"))?;
+    let artifact = |field: &str, hash_field: &str| -> Result<(Artifact, Digest), String> {
+        let artifact =
+            Artifact::from_value(result[field].clone()).map_err(|e| format!("{field}: {e}"))?;
+        schema::validate_artifact(&artifact).map_err(|e| format!("{field}: {e}"))?;
+        let claimed: Digest = serde_json::from_value(result[hash_field].clone())
+            .map_err(|e| format!("{hash_field}: {e}"))?;
+        if artifact.digest() != claimed {
+            return Err(format!(
+                "{hash_field} is {claimed}, but the {field}'s digest is {}",
+                artifact.digest()
+            ));
+        }
+        world.holds(&claimed, artifact.value(), field)?;
+        Ok((artifact, claimed))
+    };
+    let (result_artifact, result_hash) = artifact("result", "result_hash")?;
+    let (witness_artifact, witness_hash) = artifact("witness", "witness_hash")?;
+    let outcome: protocol::artifact::kinds::ResultArtifact =
+        result_artifact.view().map_err(|e| e.to_string())?;
+    if outcome.plan_hash != *plan_hash {
+        return Err(format!("the result is for plan {}", outcome.plan_hash));
+    }
+    if outcome.status != ResultStatus::Success {
+        return Err(format!(
+            "the result says {:?}: {:?}",
+            outcome.status, outcome.error
+        ));
+    }
+    if !same_effects(&outcome.effects_applied, &plan.intended_effects) {
+        return Err(format!(
+            "effects_applied {} differ from intended_effects {}",
+            json!(outcome.effects_applied),
+            json!(plan.intended_effects)
+        ));
+    }
+    let witness: ResultWitness = witness_artifact.view().map_err(|e| e.to_string())?;
+    let p = &witness.predicate;
+    if p.plan_hash != *plan_hash || p.result_hash != result_hash {
+        return Err("the witness does not link this plan, admission and result".to_owned());
+    }
+    if p.admission_hash != *admission {
+        return Err(format!(
+            "the witness names admission {}, not this execute's {admission}: a result recorded by another execute, of a world since reset to the plan's base?",
+            p.admission_hash
+        ));
+    }
+    if p.force_ack_hash.is_some() != with_force_ack {
+        return Err(format!(
+            "the witness {} a force-ack, but the plan {} destructive",
+            if p.force_ack_hash.is_some() {
+                "names"
+            } else {
+                "does not name"
+            },
+            if with_force_ack { "is" } else { "is not" }
+        ));
+    }
+    Ok(Executed {
+        result_hash,
+        witness_hash,
+    })
 }
 
 /// Validates a describe result and reads it: schemas, params schemas, examples.
@@ -1450,7 +1500,7 @@ fn oversized_request(limit: u64) -> Vec<u8> {
     frame(usize::try_from(pad).unwrap_or(usize::MAX)).into_bytes()
 }
 
-fn unchanged(world: &World, before: &super::world::Snapshot) -> Result<(), String> {
+fn unchanged(world: &World, before: &Snapshot) -> Result<(), String> {
     let after = world.snapshot()?;
     match before.first_difference(&after) {
         None => Ok(()),

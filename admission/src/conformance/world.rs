@@ -2,7 +2,7 @@
 //! a trusted and an untrusted operator key, and the admission records the harness writes
 //! for the plans it executes.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::io;
 use std::os::unix::fs::PermissionsExt;
@@ -151,6 +151,36 @@ impl World {
         destructive: bool,
         decision: AdmissionDecision,
     ) -> Result<Digest, String> {
+        self.witness(plan_hash, mechanism, destructive, decision, String::new())
+    }
+
+    /// Another ADMIT witness for `plan_hash`, told apart from every other by `round` (its
+    /// gates' reasons name it), so a result recorded with it is known to be that round's.
+    pub fn admission_for_round(
+        &self,
+        plan_hash: Digest,
+        mechanism: MechanismRef,
+        destructive: bool,
+        round: &str,
+    ) -> Result<Digest, String> {
+        let note = format!(" ({round})");
+        self.witness(
+            plan_hash,
+            mechanism,
+            destructive,
+            AdmissionDecision::Admit,
+            note,
+        )
+    }
+
+    fn witness(
+        &self,
+        plan_hash: Digest,
+        mechanism: MechanismRef,
+        destructive: bool,
+        decision: AdmissionDecision,
+        note: String,
+    ) -> Result<Digest, String> {
         let gate_decision = match decision {
             AdmissionDecision::Admit => GateDecision::Pass,
             AdmissionDecision::Deny => GateDecision::Fail,
@@ -166,7 +196,7 @@ impl World {
                     decision: gate_decision,
                     code: (decision == AdmissionDecision::Deny)
                         .then_some(protocol::ErrorCode::CapabilityDenied),
-                    reason: "set by the conformance harness".to_owned(),
+                    reason: format!("set by the conformance harness{note}"),
                 })
                 .collect(),
             decision,
@@ -249,24 +279,70 @@ pub struct Saved {
 
 /// The state of a workspace, path by path.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Snapshot(BTreeMap<PathBuf, String>);
+pub struct Snapshot(BTreeMap<PathBuf, Entry>);
+
+/// One path of a snapshot: what it is, and what it holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Entry {
+    /// `file MODE`, `directory MODE` or `symlink`.
+    shape: String,
+    /// A file's digest, a symlink's target; empty for a directory.
+    content: String,
+}
+
+impl std::fmt::Display for Entry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.content.is_empty() {
+            f.write_str(&self.shape)
+        } else {
+            write!(f, "{} {}", self.shape, self.content)
+        }
+    }
+}
 
 impl Snapshot {
     /// The first difference from `later`, for a report; `None` when they are equal.
     pub fn first_difference(&self, later: &Snapshot) -> Option<String> {
-        let paths: std::collections::BTreeSet<&PathBuf> =
-            self.0.keys().chain(later.0.keys()).collect();
+        self.first_difference_except(later, &BTreeSet::new())
+    }
+
+    /// As [`Snapshot::first_difference`], except that the paths in `content_free` need only
+    /// be there, of the same shape (kind and mode), in both: their content may differ.
+    pub fn first_difference_except(
+        &self,
+        later: &Snapshot,
+        content_free: &BTreeSet<PathBuf>,
+    ) -> Option<String> {
+        let paths: BTreeSet<&PathBuf> = self.0.keys().chain(later.0.keys()).collect();
         paths.into_iter().find_map(|path| {
             let (before, after) = (self.0.get(path), later.0.get(path));
-            (before != after).then(|| {
-                let show = |s: Option<&String>| s.map_or("absent".to_owned(), Clone::clone);
+            let same = match (before, after) {
+                (Some(b), Some(a)) if content_free.contains(path) => b.shape == a.shape,
+                _ => before == after,
+            };
+            (!same).then(|| {
+                let show = |e: Option<&Entry>| e.map_or("absent".to_owned(), Entry::to_string);
                 format!("{}: {} -> {}", path.display(), show(before), show(after))
             })
         })
     }
+
+    /// The paths both snapshots hold in the same shape but with other content.
+    pub fn changed_content(&self, later: &Snapshot) -> BTreeSet<PathBuf> {
+        self.0
+            .iter()
+            .filter(|(path, entry)| {
+                later
+                    .0
+                    .get(*path)
+                    .is_some_and(|l| l.shape == entry.shape && l.content != entry.content)
+            })
+            .map(|(path, _)| path.clone())
+            .collect()
+    }
 }
 
-fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<PathBuf, String>) -> io::Result<()> {
+fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<PathBuf, Entry>) -> io::Result<()> {
     for entry in fs::read_dir(dir)? {
         let entry = entry?;
         let path = entry.path();
@@ -274,16 +350,32 @@ fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<PathBuf, String>) -> io::Res
         let rel = path.strip_prefix(root).unwrap_or(&path).to_path_buf();
         let mode = meta.permissions().mode();
         if meta.file_type().is_symlink() {
+            let content = format!("to {}", fs::read_link(&path)?.display());
             out.insert(
                 rel,
-                format!("symlink to {}", fs::read_link(&path)?.display()),
+                Entry {
+                    shape: "symlink".to_owned(),
+                    content,
+                },
             );
         } else if meta.is_dir() {
-            out.insert(rel, format!("directory {mode:o}"));
+            out.insert(
+                rel,
+                Entry {
+                    shape: format!("directory {mode:o}"),
+                    content: String::new(),
+                },
+            );
             walk(root, &path, out)?;
         } else {
             let digest = Digest::of_reader(fs::File::open(&path)?)?;
-            out.insert(rel, format!("file {mode:o} {digest}"));
+            out.insert(
+                rel,
+                Entry {
+                    shape: format!("file {mode:o}"),
+                    content: digest.to_string(),
+                },
+            );
         }
     }
     Ok(())
