@@ -235,10 +235,16 @@ fn refuse_unless_in_time(plan: &Plan, deadline: Option<Instant>) -> Result<(), E
     Ok(())
 }
 
+/// Errors that refuse an execution before anything is applied: nothing to record. A
+/// force-ack found spent when its nonce is claimed (a racing use) is one of them.
 fn is_refusal(code: ErrorCode) -> bool {
     matches!(
         code,
-        ErrorCode::Cancelled | ErrorCode::DeadlineExceeded | ErrorCode::StalePlan | ErrorCode::Busy
+        ErrorCode::Cancelled
+            | ErrorCode::DeadlineExceeded
+            | ErrorCode::StalePlan
+            | ErrorCode::Busy
+            | ErrorCode::ForceAckReplayed
     )
 }
 
