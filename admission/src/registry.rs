@@ -5,9 +5,10 @@
 //! The registry is a `mechanism.registry/v0` artifact. The shipped one,
 //! `registry/mechanisms.json`, is embedded in the binary and used unless `--registry FILE`
 //! names another. Either way it is parsed as strict I-JSON, validated against
-//! `schemas/registry.v0.json`, read into the typed view, and checked further here (unique
-//! ids, grant globs in the grant language, well-formed argument templates). Its digest is
-//! the policy digest every AdmissionWitness records, so a witness says which policy judged.
+//! `protocol/schemas/registry.v0.json`, read into the typed view, and checked further here
+//! (unique ids, grant globs in the grant language, well-formed argument templates). Its
+//! digest is the policy digest every AdmissionWitness records, so a witness says which policy
+//! judged.
 //!
 //! # Starting a mechanism
 //!
@@ -87,7 +88,7 @@ pub enum RegistryError {
         /// Why.
         source: ArtifactError,
     },
-    /// The registry does not match `schemas/registry.v0.json`.
+    /// The registry does not match `protocol/schemas/registry.v0.json`.
     #[error("registry {origin}: {source}")]
     Schema {
         /// Where it came from.

@@ -236,9 +236,9 @@ PATH_PARAMS_SCHEMA = {
     "properties": {"path": {"type": "string", "maxLength": 4096,
                             "description": "The file, relative to the root, /-separated."}},
 }
-# The verbs' params, as schemas/verbs/*.params.json say. `operation` need only be a string (an
-# unknown one is UNKNOWN_OPERATION, as the Rust server answers), and `force_ack` is checked by
-# the force-ack verifier, which says what is wrong with it.
+# The verbs' params, as protocol/schemas/verbs/*.params.json say. `operation` need only be a
+# string (an unknown one is UNKNOWN_OPERATION, as the Rust server answers), and `force_ack` is
+# checked by the force-ack verifier, which says what is wrong with it.
 VERB_PARAMS = {
     "describe": {"type": "object", "additionalProperties": False, "properties": {
         "protocol_versions": {"type": "array", "minItems": 1, "items": {"type": "string"}}}},

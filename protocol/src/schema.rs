@@ -1,4 +1,5 @@
-//! The JSON Schemas of `schemas/`, embedded at build time and compiled once per process.
+//! The JSON Schemas of this crate's `schemas/`, embedded at build time and compiled once per
+//! process.
 //!
 //! Every schema has an `$id` under [`BASE_URI`] (an `.invalid` host: never fetchable) and
 //! refers to the others by those absolute ids. All of them are registered up front, and the
@@ -24,7 +25,7 @@ pub const DRAFT_2020_12: &str = "https://json-schema.org/draft/2020-12/schema";
 /// The shared definitions file, relative to `schemas/`; referenced, never validated against.
 pub const DEFS_PATH: &str = "defs.json";
 
-const DEFS_SOURCE: &str = include_str!("../../schemas/defs.json");
+const DEFS_SOURCE: &str = include_str!("../schemas/defs.json");
 
 /// At most this many violations are reported; one broken list can produce thousands.
 pub const MAX_VIOLATIONS: usize = 20;
@@ -61,7 +62,7 @@ macro_rules! schemas {
             const fn source(self) -> &'static str {
                 match self {
                     $(SchemaName::$variant =>
-                        include_str!(concat!("../../schemas/", $stem, ".json")),)*
+                        include_str!(concat!("../schemas/", $stem, ".json")),)*
                 }
             }
         }

@@ -1,6 +1,6 @@
-//! The schemas of `schemas/`: every one is embedded and compiles, accepts its good example
-//! (a fixture under `tests/fixtures/`, at the schema's own path) and refuses bad ones; every
-//! typed view and verb type built in Rust validates and round-trips.
+//! The schemas of this crate's `schemas/`: every one is embedded and compiles, accepts its
+//! good example (a fixture under `tests/fixtures/`, at the schema's own path) and refuses bad
+//! ones; every typed view and verb type built in Rust validates and round-trips.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
@@ -17,7 +17,7 @@ use serde::Serialize;
 use serde_json::{json, Value};
 
 fn schemas_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../schemas")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas")
 }
 
 fn schema_source(path: &str) -> Value {

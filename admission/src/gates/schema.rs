@@ -1,5 +1,5 @@
-//! G-SCHEMA: what the mechanism sent has the shapes `schemas/` defines, and the workorder's
-//! params fit the operation's declared params schema.
+//! G-SCHEMA: what the mechanism sent has the shapes `protocol/schemas/` defines, and the
+//! workorder's params fit the operation's declared params schema.
 //!
 //! Checked: the `describe` result and the `plan` result as received (the plan result's
 //! schema refers to the plan artifact's, so the artifact is validated there, once); that the

@@ -65,7 +65,7 @@ pub(super) fn register(state: State) -> Result<RpcModule<State>, ServerError> {
 
 /// The params of a verb, with the schema they must satisfy.
 pub(super) trait VerbParams: DeserializeOwned {
-    /// `schemas/verbs/<verb>.params.json`.
+    /// `protocol/schemas/verbs/<verb>.params.json`.
     const SCHEMA: SchemaName;
 }
 

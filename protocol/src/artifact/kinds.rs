@@ -5,8 +5,8 @@
 //! [`Artifact::view`](crate::artifact::Artifact::view) checks it. The exception is an in-toto
 //! statement (the ResultWitness), which names its kind by `predicateType`: see
 //! [`PREDICATE_KINDS`]. The views deliberately accept unknown fields, so a newer producer's
-//! artifact still reads; the JSON Schemas in `schemas/` decide what is required and how strict
-//! each field is.
+//! artifact still reads; the JSON Schemas in this crate's `schemas/` decide what is required
+//! and how strict each field is.
 
 use crate::artifact::Kind;
 
