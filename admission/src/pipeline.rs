@@ -617,14 +617,15 @@ impl Flow<'_> {
             code: e.code(),
             message: e.to_string(),
         })?;
-        let used = self
-            .setup
-            .store_dir
-            .join(force_ack::NONCE_DIR)
-            .join(&verified.nonce);
+        let used = force_ack::nonce_claimed(&self.setup.store, &verified.nonce).map_err(|e| {
+            ErrorInfo {
+                code: e.code(),
+                message: e.to_string(),
+            }
+        })?;
         // A plan whose recorded result may still hold is the server's to judge: it returns
         // that result and applies nothing, or refuses the replay if the world was reset.
-        if used.exists() && !self.has_succeeded(&admitted.plan_hash) {
+        if used && !self.has_succeeded(&admitted.plan_hash) {
             return Err(ErrorInfo {
                 code: ErrorCode::ForceAckReplayed,
                 message: format!(

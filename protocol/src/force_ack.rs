@@ -25,9 +25,7 @@
 //! Not enabled: `encryption` (passphrase-protected private keys; such operators sign with
 //! `ssh-keygen -Y sign`, which can use their agent), `p384`/`p521`, `dsa`.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
-use std::path::{Path, PathBuf};
+use std::io;
 
 use serde_json::{json, Map, Value};
 use ssh_key::rand_core::{OsRng, RngCore};
@@ -38,6 +36,7 @@ use time::{Duration, OffsetDateTime, UtcOffset};
 use crate::canonical;
 use crate::digest::Digest;
 use crate::error::ErrorCode;
+use crate::store::{check_nonce, NonceClaim, Store, StoreError};
 
 pub mod allowed_signers;
 
@@ -51,9 +50,6 @@ pub const KIND: &str = "mechanism.force-ack/v0";
 
 /// The SSHSIG namespace force-acks are signed in, so no other SSH signature can pass as one.
 pub const NAMESPACE: &str = "mechanism-force-ack";
-
-/// The store subdirectory holding one file per used nonce.
-pub const NONCE_DIR: &str = "nonces";
 
 /// Longest `approver` accepted; principals are `user@domain` identities, not prose.
 const MAX_APPROVER_LEN: usize = 256;
@@ -163,14 +159,9 @@ pub enum ForceAckError {
         /// What is wrong with the key.
         reason: String,
     },
-    /// The nonce record could not be written.
-    #[error("cannot record force-ack nonce in {}: {source}", path.display())]
-    Store {
-        /// The file or directory involved.
-        path: PathBuf,
-        /// What the OS said.
-        source: io::Error,
-    },
+    /// The store could not record or read the nonce's claim.
+    #[error("the store cannot record or read the force-ack nonce: {0}")]
+    Store(#[from] StoreError),
 }
 
 impl ForceAckError {
@@ -187,7 +178,7 @@ impl ForceAckError {
             Self::Expired { .. } | Self::TooLong { .. } => ErrorCode::ForceAckExpired,
             Self::Replayed { .. } => ErrorCode::ForceAckReplayed,
             Self::Signing { .. } => ErrorCode::InvalidParams,
-            Self::Store { .. } => ErrorCode::InternalError,
+            Self::Store(_) => ErrorCode::InternalError,
         }
     }
 }
@@ -376,55 +367,26 @@ pub fn verify(
     })
 }
 
-/// Records `nonce` as used, for `plan_hash`, in `<store_root>/nonces/<nonce>`.
+/// Records `nonce` as used, for `plan_hash`, in the store ([`Store::claim_nonce`]).
 ///
-/// The file is created exclusively, so of any number of concurrent claims (threads or
-/// processes) exactly one succeeds; it and its directory are flushed before this returns, so
-/// a claim survives a crash. Call it after [`verify`] and before applying any effect.
-pub fn claim_nonce(
-    store_root: &Path,
-    nonce: &str,
-    plan_hash: &Digest,
-) -> Result<(), ForceAckError> {
-    // The nonce becomes a file name: the format check is also what keeps it inside the store.
+/// Of any number of concurrent claims (threads or processes) exactly one succeeds, and a
+/// claim survives a crash. Call it after [`verify`] and before applying any effect.
+pub fn claim_nonce(store: &Store, nonce: &str, plan_hash: &Digest) -> Result<(), ForceAckError> {
+    // Checked here too, so a malformed nonce is the force-ack's fault, not the store's.
     check_nonce(nonce).map_err(malformed)?;
-    let dir = store_root.join(NONCE_DIR);
-    let store_err = |path: &Path| {
-        let path = path.to_owned();
-        move |source: io::Error| ForceAckError::Store { path, source }
-    };
-    if !dir.is_dir() {
-        fs::create_dir_all(&dir).map_err(store_err(&dir))?;
-        sync_dir(store_root).map_err(store_err(store_root))?;
+    match store.claim_nonce(nonce, plan_hash)? {
+        NonceClaim::Claimed => Ok(()),
+        NonceClaim::Spent => Err(ForceAckError::Replayed {
+            nonce: nonce.to_owned(),
+        }),
     }
-    let path = dir.join(nonce);
-    let mut file = match OpenOptions::new().write(true).create_new(true).open(&path) {
-        Ok(file) => file,
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-            return Err(ForceAckError::Replayed {
-                nonce: nonce.to_owned(),
-            })
-        }
-        Err(e) => return Err(store_err(&path)(e)),
-    };
-    // From here on the nonce is taken even if a write fails: failing closed costs the
-    // operator a fresh approval, failing open could run an effect twice.
-    writeln!(file, "{plan_hash}")
-        .and_then(|()| file.sync_all())
-        .map_err(store_err(&path))?;
-    sync_dir(&dir).map_err(store_err(&dir))
 }
 
 /// Whether `nonce` was claimed already, so that a force-ack carrying it is spent. Only an
 /// early answer: [`claim_nonce`] alone decides, atomically.
-pub fn nonce_claimed(store_root: &Path, nonce: &str) -> Result<bool, ForceAckError> {
+pub fn nonce_claimed(store: &Store, nonce: &str) -> Result<bool, ForceAckError> {
     check_nonce(nonce).map_err(malformed)?;
-    Ok(store_root.join(NONCE_DIR).join(nonce).exists())
-}
-
-/// Flushes a directory's entries (a new file name) to disk.
-fn sync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
+    Ok(store.nonce_spent(nonce)?)
 }
 
 /// The fields of a force-ack without `signature`, checked.
@@ -500,21 +462,6 @@ fn check_approver(approver: &str) -> Result<(), String> {
         return Err("approver contains a control character".into());
     }
     Ok(())
-}
-
-/// `^[0-9a-f]{32}$`.
-fn check_nonce(nonce: &str) -> Result<(), String> {
-    if nonce.len() == 32
-        && nonce
-            .bytes()
-            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
-    {
-        Ok(())
-    } else {
-        Err(format!(
-            "nonce {nonce:?} must be exactly 32 lowercase hex digits (16 random bytes)"
-        ))
-    }
 }
 
 /// RFC 3339 in UTC, spelled with upper-case `T` and `Z`, as in `2026-11-22T19:00:00Z`.

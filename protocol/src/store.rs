@@ -7,6 +7,8 @@
 //! - `objects/sha256/<first 2 hex>/<remaining 62 hex>.prov.json`: its provenance sidecar;
 //! - `refs/<namespace>/<key>.json`: small mutable records naming objects ([`refs`]), the
 //!   one part of the store that is replaced in place;
+//! - `nonces/<nonce>`: one file per spent force-ack nonce, created exclusively and never
+//!   changed ([`Store::claim_nonce`]);
 //! - `tmp/`: files being written. They live on the same filesystem as `objects/`, so the final
 //!   rename is atomic and a reader never sees half an object.
 //!
@@ -21,6 +23,7 @@
 //! same bytes, so whichever rename lands last leaves the same content; the sidecar is created
 //! with a no-clobber rename, so the first record to land is kept.
 
+mod nonces;
 mod provenance;
 pub mod refs;
 mod verified;
@@ -35,6 +38,7 @@ use crate::artifact::{Artifact, ArtifactError};
 use crate::digest::{Digest, Hasher};
 use crate::error::ErrorCode;
 
+pub use nonces::{check_nonce, NonceClaim};
 pub use provenance::{Provenance, ProvenanceRecord, BLOB_KIND};
 pub use verified::VerifiedReader;
 
@@ -115,6 +119,22 @@ pub enum StoreError {
         /// What is wrong with it.
         reason: String,
     },
+    /// A force-ack nonce is not 32 lowercase hex digits, so it names no file of the store.
+    #[error("bad force-ack nonce: {reason}")]
+    BadNonce {
+        /// The nonce as given.
+        nonce: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A nonce's claim is torn, oversized or names no plan.
+    #[error("{}: unreadable nonce claim: {reason}", path.display())]
+    BadNonceClaim {
+        /// The claim's file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// A provenance sidecar could not be encoded or decoded.
     #[error("{}: bad provenance record: {source}", path.display())]
     Provenance {
@@ -135,13 +155,15 @@ impl StoreError {
             Self::NotFound(_) => ErrorCode::UnknownArtifact,
             Self::IntegrityMismatch { .. } => ErrorCode::IntegrityMismatch,
             Self::TooLarge { .. } => ErrorCode::MessageTooLarge,
-            Self::Artifact { .. } | Self::NotCanonical(_) | Self::BadRefName { .. } => {
-                ErrorCode::InvalidParams
-            }
+            Self::Artifact { .. }
+            | Self::NotCanonical(_)
+            | Self::BadRefName { .. }
+            | Self::BadNonce { .. } => ErrorCode::InvalidParams,
             Self::Input(_)
             | Self::Output(_)
             | Self::Io { .. }
             | Self::BadRef { .. }
+            | Self::BadNonceClaim { .. }
             | Self::Provenance { .. } => ErrorCode::InternalError,
         }
     }

@@ -8,6 +8,7 @@ use protocol::canonical;
 use protocol::force_ack::allowed_signers::{AllowedSigners, Refusal};
 use protocol::force_ack::ssh_key::{HashAlg, PrivateKey, PublicKey};
 use protocol::force_ack::{self, Expected, ForceAckError, Verified, NAMESPACE};
+use protocol::store::Store;
 use protocol::{Digest, ErrorCode};
 use serde_json::{json, Value};
 use tempfile::TempDir;
@@ -678,41 +679,47 @@ fn sign_refuses_signed_objects_and_encrypted_keys() {
     assert!(error.to_string().contains("ssh-keygen -Y sign"), "{error}");
 }
 
-fn nonce_file(store: &Path, nonce: &str) -> PathBuf {
-    store.join(force_ack::NONCE_DIR).join(nonce)
+fn store() -> (TempDir, Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path().join("store")).unwrap();
+    (dir, store)
 }
 
 #[test]
 fn second_claim_of_a_nonce_is_replayed() {
-    let store = tempfile::tempdir().unwrap();
-    force_ack::claim_nonce(store.path(), NONCE, &plan()).unwrap();
+    let (_dir, store) = store();
+    force_ack::claim_nonce(&store, NONCE, &plan()).unwrap();
     assert_eq!(
-        std::fs::read_to_string(nonce_file(store.path(), NONCE)).unwrap(),
+        std::fs::read_to_string(store.nonce_path(NONCE).unwrap()).unwrap(),
         format!("{}\n", plan())
     );
-    let error = force_ack::claim_nonce(store.path(), NONCE, &plan()).unwrap_err();
+    let error = force_ack::claim_nonce(&store, NONCE, &plan()).unwrap_err();
     assert_eq!(error.code(), ErrorCode::ForceAckReplayed);
     assert!(error.to_string().contains("already used"), "{error}");
     assert!(matches!(error, ForceAckError::Replayed { nonce } if nonce == NONCE));
+    assert!(force_ack::nonce_claimed(&store, NONCE).unwrap());
 
     let other = force_ack::random_nonce().unwrap();
-    force_ack::claim_nonce(store.path(), &other, &plan()).unwrap();
+    assert!(!force_ack::nonce_claimed(&store, &other).unwrap());
+    force_ack::claim_nonce(&store, &other, &plan()).unwrap();
 }
 
 #[test]
 fn concurrent_claims_succeed_exactly_once() {
-    let store = tempfile::tempdir().unwrap();
+    let (_dir, store) = store();
     for _ in 0..20 {
         let nonce = force_ack::random_nonce().unwrap();
         let threads = 2;
         let barrier = Arc::new(Barrier::new(threads));
         let handles: Vec<_> = (0..threads)
             .map(|_| {
+                // Each opens the store itself, as separate processes would.
                 let (root, nonce, barrier) =
-                    (store.path().to_owned(), nonce.clone(), Arc::clone(&barrier));
+                    (store.root().to_owned(), nonce.clone(), Arc::clone(&barrier));
                 std::thread::spawn(move || {
+                    let store = Store::open(root).unwrap();
                     barrier.wait();
-                    force_ack::claim_nonce(&root, &nonce, &plan())
+                    force_ack::claim_nonce(&store, &nonce, &plan())
                 })
             })
             .collect();
@@ -731,14 +738,31 @@ fn concurrent_claims_succeed_exactly_once() {
 
 #[test]
 fn claim_refuses_nonces_that_are_not_hex() {
-    let store = tempfile::tempdir().unwrap();
+    let (_dir, store) = store();
+    let before = entries(store.root());
     for bad in [
         "../../../../../../../../../x",
         "",
         "0123456789ABCDEF0123456789ABCDEF",
     ] {
-        let error = force_ack::claim_nonce(store.path(), bad, &plan()).unwrap_err();
+        let error = force_ack::claim_nonce(&store, bad, &plan()).unwrap_err();
+        assert_eq!(error.code(), ErrorCode::ForceAckInvalid, "{bad}");
+        let error = force_ack::nonce_claimed(&store, bad).unwrap_err();
         assert_eq!(error.code(), ErrorCode::ForceAckInvalid, "{bad}");
     }
-    assert!(!store.path().join(force_ack::NONCE_DIR).exists());
+    assert_eq!(
+        entries(store.root()),
+        before,
+        "a refused claim created something"
+    );
+}
+
+/// The names directly under `dir`, sorted.
+fn entries(dir: &Path) -> Vec<std::ffi::OsString> {
+    let mut names: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    names.sort();
+    names
 }

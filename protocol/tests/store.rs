@@ -1,5 +1,5 @@
 //! The object store as its users see it: round trips, streaming, corruption, provenance,
-//! crash safety (no stray temporary files) and several processes writing at once.
+//! crash safety (no stray temporary files), spent nonces and several processes writing at once.
 
 use std::fs;
 use std::io::{self, Read};
@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use protocol::artifact::{Artifact, ArtifactError};
 use protocol::canonical::{CanonError, MAX_NESTING_DEPTH};
 use protocol::digest::Hasher;
-use protocol::store::{Provenance, Store, StoreError, StoreLocation, BLOB_KIND};
+use protocol::store::{NonceClaim, Provenance, Store, StoreError, StoreLocation, BLOB_KIND};
 use protocol::{Digest, ErrorCode};
 use serde_json::json;
 use time::format_description::well_known::Rfc3339;
@@ -632,6 +632,83 @@ fn a_torn_or_oversized_reference_is_an_error_callers_can_tell_apart() {
         store.get_ref("results", "p").unwrap(),
         Some(json!({"result": "y"}))
     );
+}
+
+const NONCE: &str = "00112233445566778899aabbccddeeff";
+
+#[test]
+fn a_nonce_is_claimed_once_in_its_file_under_nonces() {
+    let (_dir, store) = new_store();
+    let (plan, other) = (Digest::of_bytes(b"plan"), Digest::of_bytes(b"other plan"));
+    assert!(!store.nonce_spent(NONCE).unwrap());
+    assert_eq!(store.nonce_claim(NONCE).unwrap(), None);
+
+    assert_eq!(
+        store.claim_nonce(NONCE, &plan).unwrap(),
+        NonceClaim::Claimed
+    );
+    // The layout the specification and mechanisms in other languages share.
+    let path = store.root().join("nonces").join(NONCE);
+    assert_eq!(store.nonce_path(NONCE).unwrap(), path);
+    assert_eq!(fs::read_to_string(&path).unwrap(), format!("{plan}\n"));
+
+    // Spent for good, whoever asks next and for whatever plan; the first claim stands.
+    let reopened = Store::open(store.root()).unwrap();
+    assert_eq!(
+        reopened.claim_nonce(NONCE, &other).unwrap(),
+        NonceClaim::Spent
+    );
+    assert!(reopened.nonce_spent(NONCE).unwrap());
+    assert_eq!(reopened.nonce_claim(NONCE).unwrap(), Some(plan));
+    assert_eq!(fs::read_to_string(&path).unwrap(), format!("{plan}\n"));
+}
+
+#[test]
+fn malformed_nonces_name_no_file_and_touch_nothing() {
+    let (_dir, store) = new_store();
+    let before = fs::read_dir(store.root()).unwrap().count();
+    let plan = Digest::of_bytes(b"plan");
+    for bad in [
+        "",
+        "../../../../../../../../../../x",
+        "00112233445566778899AABBCCDDEEFF",
+        "00112233445566778899aabbccddeef",
+        "00112233445566778899aabbccddeeff0",
+    ] {
+        let errors = [
+            store.nonce_path(bad).unwrap_err(),
+            store.claim_nonce(bad, &plan).unwrap_err(),
+            store.nonce_spent(bad).unwrap_err(),
+            store.nonce_claim(bad).unwrap_err(),
+        ];
+        for error in errors {
+            assert!(matches!(&error, StoreError::BadNonce { nonce, .. } if nonce == bad));
+            assert_eq!(error.code(), ErrorCode::InvalidParams);
+            assert!(error.to_string().contains("32 lowercase hex"), "{error}");
+        }
+    }
+    assert_eq!(fs::read_dir(store.root()).unwrap().count(), before);
+}
+
+#[test]
+fn a_claim_that_names_no_plan_is_an_error_not_an_absence() {
+    let (_dir, store) = new_store();
+    let plan = Digest::of_bytes(b"plan");
+    let path = store.nonce_path(NONCE).unwrap();
+    fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let oversized = format!("{plan}{}\n", " ".repeat(2000));
+    for torn in ["", "sha256:00", "not a digest\n", oversized.as_str()] {
+        fs::write(&path, torn).unwrap();
+        let error = store.nonce_claim(NONCE).unwrap_err();
+        assert!(
+            matches!(&error, StoreError::BadNonceClaim { path: p, .. } if *p == path),
+            "{torn:?}: {error}"
+        );
+        assert_eq!(error.code(), ErrorCode::InternalError);
+        // Whatever it holds, the nonce is spent.
+        assert!(store.nonce_spent(NONCE).unwrap());
+        assert_eq!(store.claim_nonce(NONCE, &plan).unwrap(), NonceClaim::Spent);
+    }
 }
 
 #[test]

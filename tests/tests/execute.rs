@@ -4,6 +4,7 @@
 use std::path::Path;
 use std::time::Duration;
 
+use protocol::store::Store;
 use protocol::Digest;
 use serde_json::{json, Value};
 use tests::fixtures::{admit, put_patch, Operator};
@@ -202,10 +203,13 @@ fn no_plan_may_change_a_store_that_lies_inside_the_root() {
     let store = w.repo().join(".mechanism");
     let mut srv = Server::spawn(&w.s.path("root"), &store, None);
     let before = rev(&w.repo(), "main");
-    for target in [
-        ".mechanism/nonces/0123abcd",
-        ".MECHANISM/refs/results/x.json",
-    ] {
+    // A forged claim would spend someone's force-ack; a removed one would free a spent one.
+    let nonce_file = Store::open(&store)
+        .unwrap()
+        .nonce_path("0123456789abcdef0123456789abcdef")
+        .unwrap();
+    let nonce_target = nonce_file.strip_prefix(w.repo()).unwrap().to_str().unwrap();
+    for target in [nonce_target, ".MECHANISM/refs/results/x.json"] {
         let patch = format!(
             "diff --git a/{target} b/{target}\nnew file mode 100644\n--- /dev/null\n+++ b/{target}\n@@ -0,0 +1 @@\n+forged\n"
         );
@@ -229,7 +233,7 @@ fn no_plan_may_change_a_store_that_lies_inside_the_root() {
     let digest = put_patch(&store, &text);
     srv.result("plan", apply_params(&digest));
     assert_eq!(rev(&w.repo(), "main"), before);
-    assert!(!store.join("nonces/0123abcd").exists());
+    assert!(!nonce_file.exists());
 }
 
 #[test]

@@ -7,6 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use protocol::store::Store;
 use protocol::Digest;
 use serde_json::{json, Value};
 use tests::fixtures::{admit, put_patch, Operator};
@@ -147,7 +148,9 @@ fn a_start_finishes_an_execute_killed_before_it_claimed_the_force_ack_and_spends
 
     w.execute_killed_at("Store.claim_nonce", &params);
     let nonce = params["force_ack"]["nonce"].as_str().unwrap();
-    let claimed = w.store.join("nonces").join(nonce);
+    // The Python mechanism claims it where, and as, the protocol crate says a claim lives.
+    let store = Store::open(&w.store).unwrap();
+    let claimed = store.nonce_path(nonce).unwrap();
     assert!(!claimed.exists(), "killed before the nonce was claimed");
     assert_eq!(w.read("hello.txt"), "hello\n");
 
@@ -160,6 +163,8 @@ fn a_start_finishes_an_execute_killed_before_it_claimed_the_force_ack_and_spends
         claimed.exists(),
         "the approval the finished execute used is spent"
     );
+    let plan_hash: Digest = params["plan_hash"].as_str().unwrap().parse().unwrap();
+    assert_eq!(store.nonce_claim(nonce).unwrap(), Some(plan_hash));
     // The same execute, force-ack and all, returns what was recorded.
     let answer = srv.result("execute", params);
     assert_eq!(answer["result_hash"], status["result_hash"]);

@@ -19,24 +19,18 @@
 //! - `force_ack.nonce`: the server claimed the nonce, for this plan, in the store's
 //!   `nonces/` before applying anything; a missing claim or a claim for another plan fails.
 
-use std::fs::File;
-use std::io::{self, Read};
-
 use protocol::artifact::kinds::{AdmissionWitness, ForceAck, Plan};
 use protocol::canonical;
 use protocol::force_ack::allowed_signers::AllowedSigners;
 use protocol::force_ack::ssh_key::{HashAlg, PublicKey, SshSig};
-use protocol::force_ack::{self, Expected, NAMESPACE, NONCE_DIR};
-use protocol::store::Store;
+use protocol::force_ack::{self, Expected, NAMESPACE};
+use protocol::store::{Store, StoreError};
 use protocol::{Digest, ErrorCode};
 use serde_json::Value;
 use time::format_description::well_known::Rfc3339;
 use time::{Duration, OffsetDateTime};
 
 use super::Check;
-
-/// A nonce claim holds one digest and a newline; anything much longer is not one.
-const MAX_CLAIM_BYTES: u64 = 1024;
 
 /// What the chain says about its force-ack, and what it is checked against.
 pub(super) struct Linked<'a> {
@@ -233,44 +227,22 @@ fn trust(value: &Value, ack: &ForceAck, signers: Option<&AllowedSigners>) -> Che
 /// `force_ack.nonce`: the server's one-time claim of the nonce names this plan.
 fn nonce(store: &Store, ack: &ForceAck, plan_hash: &Digest) -> Check {
     const NAME: &str = "force_ack.nonce";
-    // The nonce becomes a file name: only the well-formed ones may, which keeps it inside.
-    let well_formed = ack.nonce.len() == 32
-        && ack
-            .nonce
-            .bytes()
-            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
-    if !well_formed {
-        return Check::fail(
+    let path = match store.nonce_path(&ack.nonce) {
+        Ok(path) => path,
+        Err(e) => return Check::fail(NAME, ErrorCode::ForceAckInvalid, e.to_string()),
+    };
+    match store.nonce_claim(&ack.nonce) {
+        Ok(Some(claimed)) => Check::holds(
             NAME,
-            ErrorCode::ForceAckInvalid,
-            format!("nonce {:?} is not 32 lowercase hex digits", ack.nonce),
-        );
-    }
-    let path = store.root().join(NONCE_DIR).join(&ack.nonce);
-    let read = File::open(&path).and_then(|file| {
-        let mut text = String::new();
-        file.take(MAX_CLAIM_BYTES).read_to_string(&mut text)?;
-        Ok(text)
-    });
-    match read {
-        Ok(text) => match text.trim().parse::<Digest>() {
-            Ok(claimed) => Check::holds(
-                NAME,
-                claimed == *plan_hash,
-                ErrorCode::ForceAckReplayed,
-                format!("claimed once, for this plan ({})", path.display()),
-                format!(
-                    "nonce {} was claimed for plan {claimed}, not {plan_hash}",
-                    ack.nonce
-                ),
+            claimed == *plan_hash,
+            ErrorCode::ForceAckReplayed,
+            format!("claimed once, for this plan ({})", path.display()),
+            format!(
+                "nonce {} was claimed for plan {claimed}, not {plan_hash}",
+                ack.nonce
             ),
-            Err(e) => Check::fail(
-                NAME,
-                ErrorCode::ForceAckInvalid,
-                format!("the claim {} does not name a plan: {e}", path.display()),
-            ),
-        },
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Check::fail(
+        ),
+        Ok(None) => Check::fail(
             NAME,
             ErrorCode::ForceAckInvalid,
             format!(
@@ -279,10 +251,13 @@ fn nonce(store: &Store, ack: &ForceAck, plan_hash: &Digest) -> Check {
                 path.display()
             ),
         ),
+        Err(e @ StoreError::BadNonceClaim { .. }) => {
+            Check::fail(NAME, ErrorCode::ForceAckInvalid, e.to_string())
+        }
         Err(e) => Check::fail(
             NAME,
             ErrorCode::InternalError,
-            format!("cannot read the claim {}: {e}", path.display()),
+            format!("cannot read the claim: {e}"),
         ),
     }
 }

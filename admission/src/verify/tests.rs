@@ -276,7 +276,7 @@ fn build(w: &World, k: Knobs) -> Built {
         apply(&k.ack_signed, &mut ack);
         if !k.skip_claim {
             let claim_for = k.claim_for.unwrap_or(plan_hash);
-            force_ack::claim_nonce(w.store.root(), &nonce, &claim_for).unwrap();
+            force_ack::claim_nonce(&w.store, &nonce, &claim_for).unwrap();
         }
         w.put_value(ack)
     });

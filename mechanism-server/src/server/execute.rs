@@ -172,7 +172,7 @@ fn finish(
             // Killed between recording its intent and claiming the nonce, the execution is
             // finished all the same: the approval it used is spent now.
             if let Some(nonce) = &journal.nonce {
-                match force_ack::claim_nonce(state.env.store.root(), nonce, &plan_hash) {
+                match force_ack::claim_nonce(&state.env.store, nonce, &plan_hash) {
                     Ok(()) | Err(force_ack::ForceAckError::Replayed { .. }) => {}
                     Err(e) => return Err(rpc_error(e.code(), e.to_string())),
                 }
@@ -404,7 +404,7 @@ fn check_force_ack(
         max_ttl,
     )
     .map_err(|e| rpc_error(e.code(), e.to_string()))?;
-    let spent = force_ack::nonce_claimed(state.env.store.root(), &verified.nonce)
+    let spent = force_ack::nonce_claimed(&state.env.store, &verified.nonce)
         .map_err(|e| rpc_error(e.code(), e.to_string()))?;
     if spent {
         let replayed = force_ack::ForceAckError::Replayed {
@@ -444,7 +444,7 @@ fn exec_context(
     );
     let notify = scope.map(|s| s.notify);
     let running = Arc::clone(&state.running);
-    let store_root = state.env.store.root().to_path_buf();
+    let store = state.env.store.clone();
     ExecContext::new(
         plan_hash,
         deadline,
@@ -467,7 +467,7 @@ fn exec_context(
         }),
         Arc::new(move || {
             if let Some(nonce) = &nonce {
-                force_ack::claim_nonce(&store_root, nonce, &plan_hash)
+                force_ack::claim_nonce(&store, nonce, &plan_hash)
                     .map_err(|e| MechanismError::new(e.code(), e.to_string()))?;
             }
             failpoint::hit("execute:committed");
