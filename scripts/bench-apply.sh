@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # git_apply_patch plan, and plan plus execute, of a 100-file patch against
 # `git apply --index` plus `git commit` of the same patch, on repositories of 1,000 and
-# 100,000 files (mechanism-server/benches/apply.rs); prints the medians and the ratios.
+# 100,000 files (mechanisms/git_apply_patch/benches/apply.rs); prints the medians and the ratios.
 # Usage: scripts/bench-apply.sh [more criterion arguments, e.g. a filter]
 # Respects CARGO_TARGET_DIR; criterion's results land in $CARGO_TARGET_DIR/criterion.
 # The repositories are made under TMPDIR (default /tmp); TMPDIR=/dev/shm leaves the disk out.
@@ -14,7 +14,7 @@ log=$(mktemp)
 stamp=$(mktemp)
 trap 'rm -f "$log" "$stamp"' EXIT
 
-cargo bench -p mechanism-server --bench apply -- \
+cargo bench -p git_apply_patch --bench apply -- \
   --warm-up-time 1 --measurement-time 3 "$@" | tee "$log"
 
 echo

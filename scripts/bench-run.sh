@@ -11,7 +11,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 n="${1:-20}"
 target="${CARGO_TARGET_DIR:-target}"
-cargo build --release --quiet -p admission -p mechanism-server
+cargo build --release --quiet -p admission -p mechanism-builtins
 adm="$(realpath "$target/release/admission")"
 
 work="$(mktemp -d)"

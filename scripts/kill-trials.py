@@ -58,7 +58,7 @@ def git(repo, *args, check=True):
 def build_binaries():
     target = os.path.realpath(os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target")))
     subprocess.run(
-        ["cargo", "build", "--release", "--quiet", "-p", "admission", "-p", "mechanism-server"],
+        ["cargo", "build", "--release", "--quiet", "-p", "admission", "-p", "mechanism-builtins"],
         cwd=ROOT,
         check=True,
         env=dict(os.environ, CARGO_TARGET_DIR=target),

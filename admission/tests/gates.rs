@@ -819,12 +819,12 @@ fn the_embedded_registry_validates_and_pins_git_apply_patch() {
 }
 
 #[test]
-fn the_registry_pin_matches_the_shipped_mechanism_server_version() {
-    let manifest = include_str!("../../mechanism-server/Cargo.toml");
+fn the_registry_pin_matches_the_shipped_mechanism_version() {
+    let manifest = include_str!("../../mechanisms/git_apply_patch/Cargo.toml");
     let workspace = include_str!("../../Cargo.toml");
     let registry = Registry::embedded().unwrap();
     let pinned = &registry.entry("git_apply_patch").unwrap().version;
-    // mechanism-server inherits the workspace version and reports CARGO_PKG_VERSION.
+    // git_apply_patch inherits the workspace version and reports CARGO_PKG_VERSION.
     assert!(manifest.contains("version.workspace = true"));
     assert!(
         workspace.contains(&format!("version = \"{pinned}\"")),

@@ -1,22 +1,8 @@
-//! The mechanism side of the protocol: the server runtime and the built-in mechanisms.
+//! The mechanism runtime: a [`Mechanism`] predicts and applies one kind of effect; the
+//! runtime serves it over JSON-RPC 2.0 on stdio and does everything else.
 
-use std::sync::Arc;
-
-pub mod cli;
 pub mod failpoint;
-pub mod git_apply_patch;
 pub mod mechanism;
 pub mod server;
 
 pub use mechanism::Mechanism;
-
-/// The names of the built-in mechanisms.
-pub const BUILTIN: &[&str] = &[git_apply_patch::ID];
-
-/// A built-in mechanism by name.
-pub fn builtin(name: &str) -> Option<Arc<dyn Mechanism>> {
-    match name {
-        git_apply_patch::ID => Some(Arc::new(git_apply_patch::GitApplyPatch)),
-        _ => None,
-    }
-}

@@ -29,7 +29,7 @@ use super::error::ApplyError;
 use super::intent::{self, Intent, IntentFile, PathChange};
 use super::lock::{self, GitLock, RepoLock};
 use super::worktree;
-use crate::failpoint;
+use mechanism_server::failpoint;
 
 /// Under our directory, the owner files of the git locks we hold, named as the locks.
 const OWNERS: &str = "owners";

@@ -32,7 +32,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use mechanism_server::git_apply_patch::{execute, plan, ApplyParams, Person};
+use git_apply_patch::{execute, plan, ApplyParams, Person};
 
 const NAME: &str = "Bench";
 const EMAIL: &str = "bench@example.com";

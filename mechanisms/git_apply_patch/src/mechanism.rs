@@ -10,7 +10,7 @@ use protocol::ErrorCode;
 use serde_json::{json, Value};
 
 use super::{ApplyError, ApplyParams, Prediction};
-use crate::mechanism::{
+use mechanism_server::mechanism::{
     Env, ExecContext, Executed, Mechanism, MechanismError, PlanRequest, Planned,
 };
 

@@ -7,7 +7,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use mechanism_server::git_apply_patch::{
+use git_apply_patch::{
     branch_state, execute, plan, ApplyError, ApplyParams, BranchState, Person, Prediction,
 };
 use protocol::ErrorCode;

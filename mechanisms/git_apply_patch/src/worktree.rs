@@ -16,7 +16,7 @@ use super::patch::{MODE_EXEC, MODE_FILE};
 use super::predict::{Entry, FileOutcome, Target};
 use super::transaction::Content;
 use super::{FileState, WorktreeFact};
-use crate::failpoint;
+use mechanism_server::failpoint;
 
 /// How the temporary files of work-tree writes start, so recovery finds its own leftovers.
 const TEMPORARY_PREFIX: &str = ".git_apply_patch-";

@@ -18,7 +18,7 @@ use super::intent::PathChange;
 use super::patch::{self, Change, FilePatch, MODE_EXEC, MODE_FILE};
 use super::paths::{self, RepoLocation};
 use super::{hunks, worktree, ApplyParams, FileState, Prediction};
-use crate::failpoint;
+use mechanism_server::failpoint;
 
 /// The repository, branch and base commit a plan applies to.
 pub(crate) struct Target {

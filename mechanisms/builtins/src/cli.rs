@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use crate::server::{self, Config};
 use clap::Parser;
+use mechanism_server::server::{self, Config};
 
 /// Serve a built-in mechanism over JSON-RPC 2.0 on stdio.
 #[derive(Debug, Parser)]

@@ -12,8 +12,9 @@
 //! except that when the branch is checked out the index is read whole (libgit2 cannot
 //! read part of it) and `execute` writes it whole: O(index entries).
 //!
-//! This module knows nothing of JSON-RPC: the server maps [`Prediction`] into the plan
-//! artifact and [`ApplyError::code`] into protocol errors.
+//! The protocol side is [`GitApplyPatch`], the [`mechanism_server::Mechanism`] that maps a
+//! [`Prediction`] into the plan artifact and [`ApplyError::code`] into protocol errors; the
+//! rest of this crate knows nothing of JSON-RPC.
 
 mod error;
 mod hunks;
@@ -33,8 +34,8 @@ use std::path::Path;
 use protocol::artifact::effect::{Effect, Touch};
 use serde::{Deserialize, Serialize};
 
-use crate::failpoint;
 use intent::{Intent, PathChange};
+use mechanism_server::failpoint;
 
 pub use error::ApplyError;
 pub use mechanism::{GitApplyPatch, APPLY, ID, MAX_PATCH_BYTES, PATCH_INPUT};
