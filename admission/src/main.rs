@@ -13,7 +13,7 @@ fn main() -> ExitCode {
     let mut args = std::env::args_os();
     if std::env::args_os().nth(1).is_some_and(|a| a == SERVE) {
         let rest = args.by_ref().skip(2);
-        return mechanism_builtins::cli::main_from(
+        return mechanism_builtins::main_from(
             std::iter::once("mechanism-server".into()).chain(rest),
         );
     }

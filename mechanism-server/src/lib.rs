@@ -1,8 +1,29 @@
 //! The mechanism runtime: a [`Mechanism`] predicts and applies one kind of effect; the
-//! runtime serves it over JSON-RPC 2.0 on stdio and does everything else.
+//! runtime serves it over JSON-RPC 2.0 on stdio and does everything else: the plan artifact,
+//! the plan store, execute by hash verified by recomputation, admission and force-ack
+//! checks, results and in-toto witnesses, idempotence, one execution per plan at a time,
+//! and finishing executions a kill interrupted.
+//!
+//! A mechanism's executable is one call:
+//!
+//! ```ignore
+//! fn main() -> std::process::ExitCode {
+//!     mechanism_server::serve_stdio(MyMechanism)
+//! }
+//! ```
+//!
+//! which gives it the standard command line, `--root DIR --store DIR [--force-ack-signers
+//! FILE]` ([`Options`]). [`testing`] runs one in process, for its tests.
 
+mod cli;
 pub mod failpoint;
-pub mod mechanism;
-pub mod server;
+mod mechanism;
+mod server;
+pub mod testing;
 
-pub use mechanism::Mechanism;
+pub use cli::{serve, serve_stdio, Options};
+pub use mechanism::{
+    parse_params, Env, ExecContext, Executed, Mechanism, MechanismError, PlanRequest, Proposal,
+};
+/// The wire types every mechanism uses: effects, plans, operations, digests, error codes.
+pub use protocol;

@@ -1,25 +1,37 @@
 //! The `Mechanism` trait: what one kind of effect must provide; the runtime does the rest.
 //!
-//! A mechanism only predicts and applies. Storing plans, recomputing them on execute,
-//! checking admissions and force-acks, recording results and witnesses, idempotence and
-//! concurrency are the runtime's job (see [`crate::server`]), so every mechanism gets them
-//! the same way.
+//! A mechanism only predicts and applies. Building the plan artifact from its proposal,
+//! storing plans, recomputing them on execute, checking admissions and force-acks,
+//! recording results and witnesses, idempotence, concurrency and finishing interrupted
+//! executions are the runtime's job, so every mechanism gets them the same way.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use protocol::artifact::effect::Effect;
-use protocol::artifact::kinds::{Grant, Plan};
+use protocol::artifact::effect::{Effect, Touch};
+use protocol::artifact::kinds::{Costs, Determinism, Grant, Plan, RecipeStep};
 use protocol::store::Store;
 use protocol::verbs::{Operation, ProgressParams};
 use protocol::{Digest, ErrorCode};
-use serde_json::Value;
+use serde::de::DeserializeOwned;
+use serde_json::{json, Value};
 
 /// A mechanism: one kind of effect, planned exactly and applied only as planned.
+///
+/// Five methods are required: [`id`](Mechanism::id), [`version`](Mechanism::version),
+/// [`operations`](Mechanism::operations), [`plan`](Mechanism::plan) and
+/// [`execute`](Mechanism::execute). Implement [`still_applied`](Mechanism::still_applied)
+/// too: without it a second execute of a plan, or one after a kill, cannot tell that the
+/// effect is already in place.
 pub trait Mechanism: Send + Sync + 'static {
+    /// What [`plan`](Mechanism::plan) computed that [`execute`](Mechanism::execute) needs
+    /// (parsed params, objects built in memory), carried from the runtime's re-plan to
+    /// execute so that nothing is computed twice; `()` when there is nothing.
+    type Prepared: Send + 'static;
+
     /// The mechanism's id, e.g. `git_apply_patch`.
     fn id(&self) -> &str;
 
@@ -30,40 +42,93 @@ pub trait Mechanism: Send + Sync + 'static {
     fn operations(&self) -> Vec<Operation>;
 
     /// Everything it may ever touch, as capability + resource globs relative to its root.
-    fn capability_scope(&self) -> Vec<Grant>;
+    /// By default: every effect type an operation declares, on every resource (`**`).
+    fn capability_scope(&self) -> Vec<Grant> {
+        let types: BTreeSet<String> = self
+            .operations()
+            .into_iter()
+            .flat_map(|op| op.effect_types)
+            .collect();
+        types
+            .into_iter()
+            .map(|capability| Grant {
+                capability,
+                resources: vec!["**".to_owned()],
+            })
+            .collect()
+    }
 
-    /// Computes the plan of `request` against the current state. The same request on the
-    /// same state must give the same plan, byte for byte: no clock, no randomness.
-    fn plan(&self, env: &Env, request: &PlanRequest) -> Result<Planned, MechanismError>;
+    /// Proposes what `request` would do against the current state; the runtime makes the
+    /// plan artifact of it (adding the mechanism, operation, params and inputs). The same
+    /// request on the same state must give the same proposal: no clock, no randomness.
+    ///
+    /// The runtime calls it for `plan`, and again on `execute` (with `preview` false) to
+    /// check that the world still gives the admitted plan; that second proposal's
+    /// [`Proposal::prepared`] goes to [`execute`](Mechanism::execute).
+    fn plan(
+        &self,
+        env: &Env,
+        request: &PlanRequest,
+    ) -> Result<Proposal<Self::Prepared>, MechanismError>;
 
-    /// Applies a plan the runtime has just recomputed and found identical to the admitted
-    /// one. Before its first change it durably records what [`Mechanism::recover`] needs to
-    /// finish the job, then calls [`ExecContext::point_of_no_return`] once; if that fails it
-    /// discards the record and changes nothing. Past it, the mechanism finishes, or (killed,
-    /// or failing) leaves its record for `recover`.
+    /// Applies `plan`, which the runtime has just re-planned (giving `prepared`) and found
+    /// identical to the admitted one. Before its first change it durably records what
+    /// [`recover`](Mechanism::recover) needs to finish the job, then calls
+    /// [`ExecContext::point_of_no_return`] once; if that fails it discards the record and
+    /// changes nothing. Past it, the mechanism finishes, or (killed, or failing) leaves its
+    /// record for `recover`. An effect that is one atomic step (a rename) needs no record:
+    /// once the point of no return is passed, a plan found not applied is executed again.
     fn execute(
         &self,
         env: &Env,
-        planned: &Planned,
+        plan: &Plan,
+        prepared: Self::Prepared,
         ctx: &ExecContext,
     ) -> Result<Executed, MechanismError>;
 
+    /// What executing `plan` did, once its effects are in place, from the plan alone. By
+    /// default: the intended effects applied, the plan's state before, no state after and
+    /// no subjects; override it to name what the execution produced.
+    fn executed(&self, plan: &Plan) -> Result<Executed, MechanismError> {
+        Ok(Executed {
+            effects_applied: plan.intended_effects.clone(),
+            evidence: json!({}),
+            subjects: Vec::new(),
+            state_before: plan.state.clone(),
+            state_after: json!({}),
+        })
+    }
+
     /// Whether the effects of an executed plan still hold, wholly (for git: the branch at
     /// the predicted commit and every touched path as planned), so that executing it again
-    /// returns the recorded result.
-    fn still_applied(&self, env: &Env, plan: &Plan) -> Result<bool, MechanismError>;
+    /// returns the recorded result. By default `false`: executing again re-plans, which
+    /// then finds the world changed.
+    fn still_applied(&self, env: &Env, plan: &Plan) -> Result<bool, MechanismError> {
+        let _ = (env, plan);
+        Ok(false)
+    }
 
-    /// Finishes an execution of `plan` that passed its point of no return and was then
-    /// interrupted (the process killed, the machine stopped). Returns what was executed once
-    /// the effects are wholly in place, or `None` when nothing of the plan was applied.
-    /// `BUSY` when another execution holds the resources; never a half-applied success.
-    fn recover(&self, env: &Env, plan: &Plan) -> Result<Option<Executed>, MechanismError>;
+    /// Finishes an execution of `plan` that was interrupted (the process killed, the
+    /// machine stopped) after it was journalled. Returns what was executed once the effects
+    /// are wholly in place, or `None` when nothing of the plan was applied. `BUSY` when
+    /// another execution holds the resources; never a half-applied success.
+    ///
+    /// By default, for an effect that is one atomic step: what
+    /// [`executed`](Mechanism::executed) says when [`still_applied`](Mechanism::still_applied),
+    /// otherwise `None`.
+    fn recover(&self, env: &Env, plan: &Plan) -> Result<Option<Executed>, MechanismError> {
+        if self.still_applied(env, plan)? {
+            self.executed(plan).map(Some)
+        } else {
+            Ok(None)
+        }
+    }
 }
 
 /// Where a mechanism may act: its root, which bounds every path, and the object store.
 #[derive(Debug, Clone)]
 pub struct Env {
-    /// Every path the mechanism touches lies under this directory.
+    /// Every path the mechanism touches lies under this directory (canonical).
     pub root: PathBuf,
     /// The shared object store (inputs in, plans and results out).
     pub store: Store,
@@ -72,24 +137,62 @@ pub struct Env {
 /// What to plan.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PlanRequest {
-    /// The operation name.
+    /// The operation name, one of the mechanism's.
     pub operation: String,
-    /// Its params, already validated against the operation's schema.
+    /// Its params, already valid against the operation's schema.
     pub params: Value,
-    /// Named input blobs, by digest.
+    /// Named input blobs, by digest, each verified present in the store.
     pub inputs: BTreeMap<String, Digest>,
-    /// Whether a preview for people is wanted: false when the runtime re-plans only to
-    /// compare the plan with the admitted one.
+    /// Whether a preview for people is wanted: false when the runtime re-plans to compare
+    /// the plan with the admitted one and execute it.
     pub preview: bool,
 }
 
-/// A computed plan and its human preview.
+/// Parses params (a request's or a plan's) into `T`; `INVALID_PARAMS` when they do not fit.
+pub fn parse_params<T: DeserializeOwned>(params: &Value) -> Result<T, MechanismError> {
+    T::deserialize(params).map_err(|e| MechanismError::new(ErrorCode::InvalidParams, e.to_string()))
+}
+
+/// What a plan would do, as the mechanism decides it; the runtime adds what every plan
+/// repeats (mechanism, operation, params, inputs) and makes the plan artifact.
 #[derive(Debug, Clone)]
-pub struct Planned {
-    /// The plan, as it will be hashed.
-    pub plan: Plan,
-    /// A readable preview (a diff for git); not part of the hash.
+pub struct Proposal<P> {
+    /// The facts of the world the plan depends on, a JSON object: once the plan is
+    /// executed, planning the same request again must give another plan.
+    pub state: Value,
+    /// The typed effects, in the order they happen.
+    pub intended_effects: Vec<Effect>,
+    /// Every resource read, written or deleted.
+    pub touches: Vec<Touch>,
+    /// Why the plan is destructive, one reason per fact; none: it is not destructive.
+    pub destructive_reasons: Vec<String>,
+    /// How deterministic this plan is; `None`: the operation's level.
+    pub determinism: Option<Determinism>,
+    /// What executing it is expected to cost.
+    pub estimated_costs: Costs,
+    /// Structured steps of the execution, for people and auditors.
+    pub exec_recipe: Vec<RecipeStep>,
+    /// A readable preview (a diff for git); not part of the plan or its hash.
     pub preview: Option<String>,
+    /// What execute will need, kept in memory (see [`Mechanism::Prepared`]).
+    pub prepared: P,
+}
+
+impl<P> Proposal<P> {
+    /// A proposal on `state` with no effects yet, carrying `prepared`.
+    pub fn new(state: Value, prepared: P) -> Self {
+        Self {
+            state,
+            intended_effects: Vec::new(),
+            touches: Vec::new(),
+            destructive_reasons: Vec::new(),
+            determinism: None,
+            estimated_costs: Costs::default(),
+            exec_recipe: Vec::new(),
+            preview: None,
+            prepared,
+        }
+    }
 }
 
 /// What an execution did.
@@ -97,13 +200,13 @@ pub struct Planned {
 pub struct Executed {
     /// The effects applied, comparable one to one with the plan's intended effects.
     pub effects_applied: Vec<Effect>,
-    /// Structured evidence: ids, hashes.
+    /// Structured evidence, a JSON object: ids, hashes.
     pub evidence: Value,
     /// What the execution produced, as in-toto subjects: name and digest map.
     pub subjects: Vec<(String, BTreeMap<String, String>)>,
-    /// The state before, as facts.
+    /// The state before, as facts (a JSON object).
     pub state_before: Value,
-    /// The state after, as facts.
+    /// The state after, as facts (a JSON object).
     pub state_after: Value,
 }
 
@@ -129,26 +232,32 @@ impl MechanismError {
 
 /// What the runtime does at an execution's point of no return (claim the force-ack's
 /// nonce); an error refuses the execution, with nothing applied.
-pub type CommitHook = Arc<dyn Fn() -> Result<(), MechanismError> + Send + Sync>;
+pub(crate) type CommitHook = Arc<dyn Fn() -> Result<(), MechanismError> + Send + Sync>;
+
+/// Reports progress to the client.
+pub(crate) type ProgressSink = Arc<dyn Fn(ProgressParams) + Send + Sync>;
 
 /// Per-execution controls: deadline, cancellation, progress and the point of no return.
 #[derive(Clone)]
 pub struct ExecContext {
     deadline: Option<Instant>,
     cancelled: Arc<AtomicBool>,
-    progress: Arc<dyn Fn(ProgressParams) + Send + Sync>,
+    progress: ProgressSink,
     plan_hash: Digest,
     commit: CommitHook,
     committed: Arc<AtomicBool>,
+    /// An execution whose point of no return an interrupted one already passed: it cannot
+    /// be stopped any more, and nothing is claimed again.
+    resumed: bool,
 }
 
 impl ExecContext {
     /// A context for one execution of `plan_hash`; `commit` runs at its point of no return.
-    pub fn new(
+    pub(crate) fn new(
         plan_hash: Digest,
         deadline: Option<Instant>,
         cancelled: Arc<AtomicBool>,
-        progress: Arc<dyn Fn(ProgressParams) + Send + Sync>,
+        progress: ProgressSink,
         commit: CommitHook,
     ) -> Self {
         Self {
@@ -158,7 +267,16 @@ impl ExecContext {
             plan_hash,
             commit,
             committed: Arc::new(AtomicBool::new(false)),
+            resumed: false,
         }
+    }
+
+    /// The same context for an execution that resumes one interrupted past its point of no
+    /// return: already committed, never stopped.
+    pub(crate) fn resumed(mut self) -> Self {
+        self.resumed = true;
+        self.committed.store(true, Ordering::SeqCst);
+        self
     }
 
     /// The plan being executed.
@@ -171,6 +289,9 @@ impl ExecContext {
     /// before its first change. After `Ok` the mechanism finishes, whatever the clock says;
     /// after `Err` it discards its record and changes nothing.
     pub fn point_of_no_return(&self) -> Result<(), MechanismError> {
+        if self.resumed {
+            return Ok(());
+        }
         self.checkpoint()?;
         if self.committed.swap(true, Ordering::SeqCst) {
             return Err(MechanismError::new(
@@ -194,6 +315,9 @@ impl ExecContext {
     /// Fails with `CANCELLED` or `DEADLINE_EXCEEDED` when the work must stop now. Call it
     /// before the point of no return, never after.
     pub fn checkpoint(&self) -> Result<(), MechanismError> {
+        if self.resumed {
+            return Ok(());
+        }
         if self.cancelled.load(Ordering::SeqCst) {
             return Err(MechanismError::new(
                 ErrorCode::Cancelled,

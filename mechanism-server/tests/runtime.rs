@@ -5,41 +5,33 @@
 //!
 //! A purpose-built mechanism, `slow`, blocks inside `execute` until the test releases it
 //! (checking for cancellation all the while), so every "while it runs" is certain rather than
-//! a race against a fast mechanism. The server is `connection::serve` over two pipes, on a
-//! tokio runtime of its own, spoken to in line-delimited JSON. Every wait has a timeout that
-//! fails the test with a message; the mechanism gives up by itself after
-//! [`MECHANISM_GIVES_UP`], so nothing can hang forever.
+//! a race against a fast mechanism. The server runs in process through
+//! `mechanism_server::testing::Harness`, over two pipes, spoken to in line-delimited JSON.
+//! Every wait has a timeout that fails the test with a message; the mechanism gives up by
+//! itself after [`MECHANISM_GIVES_UP`], so nothing can hang forever.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Write};
-use std::path::{Path, PathBuf};
+use std::ops::{Deref, DerefMut};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{mpsc, Arc};
+use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use mechanism_server::mechanism::{
-    Env, ExecContext, Executed, Mechanism, MechanismError, PlanRequest, Planned,
+use mechanism_server::protocol::artifact::effect::{Access, Effect, Touch, FS_WRITE};
+use mechanism_server::protocol::artifact::kinds::{Costs, Determinism, Grant, Plan, RecipeStep};
+use mechanism_server::protocol::artifact::Artifact;
+use mechanism_server::protocol::schema::{self, SchemaName};
+use mechanism_server::protocol::verbs::{Destructiveness, Example, Operation};
+use mechanism_server::protocol::{Digest, ErrorCode};
+use mechanism_server::testing::Harness;
+use mechanism_server::{
+    parse_params, Env, ExecContext, Executed, Mechanism, MechanismError, PlanRequest, Proposal,
 };
-use mechanism_server::server::connection::{self, Limits};
-use mechanism_server::server::{self, Config};
-use protocol::artifact::effect::{Access, Effect, Touch, FS_WRITE};
-use protocol::artifact::kinds::{
-    AdmissionDecision, AdmissionWitness, Costs, Determinism, Gate, GateDecision, GateRecord, Grant,
-    MechanismRef, Plan, RecipeStep,
-};
-use protocol::artifact::Artifact;
-use protocol::framing::DEFAULT_MAX_MESSAGE_BYTES;
-use protocol::schema::{self, SchemaName};
-use protocol::store::{Provenance, Store};
-use protocol::verbs::{Destructiveness, Example, Operation};
-use protocol::{Digest, ErrorCode};
 use serde_json::{json, Value};
 
-/// The longest any single wait for the server may take before the test fails.
-const TIMEOUT: Duration = Duration::from_secs(10);
 /// How long the test mechanism waits for its release before failing on its own; longer
-/// than [`TIMEOUT`], so a stuck test fails on the test's message, not the mechanism's.
+/// than the harness's timeout, so a stuck test fails on the test's message, not the
+/// mechanism's.
 const MECHANISM_GIVES_UP: Duration = Duration::from_secs(30);
 
 // ---------------------------------------------------------------------------------------
@@ -74,14 +66,18 @@ impl Slow {
         format!("{label}\n")
     }
 
-    fn label(params: &Value) -> Result<&str, MechanismError> {
-        params["label"]
-            .as_str()
-            .ok_or_else(|| MechanismError::new(ErrorCode::InvalidParams, "label is required"))
+    fn label(params: &Value) -> Result<String, MechanismError> {
+        #[derive(serde::Deserialize)]
+        struct Params {
+            label: String,
+        }
+        Ok(parse_params::<Params>(params)?.label)
     }
 }
 
 impl Mechanism for Slow {
+    type Prepared = String;
+
     fn id(&self) -> &str {
         SLOW_ID
     }
@@ -121,66 +117,45 @@ impl Mechanism for Slow {
         }]
     }
 
-    fn plan(&self, _env: &Env, request: &PlanRequest) -> Result<Planned, MechanismError> {
-        if request.operation != WAIT {
-            return Err(MechanismError::new(
-                ErrorCode::UnknownOperation,
-                format!("no operation {:?}", request.operation),
-            ));
-        }
+    fn plan(&self, _env: &Env, request: &PlanRequest) -> Result<Proposal<String>, MechanismError> {
         let label = Self::label(&request.params)?;
-        let path = Self::path(label);
-        let content = Self::content(label);
+        let path = Self::path(&label);
+        let content = Self::content(&label);
         let size = content.len() as u64;
-        let plan = Plan {
-            mechanism: MechanismRef {
-                id: self.id().to_owned(),
-                version: self.version().to_owned(),
-            },
-            operation: request.operation.clone(),
-            params: request.params.clone(),
-            inputs: request.inputs.clone(),
-            state: json!({ "path": path }),
-            intended_effects: vec![Effect::new(FS_WRITE, path.clone())
-                .with("after", Digest::of_bytes(content.as_bytes()).to_string())
-                .with("size", size)],
-            touches: vec![Touch {
-                resource: path.clone(),
-                access: Access::Write,
-            }],
-            destructive: false,
-            destructive_reasons: Vec::new(),
-            determinism: Determinism::D0,
-            estimated_costs: Costs {
-                wall_ms: Some(60_000),
-                bytes_written: Some(size),
-                files_touched: Some(1),
-            },
-            exec_recipe: vec![
-                RecipeStep {
-                    op: "slow.wait_for_release".to_owned(),
-                    args: json!({}),
-                },
-                RecipeStep {
-                    op: "fs.write".to_owned(),
-                    args: json!({ "path": path, "content": content }),
-                },
-            ],
+        let mut proposal = Proposal::new(json!({ "path": path }), label);
+        proposal.intended_effects = vec![Effect::new(FS_WRITE, path.clone())
+            .with("after", Digest::of_bytes(content.as_bytes()).to_string())
+            .with("size", size)];
+        proposal.touches = vec![Touch {
+            resource: path.clone(),
+            access: Access::Write,
+        }];
+        proposal.estimated_costs = Costs {
+            wall_ms: Some(60_000),
+            bytes_written: Some(size),
+            files_touched: Some(1),
         };
-        Ok(Planned {
-            plan,
-            preview: None,
-        })
+        proposal.exec_recipe = vec![
+            RecipeStep {
+                op: "slow.wait_for_release".to_owned(),
+                args: json!({}),
+            },
+            RecipeStep {
+                op: "fs.write".to_owned(),
+                args: json!({ "path": path, "content": content }),
+            },
+        ];
+        Ok(proposal)
     }
 
     fn execute(
         &self,
         env: &Env,
-        planned: &Planned,
+        plan: &Plan,
+        label: String,
         ctx: &ExecContext,
     ) -> Result<Executed, MechanismError> {
         self.controls.executions.fetch_add(1, Ordering::SeqCst);
-        let label = Self::label(&planned.plan.params)?;
         ctx.progress(0, 3, "waiting for the release");
         let gives_up = Instant::now() + MECHANISM_GIVES_UP;
         while !self.controls.release.load(Ordering::SeqCst) {
@@ -195,36 +170,23 @@ impl Mechanism for Slow {
         }
         // The last moment to stop: after this the file is written.
         ctx.point_of_no_return()?;
-        let path = Self::path(label);
-        let content = Self::content(label);
+        let path = Self::path(&label);
+        let content = Self::content(&label);
         let file = env.root.join(&path);
         let fail =
             |e: std::io::Error| MechanismError::new(ErrorCode::ExecutionFailed, e.to_string());
-        std::fs::create_dir_all(file.parent().expect("out/ has a parent")).map_err(fail)?;
+        std::fs::create_dir_all(env.root.join("out")).map_err(fail)?;
         std::fs::write(&file, &content).map_err(fail)?;
         self.controls.completed.store(true, Ordering::SeqCst);
         ctx.progress(3, 3, "written");
-        Self::executed(&planned.plan)
+        self.executed(plan)
     }
 
-    fn still_applied(&self, _env: &Env, _plan: &Plan) -> Result<bool, MechanismError> {
-        Ok(self.controls.completed.load(Ordering::SeqCst))
-    }
-
-    fn recover(&self, env: &Env, plan: &Plan) -> Result<Option<Executed>, MechanismError> {
-        let label = Self::label(&plan.params)?;
-        let written = std::fs::read(env.root.join(Self::path(label)))
-            .is_ok_and(|bytes| bytes == Self::content(label).as_bytes());
-        written.then(|| Self::executed(plan)).transpose()
-    }
-}
-
-impl Slow {
     /// What executing `plan` did: its one file written.
-    fn executed(plan: &Plan) -> Result<Executed, MechanismError> {
+    fn executed(&self, plan: &Plan) -> Result<Executed, MechanismError> {
         let label = Self::label(&plan.params)?;
-        let path = Self::path(label);
-        let digest = Digest::of_bytes(Self::content(label).as_bytes());
+        let path = Self::path(&label);
+        let digest = Digest::of_bytes(Self::content(&label).as_bytes());
         Ok(Executed {
             effects_applied: plan.intended_effects.clone(),
             evidence: json!({ "path": path, "digest": digest.to_string() }),
@@ -236,152 +198,66 @@ impl Slow {
             state_after: json!({ "path": path, "written": true }),
         })
     }
+
+    fn still_applied(&self, env: &Env, plan: &Plan) -> Result<bool, MechanismError> {
+        let label = Self::label(&plan.params)?;
+        Ok(std::fs::read(env.root.join(Self::path(&label)))
+            .is_ok_and(|bytes| bytes == Self::content(&label).as_bytes()))
+    }
 }
 
 // ---------------------------------------------------------------------------------------
-// The harness: a server over two pipes, and a client that reads every line it writes
+// The server, in process, and the test's hold on the mechanism
 // ---------------------------------------------------------------------------------------
 
-/// One server on its own runtime thread, and the client end of its pipes.
+/// The `slow` mechanism served in process, with the controls the test holds.
 struct Server {
-    /// The server's stdin; `None` once closed.
-    input: Option<std::io::PipeWriter>,
-    /// Every message the server wrote, in order; disconnected when its output closes.
-    messages: mpsc::Receiver<Value>,
-    /// What `serve` returned, once it returns.
-    done: mpsc::Receiver<std::io::Result<()>>,
-    controls: Arc<Controls>,
-    root: PathBuf,
-    store: PathBuf,
-    _dir: tempfile::TempDir,
+    harness: Harness,
+    controls: Releaser,
+}
+
+impl Deref for Server {
+    type Target = Harness;
+
+    fn deref(&self) -> &Harness {
+        &self.harness
+    }
+}
+
+impl DerefMut for Server {
+    fn deref_mut(&mut self) -> &mut Harness {
+        &mut self.harness
+    }
 }
 
 impl Server {
     fn start() -> Self {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let root = dir.path().join("root");
-        let store = dir.path().join("store");
-        std::fs::create_dir_all(&root).expect("root");
         let controls = Arc::new(Controls::default());
-        let mechanism = Arc::new(Slow {
+        let mechanism = Slow {
             controls: Arc::clone(&controls),
-        });
-        let config = Config {
-            root: root.clone(),
-            store: store.clone(),
-            force_ack_signers: None,
-            force_ack_max_ttl: Duration::from_secs(600),
-            max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
         };
-        let module = server::module(mechanism, &config).expect("the server module builds");
-        let limits = Limits {
-            max_message_bytes: config.max_message_bytes,
-        };
-
-        let (input_read, input) = std::io::pipe().expect("input pipe");
-        let (output_read, output) = std::io::pipe().expect("output pipe");
-
-        // The runtime `serve_stdio` uses.
-        let (done_tx, done) = mpsc::channel();
-        thread::Builder::new()
-            .name("server".into())
-            .spawn(move || {
-                let runtime = tokio::runtime::Builder::new_multi_thread()
-                    .worker_threads(2)
-                    .enable_all()
-                    .build()
-                    .expect("runtime");
-                let served = runtime.block_on(connection::serve(
-                    Arc::new(module),
-                    BufReader::new(input_read),
-                    output,
-                    limits,
-                ));
-                let _ = done_tx.send(served);
-            })
-            .expect("server thread");
-
-        let (messages_tx, messages) = mpsc::channel();
-        thread::Builder::new()
-            .name("client-reader".into())
-            .spawn(move || {
-                for line in BufReader::new(output_read).lines() {
-                    let Ok(line) = line else { break };
-                    let message = serde_json::from_str(&line)
-                        .unwrap_or_else(|e| json!({ "not_json": line, "error": e.to_string() }));
-                    if messages_tx.send(message).is_err() {
-                        break;
-                    }
-                }
-            })
-            .expect("reader thread");
-
+        let harness = Harness::start(mechanism).expect("the server starts");
         Self {
-            input: Some(input),
-            messages,
-            done,
-            controls,
-            root,
-            store,
-            _dir: dir,
+            harness,
+            controls: Releaser(controls),
         }
-    }
-
-    /// Writes one message as one line.
-    fn send(&mut self, message: &Value) {
-        let input = self.input.as_mut().expect("the input is still open");
-        let mut line = message.to_string();
-        line.push('\n');
-        input
-            .write_all(line.as_bytes())
-            .expect("write to the server");
-        input.flush().expect("flush to the server");
     }
 
     fn request(&mut self, id: impl Into<Value>, method: &str, params: Value) {
-        let message =
-            json!({"jsonrpc": "2.0", "id": id.into(), "method": method, "params": params});
-        self.send(&message);
+        self.harness
+            .request(id, method, params)
+            .expect("write to the server");
     }
 
     fn cancel(&mut self, id: impl Into<Value>) {
-        self.send(&json!({
-            "jsonrpc": "2.0",
-            "method": "$/cancelRequest",
-            "params": {"id": id.into()},
-        }));
+        self.harness.cancel(id).expect("write to the server");
     }
 
-    /// Closes the server's stdin: EOF.
-    fn close_input(&mut self) {
-        self.input = None;
-    }
-
-    /// The next message the server writes; fails the test after [`TIMEOUT`].
-    fn next(&self, waiting_for: &str) -> Value {
-        match self.messages.recv_timeout(TIMEOUT) {
-            Ok(message) => message,
-            Err(mpsc::RecvTimeoutError::Timeout) => {
-                panic!(
-                    "no message from the server within {TIMEOUT:?} while waiting for {waiting_for}"
-                )
-            }
-            Err(mpsc::RecvTimeoutError::Disconnected) => {
-                panic!("the server closed its output while waiting for {waiting_for}")
-            }
-        }
-    }
-
-    /// The next response (a message with an `id`), and the notifications written before it.
+    /// The next response and the notifications before it; fails the test on a timeout.
     fn next_response(&self, waiting_for: &str) -> (Value, Vec<Value>) {
-        let mut notifications = Vec::new();
-        loop {
-            let message = self.next(waiting_for);
-            if message.get("id").is_some() {
-                return (message, notifications);
-            }
-            notifications.push(message);
-        }
+        self.harness
+            .next_response(waiting_for)
+            .unwrap_or_else(|e| panic!("{e}"))
     }
 
     /// Sends a request and returns its response, which must be the next one written.
@@ -398,7 +274,10 @@ impl Server {
 
     /// The next message, which must be a notification; skips nothing.
     fn next_notification(&self, waiting_for: &str) -> Value {
-        let message = self.next(waiting_for);
+        let message = self
+            .harness
+            .next(waiting_for)
+            .unwrap_or_else(|e| panic!("{e}"));
         assert!(
             message.get("id").is_none(),
             "expected a notification ({waiting_for}), got {message}"
@@ -419,93 +298,37 @@ impl Server {
         let plan_hash: Digest =
             serde_json::from_value(result["plan_hash"].clone()).expect("plan_hash");
         assert_eq!(plan.digest(), plan_hash);
-        let admission = admit(&self.store, &plan_hash);
+        let admission = self.harness.admit(&plan_hash).expect("admit the plan");
         (plan_hash, admission)
     }
 
     fn release(&self) {
-        self.controls.release.store(true, Ordering::SeqCst);
+        self.controls.0.release.store(true, Ordering::SeqCst);
     }
 
     fn completed(&self) -> bool {
-        self.controls.completed.load(Ordering::SeqCst)
+        self.controls.0.completed.load(Ordering::SeqCst)
     }
 
     fn executions(&self) -> usize {
-        self.controls.executions.load(Ordering::SeqCst)
+        self.controls.0.executions.load(Ordering::SeqCst)
     }
 
-    /// Closes the input, reads what is left until the output closes, and checks that
-    /// `serve` returned `Ok`. Returns the messages read.
-    fn finish(mut self) -> Vec<Value> {
-        self.close_input();
-        let rest = self.drain_until_closed();
-        self.expect_served_ok();
-        rest
-    }
-
-    /// Every message until the server closes its output.
-    fn drain_until_closed(&self) -> Vec<Value> {
-        let deadline = Instant::now() + TIMEOUT;
-        let mut rest = Vec::new();
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.messages.recv_timeout(left) {
-                Ok(message) => rest.push(message),
-                Err(mpsc::RecvTimeoutError::Disconnected) => return rest,
-                Err(mpsc::RecvTimeoutError::Timeout) => panic!(
-                    "the server did not close its output within {TIMEOUT:?} of EOF; read {rest:?}"
-                ),
-            }
-        }
-    }
-
-    fn expect_served_ok(&self) {
-        match self.done.recv_timeout(TIMEOUT) {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => panic!("serve returned an error at EOF: {e}"),
-            Err(_) => panic!("serve did not return within {TIMEOUT:?} of EOF"),
-        }
+    /// Closes the input, reads what is left until the output closes, and checks that the
+    /// server returned `Ok`. Returns the messages read.
+    fn finish(self) -> Vec<Value> {
+        self.harness.finish().unwrap_or_else(|e| panic!("{e}"))
     }
 }
 
-impl Drop for Server {
-    /// On a failing test, lets the mechanism and the server wind down without waiting.
+/// Releases the mechanism when dropped: on a failing test, the mechanism and the server
+/// wind down without waiting (dropping the harness closes the server's input).
+struct Releaser(Arc<Controls>);
+
+impl Drop for Releaser {
     fn drop(&mut self) {
-        self.release();
-        self.input = None;
+        self.0.release.store(true, Ordering::SeqCst);
     }
-}
-
-/// Stores an AdmissionWitness that admits `plan_hash`, as the admission would.
-fn admit(store: &Path, plan_hash: &Digest) -> Digest {
-    let witness = AdmissionWitness {
-        plan_hash: *plan_hash,
-        mechanism: MechanismRef {
-            id: SLOW_ID.to_owned(),
-            version: "0.1.0".to_owned(),
-        },
-        policy_digest: Digest::of_bytes(b"test policy"),
-        gates: Gate::ALL
-            .iter()
-            .map(|&gate| GateRecord {
-                gate,
-                decision: GateDecision::Pass,
-                code: None,
-                reason: "passed in a test".to_owned(),
-            })
-            .collect(),
-        decision: AdmissionDecision::Admit,
-        force_ack_required: false,
-        workorder: None,
-    };
-    Store::open(store)
-        .expect("store")
-        .put_artifact(
-            &Artifact::from_typed(&witness).expect("witness artifact"),
-            &Provenance::new("test"),
-        )
-        .expect("store the admission witness")
 }
 
 fn execute_params(plan_hash: &Digest, admission: &Digest) -> Value {
@@ -614,7 +437,7 @@ fn status_answers_while_execute_runs() {
     let result = expect_execute_success(&server, &json!(1), &plan_hash);
     assert!(server.completed());
     assert_eq!(
-        std::fs::read_to_string(server.root.join("out/status.txt")).expect("the file"),
+        std::fs::read_to_string(server.root().join("out/status.txt")).expect("the file"),
         "status\n"
     );
     for (artifact, hash) in [("result", "result_hash"), ("witness", "witness_hash")] {
@@ -658,7 +481,7 @@ fn cancel_request_stops_a_running_execute() {
         "a cancelled execute applied its effect"
     );
     assert!(
-        !server.root.join("out/cancel.txt").exists(),
+        !server.root().join("out/cancel.txt").exists(),
         "a cancelled execute wrote its file"
     );
     let after = status(&mut server, "status-after", &plan_hash);
@@ -686,27 +509,25 @@ fn eof_waits_for_the_execute_in_flight() {
 
     thread::sleep(Duration::from_millis(200));
     assert!(
-        matches!(server.done.try_recv(), Err(mpsc::TryRecvError::Empty)),
+        server.serving(),
         "serve returned while an execute was in flight"
     );
-    match server.messages.try_recv() {
-        Err(mpsc::TryRecvError::Empty) => {}
-        Err(mpsc::TryRecvError::Disconnected) => {
-            panic!("the server closed its output while an execute was in flight")
-        }
-        Ok(message) => panic!("unexpected message before the release: {message}"),
+    match server.try_next() {
+        Ok(None) => {}
+        Err(e) => panic!("while an execute was in flight: {e}"),
+        Ok(Some(message)) => panic!("unexpected message before the release: {message}"),
     }
     assert!(!server.completed());
 
     server.release();
     expect_execute_success(&server, &json!(3), &plan_hash);
     assert!(server.completed());
-    let rest = server.drain_until_closed();
+    let rest = server.drain().unwrap_or_else(|e| panic!("{e}"));
     assert!(
         rest.is_empty(),
         "unexpected messages after the execute reply: {rest:?}"
     );
-    server.expect_served_ok();
+    server.served().unwrap_or_else(|e| panic!("{e}"));
 }
 
 /// Two requests in flight are answered as each finishes, matched by id: a `describe` sent

@@ -27,17 +27,17 @@ use serde_json::{json, Value};
 use time::OffsetDateTime;
 
 use super::connection::RequestScope;
-use super::handlers::{load_plan, store_error, to_value};
+use super::handlers::{load_plan, propose, store_error, to_value};
 use super::records::{Journal, Record};
 use super::{rpc_error, State};
 use crate::failpoint;
-use crate::mechanism::{ExecContext, Executed, MechanismError, PlanRequest, Planned};
+use crate::mechanism::{ExecContext, Executed, Mechanism, MechanismError, PlanRequest};
 
 type RpcResult = Result<Value, ErrorObjectOwned>;
 
 /// Executes `params.plan_hash` after every check; see the module docs.
-pub(super) fn execute(
-    state: &State,
+pub(super) fn execute<M: Mechanism>(
+    state: &State<M>,
     params: ExecuteParams,
     scope: Option<RequestScope>,
 ) -> RpcResult {
@@ -48,8 +48,10 @@ pub(super) fn execute(
     let _plan_lock = lock_plan(state, &plan_hash)?;
 
     if let Some(journal) = state.records.journal(&plan_hash) {
-        if let Some(reply) = finish(state, &plan, plan_hash, journal)? {
-            return Ok(reply);
+        match finish(state, &plan, plan_hash, journal)? {
+            Finished::Recorded(reply) => return Ok(reply),
+            Finished::Resume(journal) => return resume(state, &plan, plan_hash, journal, scope),
+            Finished::NothingApplied => {}
         }
     }
     // Executing again while the recorded effects still hold applies nothing.
@@ -60,7 +62,7 @@ pub(super) fn execute(
         }
     }
 
-    let planned = replan(state, &plan, &plan_hash)?;
+    let prepared = replan(state, &plan, &plan_hash)?;
     let admission = check_admission(state, &plan_hash, &params.admission)?;
     let force_ack = if plan.destructive {
         Some(check_force_ack(
@@ -89,8 +91,49 @@ pub(super) fn execute(
         .map_err(|e| store_error("journalling the execution", &e))?;
     failpoint::hit("execute:journal");
     let ctx = exec_context(state, plan_hash, deadline, scope, journal.nonce.clone());
-    let outcome = state.mechanism.execute(&state.env, &planned, &ctx);
+    let outcome = state.mechanism.execute(&state.env, &plan, prepared, &ctx);
     failpoint::hit("execute:applied");
+    conclude(state, &plan, plan_hash, journal, &ctx, outcome)
+}
+
+/// Executes again a journalled plan whose interrupted execution passed its point of no
+/// return (its force-ack's nonce is claimed) and applied nothing, as an effect that is one
+/// atomic step leaves it: the approval is spent, so the execution is rolled forward under
+/// the journal's admission and force-ack, never refused for want of a fresh one. Only a
+/// world that no longer gives the plan ends it (`STALE_PLAN`, nothing applied).
+fn resume<M: Mechanism>(
+    state: &State<M>,
+    plan: &Plan,
+    plan_hash: Digest,
+    journal: Journal,
+    scope: Option<RequestScope>,
+) -> RpcResult {
+    tracing::warn!(%plan_hash, "executing again a plan whose interrupted execution passed its point of no return and applied nothing");
+    let prepared = match replan(state, plan, &plan_hash) {
+        Ok(prepared) => prepared,
+        Err(error) => {
+            if error.code() == ErrorCode::StalePlan.number() {
+                end(state, &plan_hash)?;
+            }
+            return Err(error);
+        }
+    };
+    let ctx = exec_context(state, plan_hash, None, scope, None).resumed();
+    let outcome = state.mechanism.execute(&state.env, plan, prepared, &ctx);
+    failpoint::hit("execute:applied");
+    conclude(state, plan, plan_hash, journal, &ctx, outcome)
+}
+
+/// Records what the mechanism's execute came to, and ends the journal unless the execution
+/// stopped past its point of no return (then the next execute, or server start, finishes it).
+fn conclude<M: Mechanism>(
+    state: &State<M>,
+    plan: &Plan,
+    plan_hash: Digest,
+    journal: Journal,
+    ctx: &ExecContext,
+    outcome: Result<Executed, MechanismError>,
+) -> RpcResult {
     let executed = match outcome {
         Ok(_) if !ctx.committed() => {
             end(state, &plan_hash)?;
@@ -111,7 +154,7 @@ pub(super) fn execute(
             if !ctx.committed() {
                 end(state, &plan_hash)?;
             }
-            let reply = record_failure(state, &plan, plan_hash, journal, &err)?;
+            let reply = record_failure(state, plan, plan_hash, journal, &err)?;
             return Err(ErrorObjectOwned::owned(
                 err.code.number(),
                 err.message,
@@ -119,15 +162,15 @@ pub(super) fn execute(
             ));
         }
     };
-    let reply = record_success(state, &plan, plan_hash, journal, &executed)?;
+    let reply = record_success(state, plan, plan_hash, journal, &executed)?;
     end(state, &plan_hash)?;
     Ok(reply)
 }
 
 /// Finishes the executions a killed process left journalled in the store, for plans of
 /// this mechanism; run when a server starts. Failures are reported and left for the next
-/// execute of the plan.
-pub(super) fn finish_interrupted(state: &State) {
+/// execute of the plan, and so is an execution to resume (it needs a request to run in).
+pub(super) fn finish_interrupted<M: Mechanism>(state: &State<M>) {
     let plans = match state.records.journalled() {
         Ok(plans) => plans,
         Err(error) => {
@@ -141,13 +184,20 @@ pub(super) fn finish_interrupted(state: &State) {
         };
         let outcome = lock_plan(state, &plan_hash).and_then(|_lock| {
             let Some(journal) = state.records.journal(&plan_hash) else {
-                return Ok(None);
+                return Ok(Finished::NothingApplied);
             };
             finish(state, &plan, plan_hash, journal)
         });
         match outcome {
-            Ok(Some(_)) => tracing::info!(%plan_hash, "finished an interrupted execution"),
-            Ok(None) => {}
+            Ok(Finished::Recorded(_)) => {
+                tracing::info!(%plan_hash, "finished an interrupted execution")
+            }
+            Ok(Finished::Resume(_)) => tracing::info!(
+                %plan_hash,
+                "an interrupted execution passed its point of no return and applied nothing; \
+                 the next execute of the plan executes it"
+            ),
+            Ok(Finished::NothingApplied) => {}
             Err(error) => tracing::warn!(
                 %plan_hash,
                 error = error.message(),
@@ -157,15 +207,26 @@ pub(super) fn finish_interrupted(state: &State) {
     }
 }
 
+/// What finishing a journalled execution came to.
+enum Finished {
+    /// Its effects are in place and its result recorded: the reply.
+    Recorded(Value),
+    /// Nothing of it was applied, but it passed its point of no return: to execute again.
+    Resume(Journal),
+    /// Nothing of it was applied before its point of no return; the journal is ended.
+    NothingApplied,
+}
+
 /// Finishes a journalled execution of `plan`: once the mechanism has its effects wholly in
-/// place, records the result and returns it; when nothing of it was applied, ends the
-/// journal and returns `None`, so the caller goes on as for a fresh execution.
-fn finish(
-    state: &State,
+/// place, records the result. When nothing of it was applied, an execution that claimed its
+/// force-ack's nonce is to [`resume`]; any other ends its journal, so the caller goes on as
+/// for a fresh execution.
+fn finish<M: Mechanism>(
+    state: &State<M>,
     plan: &Plan,
     plan_hash: Digest,
     journal: Journal,
-) -> Result<Option<Value>, ErrorObjectOwned> {
+) -> Result<Finished, ErrorObjectOwned> {
     match state.mechanism.recover(&state.env, plan)? {
         Some(executed) => {
             tracing::warn!(%plan_hash, "an interrupted execution of this plan is now finished");
@@ -179,16 +240,26 @@ fn finish(
             }
             let reply = record_success(state, plan, plan_hash, journal, &executed)?;
             end(state, &plan_hash)?;
-            Ok(Some(reply))
+            Ok(Finished::Recorded(reply))
         }
         None => {
+            // The nonce was checked unclaimed before the journal began, and force-acks
+            // carry random nonces: claimed now, it was claimed by this execution's point of
+            // no return.
+            if let Some(nonce) = &journal.nonce {
+                let claimed = force_ack::nonce_claimed(state.env.store.root(), nonce)
+                    .map_err(|e| rpc_error(e.code(), e.to_string()))?;
+                if claimed {
+                    return Ok(Finished::Resume(journal));
+                }
+            }
             end(state, &plan_hash)?;
-            Ok(None)
+            Ok(Finished::NothingApplied)
         }
     }
 }
 
-fn end(state: &State, plan_hash: &Digest) -> Result<(), ErrorObjectOwned> {
+fn end<M: Mechanism>(state: &State<M>, plan_hash: &Digest) -> Result<(), ErrorObjectOwned> {
     state
         .records
         .end(plan_hash)
@@ -196,8 +267,8 @@ fn end(state: &State, plan_hash: &Digest) -> Result<(), ErrorObjectOwned> {
 }
 
 /// Takes the store's lock on executing `plan_hash`; `BUSY` while another process holds it.
-fn lock_plan(
-    state: &State,
+fn lock_plan<M: Mechanism>(
+    state: &State<M>,
     plan_hash: &Digest,
 ) -> Result<super::records::PlanLock, ErrorObjectOwned> {
     match state.records.lock(plan_hash) {
@@ -249,13 +320,13 @@ fn is_refusal(code: ErrorCode) -> bool {
 }
 
 /// Marks a plan as running for as long as it lives; a second entry gets `BUSY`.
-struct RunningGuard<'a> {
-    state: &'a State,
+struct RunningGuard<'a, M> {
+    state: &'a State<M>,
     plan_hash: Digest,
 }
 
-impl<'a> RunningGuard<'a> {
-    fn enter(state: &'a State, plan_hash: Digest) -> Result<Self, ErrorObjectOwned> {
+impl<'a, M> RunningGuard<'a, M> {
+    fn enter(state: &'a State<M>, plan_hash: Digest) -> Result<Self, ErrorObjectOwned> {
         let mut running = state
             .running
             .lock()
@@ -271,7 +342,7 @@ impl<'a> RunningGuard<'a> {
     }
 }
 
-impl Drop for RunningGuard<'_> {
+impl<M> Drop for RunningGuard<'_, M> {
     fn drop(&mut self) {
         if let Ok(mut running) = self.state.running.lock() {
             running.remove(&self.plan_hash);
@@ -279,7 +350,7 @@ impl Drop for RunningGuard<'_> {
     }
 }
 
-fn recorded(state: &State, record: &Record) -> RpcResult {
+fn recorded<M: Mechanism>(state: &State<M>, record: &Record) -> RpcResult {
     let load = |digest: &Digest, what: &str| {
         state
             .env
@@ -298,25 +369,26 @@ fn recorded(state: &State, record: &Record) -> RpcResult {
 }
 
 /// Recomputes the plan against the world as it is now; any difference is `STALE_PLAN`.
-fn replan(state: &State, plan: &Plan, plan_hash: &Digest) -> Result<Planned, ErrorObjectOwned> {
+/// Returns what the mechanism prepared for execute.
+fn replan<M: Mechanism>(
+    state: &State<M>,
+    plan: &Plan,
+    plan_hash: &Digest,
+) -> Result<M::Prepared, ErrorObjectOwned> {
     let request = PlanRequest {
         operation: plan.operation.clone(),
         params: plan.params.clone(),
         inputs: plan.inputs.clone(),
         preview: false,
     };
-    let planned = state
-        .mechanism
-        .plan(&state.env, &request)
-        .map_err(|e| match e.code {
-            ErrorCode::InvalidParams | ErrorCode::PathRefused => rpc_error(
-                ErrorCode::StalePlan,
-                format!("the plan no longer holds: {}", e.message),
-            ),
-            _ => e.into(),
-        })?;
-    super::handlers::refuse_store_changes(state, &planned.plan)?;
-    let fresh = Artifact::from_typed(&planned.plan)
+    let (fresh, _, prepared) = propose(state, &request, |e| match e.code {
+        ErrorCode::InvalidParams | ErrorCode::PathRefused => rpc_error(
+            ErrorCode::StalePlan,
+            format!("the plan no longer holds: {}", e.message),
+        ),
+        _ => e.into(),
+    })?;
+    let fresh = Artifact::from_typed(&fresh)
         .map_err(|e| rpc_error(ErrorCode::InternalError, e.to_string()))?;
     if fresh.digest() != *plan_hash {
         return Err(rpc_error(
@@ -327,11 +399,11 @@ fn replan(state: &State, plan: &Plan, plan_hash: &Digest) -> Result<Planned, Err
             ),
         ));
     }
-    Ok(planned)
+    Ok(prepared)
 }
 
-fn check_admission(
-    state: &State,
+fn check_admission<M: Mechanism>(
+    state: &State<M>,
     plan_hash: &Digest,
     admission: &Digest,
 ) -> Result<Digest, ErrorObjectOwned> {
@@ -372,8 +444,8 @@ struct CheckedAck {
     nonce: String,
 }
 
-fn check_force_ack(
-    state: &State,
+fn check_force_ack<M: Mechanism>(
+    state: &State<M>,
     plan_hash: &Digest,
     admission: &Digest,
     force_ack: Option<&Value>,
@@ -431,8 +503,8 @@ fn check_force_ack(
 
 /// The context of one execution: its deadline, cancellation, progress, and the point of no
 /// return, where the force-ack's nonce (if any) is claimed.
-fn exec_context(
-    state: &State,
+fn exec_context<M: Mechanism>(
+    state: &State<M>,
     plan_hash: Digest,
     deadline: Option<Instant>,
     scope: Option<RequestScope>,
@@ -477,8 +549,8 @@ fn exec_context(
 }
 
 /// Records a success: the result with every effect applied, and its witness.
-fn record_success(
-    state: &State,
+fn record_success<M: Mechanism>(
+    state: &State<M>,
     plan: &Plan,
     plan_hash: Digest,
     journal: Journal,
@@ -495,8 +567,8 @@ fn record_success(
 }
 
 /// Records a failure: the result with no effect applied and the error, and its witness.
-fn record_failure(
-    state: &State,
+fn record_failure<M: Mechanism>(
+    state: &State<M>,
     plan: &Plan,
     plan_hash: Digest,
     journal: Journal,
@@ -523,8 +595,8 @@ fn record_failure(
 }
 
 /// Stores the result and its witness, then the record that links them to the plan.
-fn record(
-    state: &State,
+fn record<M: Mechanism>(
+    state: &State<M>,
     plan: &Plan,
     plan_hash: Digest,
     journal: Journal,

@@ -22,12 +22,12 @@ use serde_json::Value;
 
 use super::connection::SCOPE;
 use super::{execute, rpc_error, ServerError, State};
-use crate::mechanism::PlanRequest;
+use crate::mechanism::{Mechanism, MechanismError, PlanRequest};
 
 type RpcResult = Result<Value, ErrorObjectOwned>;
 
 /// Registers every verb.
-pub(super) fn register(state: State) -> Result<RpcModule<State>, ServerError> {
+pub(super) fn register<M: Mechanism>(state: State<M>) -> Result<RpcModule<State<M>>, ServerError> {
     let mut module = RpcModule::new(state);
     let registered = [
         module
@@ -124,10 +124,11 @@ pub(super) fn to_value<T: Serialize>(value: &T) -> RpcResult {
 }
 
 /// Runs a blocking verb on the blocking pool.
-async fn blocking<P, F>(state: Arc<State>, params: Params<'static>, verb: F) -> RpcResult
+async fn blocking<M, P, F>(state: Arc<State<M>>, params: Params<'static>, verb: F) -> RpcResult
 where
+    M: Mechanism,
     P: VerbParams + Send + 'static,
-    F: FnOnce(&State, P) -> RpcResult + Send + 'static,
+    F: FnOnce(&State<M>, P) -> RpcResult + Send + 'static,
 {
     let parsed: P = parse(&params)?;
     tokio::task::spawn_blocking(move || verb(&state, parsed))
@@ -135,7 +136,7 @@ where
         .map_err(|e| rpc_error(ErrorCode::InternalError, e.to_string()))?
 }
 
-fn describe(params: &Params<'_>, state: &State) -> RpcResult {
+fn describe<M: Mechanism>(params: &Params<'_>, state: &State<M>) -> RpcResult {
     let params: DescribeParams = parse(params)?;
     let Some(version) = verbs::choose_version(params.protocol_versions.as_deref()) else {
         return Err(rpc_error(
@@ -165,7 +166,7 @@ pub(super) fn store_error(what: &str, err: &StoreError) -> ErrorObjectOwned {
     rpc_error(err.code(), format!("{what}: {err}"))
 }
 
-fn plan(state: &State, params: PlanParams) -> RpcResult {
+fn plan<M: Mechanism>(state: &State<M>, params: PlanParams) -> RpcResult {
     let Some(validator) = state.validators.get(&params.operation) else {
         let known: Vec<&str> = state.operations.iter().map(|o| o.name.as_str()).collect();
         return Err(rpc_error(
@@ -199,9 +200,8 @@ fn plan(state: &State, params: PlanParams) -> RpcResult {
         inputs: params.inputs,
         preview: true,
     };
-    let planned = state.mechanism.plan(&state.env, &request)?;
-    refuse_store_changes(state, &planned.plan)?;
-    let artifact = Artifact::from_typed(&planned.plan)
+    let (plan, preview, _) = propose(state, &request, ErrorObjectOwned::from)?;
+    let artifact = Artifact::from_typed(&plan)
         .map_err(|e| rpc_error(ErrorCode::InternalError, e.to_string()))?;
     let provenance = Provenance::new(format!("mechanism-server {}", state.mechanism.id()))
         .with_derived_from(request.inputs.values().copied());
@@ -213,13 +213,65 @@ fn plan(state: &State, params: PlanParams) -> RpcResult {
     to_value(&PlanResult {
         plan_hash,
         plan: artifact.into_value(),
-        preview: planned.preview,
+        preview,
     })
+}
+
+/// The mechanism's proposal for `request`, made the plan artifact: the mechanism, operation,
+/// params and inputs added, destructive when there is a reason, the operation's determinism
+/// unless the proposal says otherwise. Returns the plan, its preview and what the mechanism
+/// prepared for execute.
+/// A refusal of the mechanism's is answered as `on_refusal` maps it.
+pub(super) fn propose<M: Mechanism>(
+    state: &State<M>,
+    request: &PlanRequest,
+    on_refusal: impl FnOnce(MechanismError) -> ErrorObjectOwned,
+) -> Result<(Plan, Option<String>, M::Prepared), ErrorObjectOwned> {
+    let proposal = state
+        .mechanism
+        .plan(&state.env, request)
+        .map_err(on_refusal)?;
+    if !proposal.state.is_object() {
+        return Err(rpc_error(
+            ErrorCode::InternalError,
+            "the mechanism proposed a plan whose state is not a JSON object",
+        ));
+    }
+    let operation_determinism = state
+        .operations
+        .iter()
+        .find(|op| op.name == request.operation)
+        .map(|op| op.determinism);
+    let Some(determinism) = proposal.determinism.or(operation_determinism) else {
+        return Err(rpc_error(
+            ErrorCode::UnknownOperation,
+            format!("no operation {:?}", request.operation),
+        ));
+    };
+    let plan = Plan {
+        mechanism: state.mechanism_ref(),
+        operation: request.operation.clone(),
+        params: request.params.clone(),
+        inputs: request.inputs.clone(),
+        state: proposal.state,
+        intended_effects: proposal.intended_effects,
+        touches: proposal.touches,
+        destructive: !proposal.destructive_reasons.is_empty(),
+        destructive_reasons: proposal.destructive_reasons,
+        determinism,
+        estimated_costs: proposal.estimated_costs,
+        exec_recipe: proposal.exec_recipe,
+    };
+    refuse_store_changes(state, &plan)?;
+    Ok((plan, proposal.preview, proposal.prepared))
 }
 
 /// Refuses a plan that would change the object store, when the store lies inside the root:
 /// a patch to `.mechanism/nonces/...` must not free a spent force-ack.
-pub(super) fn refuse_store_changes(state: &State, plan: &Plan) -> Result<(), ErrorObjectOwned> {
+fn refuse_store_changes<M: Mechanism>(
+    state: &State<M>,
+    plan: &Plan,
+) -> Result<(), ErrorObjectOwned> {
     let Some(store) = &state.store_location else {
         return Ok(());
     };
@@ -248,8 +300,8 @@ pub(super) fn refuse_store_changes(state: &State, plan: &Plan) -> Result<(), Err
 }
 
 /// Loads a plan this mechanism issued, by hash.
-pub(super) fn load_plan(
-    state: &State,
+pub(super) fn load_plan<M: Mechanism>(
+    state: &State<M>,
     plan_hash: &protocol::Digest,
 ) -> Result<Plan, ErrorObjectOwned> {
     let artifact = state
@@ -286,7 +338,7 @@ pub(super) fn load_plan(
     Ok(plan)
 }
 
-fn declare_cost(state: &State, params: DeclareCostParams) -> RpcResult {
+fn declare_cost<M: Mechanism>(state: &State<M>, params: DeclareCostParams) -> RpcResult {
     let plan = load_plan(state, &params.plan_hash)?;
     let witness = CostWitness {
         plan_hash: params.plan_hash,
@@ -308,7 +360,7 @@ fn declare_cost(state: &State, params: DeclareCostParams) -> RpcResult {
     })
 }
 
-fn status(params: &Params<'_>, state: &State) -> RpcResult {
+fn status<M: Mechanism>(params: &Params<'_>, state: &State<M>) -> RpcResult {
     let params: StatusParams = parse(params)?;
     if let Some(progress) = state
         .running

@@ -1,22 +1,21 @@
-//! The runtime that serves any [`Mechanism`] over JSON-RPC 2.0 on stdio.
+//! The runtime that serves any [`Mechanism`] over JSON-RPC 2.0 on a byte stream.
 //!
-//! Everything every mechanism needs the same way lives here: the plan store, execute by
-//! hash verified by recomputation, the admission and force-ack checks, idempotent
-//! re-execution, one execution per plan at a time, results and in-toto witnesses.
+//! Everything every mechanism needs the same way lives here: the plan artifact built from
+//! the mechanism's proposal, the plan store, execute by hash verified by recomputation, the
+//! admission and force-ack checks, idempotent re-execution, one execution per plan at a
+//! time, results and in-toto witnesses, and finishing interrupted executions.
 
-pub mod connection;
+pub(crate) mod connection;
 mod execute;
 mod handlers;
-pub mod records;
+mod records;
 
 use std::collections::HashMap;
-use std::io::BufReader;
-use std::path::PathBuf;
+use std::io::{BufRead, Write};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use jsonrpsee::types::ErrorObjectOwned;
-use jsonrpsee::RpcModule;
 use protocol::force_ack::allowed_signers::AllowedSigners;
 use protocol::schema::Validator;
 use protocol::store::{Store, StoreLocation};
@@ -24,28 +23,14 @@ use protocol::verbs::{Operation, Progress};
 use protocol::{Digest, ErrorCode};
 use serde_json::json;
 
+use crate::cli::Options;
 use crate::mechanism::{Env, Mechanism, MechanismError};
 use connection::Limits;
 use records::Records;
 
-/// How to run a server.
-#[derive(Debug, Clone)]
-pub struct Config {
-    /// Every path the mechanism may touch lies under this directory.
-    pub root: PathBuf,
-    /// The object store directory shared with the admission.
-    pub store: PathBuf,
-    /// OpenSSH allowed_signers trusted for force-acks; `None`: destructive plans never run.
-    pub force_ack_signers: Option<PathBuf>,
-    /// The longest a force-ack may live.
-    pub force_ack_max_ttl: Duration,
-    /// Largest message accepted, in bytes.
-    pub max_message_bytes: usize,
-}
-
 /// Why a server could not start or stopped.
 #[derive(Debug, thiserror::Error)]
-pub enum ServerError {
+pub(crate) enum ServerError {
     /// The configuration is unusable (missing root, unreadable signers file, ...).
     #[error("{0}")]
     Config(String),
@@ -56,7 +41,7 @@ pub enum ServerError {
 
 impl ServerError {
     /// The process exit code: 2 for configuration, 1 for I/O.
-    pub fn exit_code(&self) -> u8 {
+    pub(crate) fn exit_code(&self) -> u8 {
         match self {
             ServerError::Config(_) => 2,
             ServerError::Io(_) => 1,
@@ -64,39 +49,36 @@ impl ServerError {
     }
 }
 
-/// Serves `mechanism` on this process's stdin and stdout until EOF.
-pub fn serve_stdio(mechanism: Arc<dyn Mechanism>, config: Config) -> Result<(), ServerError> {
+/// Serves `mechanism` over `input` and `output` until EOF on `input`, then finishes the
+/// work in flight, on a tokio runtime of its own.
+pub(crate) fn serve<M, R, W>(
+    mechanism: M,
+    options: &Options,
+    input: R,
+    output: W,
+) -> Result<(), ServerError>
+where
+    M: Mechanism,
+    R: BufRead + Send + 'static,
+    W: Write + Send + 'static,
+{
     let limits = Limits {
-        max_message_bytes: config.max_message_bytes,
+        max_message_bytes: options.max_message_bytes,
     };
-    let module = module(mechanism, &config)?;
+    let state = State::new(mechanism, options)?;
+    execute::finish_interrupted(&state);
+    let module = handlers::register(state)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()?;
-    let stdin = BufReader::with_capacity(1 << 16, std::io::stdin());
-    runtime.block_on(connection::serve(
-        Arc::new(module),
-        stdin,
-        std::io::stdout(),
-        limits,
-    ))?;
+    runtime.block_on(connection::serve(Arc::new(module), input, output, limits))?;
     Ok(())
 }
 
-/// Builds the method table for `mechanism` (exposed for in-process tests).
-pub fn module(
-    mechanism: Arc<dyn Mechanism>,
-    config: &Config,
-) -> Result<RpcModule<State>, ServerError> {
-    let state = State::new(mechanism, config)?;
-    execute::finish_interrupted(&state);
-    handlers::register(state)
-}
-
 /// Shared state of one server process.
-pub struct State {
-    mechanism: Arc<dyn Mechanism>,
+pub(crate) struct State<M> {
+    mechanism: M,
     env: Env,
     operations: Vec<Operation>,
     /// Each operation's params schema, compiled once.
@@ -111,21 +93,22 @@ pub struct State {
     running: Arc<Mutex<HashMap<Digest, Option<Progress>>>>,
 }
 
-impl State {
-    fn new(mechanism: Arc<dyn Mechanism>, config: &Config) -> Result<Self, ServerError> {
-        let root = config
+impl<M: Mechanism> State<M> {
+    fn new(mechanism: M, options: &Options) -> Result<Self, ServerError> {
+        let root = options
             .root
             .canonicalize()
-            .map_err(|e| ServerError::Config(format!("--root {}: {e}", config.root.display())))?;
+            .map_err(|e| ServerError::Config(format!("--root {}: {e}", options.root.display())))?;
         if !root.is_dir() {
             return Err(ServerError::Config(format!(
                 "--root {} is not a directory",
                 root.display()
             )));
         }
-        let store = Store::open(&config.store)
-            .map_err(|e| ServerError::Config(format!("--store {}: {e}", config.store.display())))?;
-        let signers = config
+        let store = Store::open(&options.store).map_err(|e| {
+            ServerError::Config(format!("--store {}: {e}", options.store.display()))
+        })?;
+        let signers = options
             .force_ack_signers
             .as_deref()
             .map(AllowedSigners::read)
@@ -150,8 +133,8 @@ impl State {
             operations,
             validators,
             signers,
-            max_ttl: config.force_ack_max_ttl,
-            max_message_bytes: config.max_message_bytes,
+            max_ttl: options.force_ack_max_ttl,
+            max_message_bytes: options.max_message_bytes,
             records,
             store_location,
             running: Arc::default(),

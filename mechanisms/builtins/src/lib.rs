@@ -1,19 +1,43 @@
-//! The built-in mechanisms, by name, and the command line of the `mechanism-server`
-//! executable that serves one of them.
+//! The built-in mechanisms, by name: the command line of the `mechanism-server` executable
+//! that serves one of them, `mechanism-server MECHANISM --root DIR --store DIR
+//! [--force-ack-signers FILE]`.
 
-use std::sync::Arc;
+use std::process::ExitCode;
 
-use mechanism_server::Mechanism;
-
-pub mod cli;
+use clap::Parser;
+use mechanism_server::Options;
 
 /// The names of the built-in mechanisms.
 pub const BUILTIN: &[&str] = &[git_apply_patch::ID];
 
-/// A built-in mechanism by name.
-pub fn builtin(name: &str) -> Option<Arc<dyn Mechanism>> {
-    match name {
-        git_apply_patch::ID => Some(Arc::new(git_apply_patch::GitApplyPatch)),
-        _ => None,
+/// Serve a built-in mechanism over JSON-RPC 2.0 on stdio.
+#[derive(Debug, Parser)]
+#[command(name = "mechanism-server", version, about)]
+struct Args {
+    /// The mechanism to serve (built in: git_apply_patch).
+    mechanism: String,
+    #[command(flatten)]
+    options: Options,
+}
+
+/// Parses `args` (the program name first) and serves the mechanism they name until stdin
+/// closes; returns the exit code (2 for an unknown mechanism or bad options).
+pub fn main_from<I, T>(args: I) -> ExitCode
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    let args = Args::parse_from(args);
+    match args.mechanism.as_str() {
+        git_apply_patch::ID => {
+            mechanism_server::serve(git_apply_patch::GitApplyPatch, &args.options)
+        }
+        unknown => {
+            eprintln!(
+                "error: unknown mechanism {unknown:?}; built in: {}",
+                BUILTIN.join(", ")
+            );
+            ExitCode::from(2)
+        }
     }
 }

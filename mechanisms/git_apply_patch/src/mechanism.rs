@@ -4,14 +4,14 @@
 use std::collections::BTreeMap;
 
 use protocol::artifact::effect::{Effect, FS_DELETE, FS_MODE, FS_WRITE, GIT_COMMIT};
-use protocol::artifact::kinds::{Costs, Determinism, Grant, MechanismRef, Plan, RecipeStep};
+use protocol::artifact::kinds::{Costs, Determinism, Grant, Plan, RecipeStep};
 use protocol::verbs::{Destructiveness, Example, Operation};
 use protocol::ErrorCode;
 use serde_json::{json, Value};
 
 use super::{ApplyError, ApplyParams, Prediction};
-use mechanism_server::mechanism::{
-    Env, ExecContext, Executed, Mechanism, MechanismError, PlanRequest, Planned,
+use mechanism_server::{
+    Env, ExecContext, Executed, Mechanism, MechanismError, PlanRequest, Proposal,
 };
 
 /// The mechanism id.
@@ -28,6 +28,8 @@ pub const MAX_PATCH_BYTES: u64 = 64 * 1024 * 1024;
 pub struct GitApplyPatch;
 
 impl Mechanism for GitApplyPatch {
+    type Prepared = ();
+
     fn id(&self) -> &str {
         ID
     }
@@ -66,27 +68,26 @@ impl Mechanism for GitApplyPatch {
             .to_vec()
     }
 
-    fn plan(&self, env: &Env, request: &PlanRequest) -> Result<Planned, MechanismError> {
+    fn plan(&self, env: &Env, request: &PlanRequest) -> Result<Proposal<()>, MechanismError> {
         let (params, patch) = read_request(env, request)?;
         let prediction = super::plan_with(&env.root, &params, &patch, request.preview)
             .map_err(mechanism_error)?;
-        let plan = to_plan(self, request, &prediction);
-        Ok(Planned {
-            plan,
-            preview: request.preview.then_some(prediction.preview),
-        })
+        let mut proposal = proposal(&prediction);
+        proposal.preview = request.preview.then_some(prediction.preview);
+        Ok(proposal)
     }
 
     fn execute(
         &self,
         env: &Env,
-        planned: &Planned,
+        plan: &Plan,
+        (): (),
         ctx: &ExecContext,
     ) -> Result<Executed, MechanismError> {
         let request = PlanRequest {
-            operation: planned.plan.operation.clone(),
-            params: planned.plan.params.clone(),
-            inputs: planned.plan.inputs.clone(),
+            operation: plan.operation.clone(),
+            params: plan.params.clone(),
+            inputs: plan.inputs.clone(),
             preview: false,
         };
         let (params, patch) = read_request(env, &request)?;
@@ -98,7 +99,7 @@ impl Mechanism for GitApplyPatch {
             &patch,
             &id,
             |recomputed| {
-                if to_plan(self, &request, recomputed) == planned.plan {
+                if same_plan(plan, &proposal(recomputed)) {
                     Ok(())
                 } else {
                     Err(ApplyError::StalePlan(
@@ -113,7 +114,11 @@ impl Mechanism for GitApplyPatch {
         )
         .map_err(mechanism_error)?;
         ctx.progress(1, 1, "committed");
-        executed(&planned.plan)
+        self.executed(plan)
+    }
+
+    fn executed(&self, plan: &Plan) -> Result<Executed, MechanismError> {
+        executed(plan)
     }
 
     fn still_applied(&self, env: &Env, plan: &Plan) -> Result<bool, MechanismError> {
@@ -131,7 +136,7 @@ impl Mechanism for GitApplyPatch {
             tracing::info!(execution = %finished, "finished an interrupted execute");
         }
         if super::holds(&env.root, &outcome).map_err(mechanism_error)? {
-            executed(plan).map(Some)
+            self.executed(plan).map(Some)
         } else {
             Ok(None)
         }
@@ -295,8 +300,18 @@ fn read_request(
     Ok((params, patch))
 }
 
-/// The plan artifact of a prediction.
-fn to_plan(mechanism: &GitApplyPatch, request: &PlanRequest, p: &Prediction) -> Plan {
+/// Whether `plan` says what `proposal` proposes.
+fn same_plan(plan: &Plan, proposal: &Proposal<()>) -> bool {
+    plan.state == proposal.state
+        && plan.intended_effects == proposal.intended_effects
+        && plan.touches == proposal.touches
+        && plan.destructive_reasons == proposal.destructive_reasons
+        && plan.estimated_costs == proposal.estimated_costs
+        && plan.exec_recipe == proposal.exec_recipe
+}
+
+/// What the plan of a prediction proposes.
+fn proposal(p: &Prediction) -> Proposal<()> {
     let files = p
         .effects
         .iter()
@@ -344,35 +359,26 @@ fn to_plan(mechanism: &GitApplyPatch, request: &PlanRequest, p: &Prediction) -> 
             args: json!({"repo": p.repo, "paths": paths}),
         });
     }
-    Plan {
-        mechanism: MechanismRef {
-            id: mechanism.id().to_owned(),
-            version: mechanism.version().to_owned(),
-        },
-        operation: request.operation.clone(),
-        params: request.params.clone(),
-        inputs: request.inputs.clone(),
-        state: json!({
-            "repo": p.repo,
-            "ref": p.ref_name,
-            "base_commit": p.base_commit,
-            "base_tree": p.base_tree,
-            "checked_out": p.checked_out,
-            "worktree": p.worktree,
-        }),
-        intended_effects: p.effects.clone(),
-        touches: p.touches.clone(),
-        destructive: p.destructive,
-        destructive_reasons: p.destructive_reasons.clone(),
-        determinism: Determinism::D0,
-        estimated_costs: Costs {
-            // A commit of a few files takes milliseconds; allow for a cold index read.
-            wall_ms: Some(500 + 5 * files),
-            bytes_written: Some(bytes),
-            files_touched: Some(files),
-        },
-        exec_recipe: recipe,
-    }
+    let state = json!({
+        "repo": p.repo,
+        "ref": p.ref_name,
+        "base_commit": p.base_commit,
+        "base_tree": p.base_tree,
+        "checked_out": p.checked_out,
+        "worktree": p.worktree,
+    });
+    let mut proposal = Proposal::new(state, ());
+    proposal.intended_effects = p.effects.clone();
+    proposal.touches = p.touches.clone();
+    proposal.destructive_reasons = p.destructive_reasons.clone();
+    proposal.estimated_costs = Costs {
+        // A commit of a few files takes milliseconds; allow for a cold index read.
+        wall_ms: Some(500 + 5 * files),
+        bytes_written: Some(bytes),
+        files_touched: Some(files),
+    };
+    proposal.exec_recipe = recipe;
+    proposal
 }
 
 fn mechanism_error(error: ApplyError) -> MechanismError {
