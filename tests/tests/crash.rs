@@ -17,6 +17,7 @@ use tests::Scratch;
 
 /// Every step boundary of an execute, in order: the runtime's and `git_apply_patch`'s.
 const STEPS: &[&str] = &[
+    "git:predicted",
     "execute:journal",
     "git:locked",
     "git:object-staged@2",

@@ -603,3 +603,144 @@ fn past_its_point_of_no_return_an_execute_finishes_and_records_whatever_the_dead
     let status = srv.result("status", json!({"plan_hash": plan["plan_hash"]}));
     assert_eq!(status["state"], "succeeded");
 }
+
+/// An execute predicts once, in the runtime's re-plan, and applies what that prepared: a
+/// server that aborts at its second prediction executes all the same, making the commit
+/// predicted at plan time.
+#[test]
+fn execute_predicts_once_and_applies_what_the_re_plan_prepared() {
+    let w = World::new();
+    let patch = w.patch(edit_non_destructive);
+    let plan = w.server().result("plan", apply_params(&patch));
+    let hash = plan_hash(&plan);
+    let admission = admit(&w.store(), &hash, &plan["plan"]);
+    let mut once = Server::spawn_env(
+        &w.s.path("root"),
+        &w.store(),
+        Some(&w.operator.allowed_signers),
+        &[],
+        &[("MECHANISM_FAILPOINT", "git:predicted@2")],
+    );
+    let result = once.result(
+        "execute",
+        json!({"plan_hash": hash, "admission": admission}),
+    );
+    assert_eq!(result["result"]["status"], "success", "{result}");
+    assert_eq!(
+        json!(rev(&w.repo(), "main")),
+        commit_effect(&plan)["to"],
+        "the predicted commit"
+    );
+    let (status, _) = once.finish();
+    assert!(status.success(), "the server exited with {status}");
+}
+
+/// What the re-plan of an execute read can change before the mechanism takes the
+/// repository's locks; execute does not predict again under them, it checks exactly these.
+enum Change {
+    /// A touched file edited in the work tree.
+    WorkTree,
+    /// A touched file's change staged in the index, the work tree put back.
+    Index,
+    /// The branch moved on.
+    Branch,
+    /// Another branch checked out.
+    Head,
+}
+
+/// A change made between the runtime's re-plan and the mechanism's locks (the execute held
+/// right after its journal, before the mechanism starts) is refused with `STALE_PLAN`, with
+/// nothing applied and the journal ended: execute re-checks under the locks what the
+/// prepared prediction read, rather than predicting it again.
+#[test]
+fn a_change_after_the_re_plan_and_before_the_locks_is_stale_and_applies_nothing() {
+    for change in [
+        Change::WorkTree,
+        Change::Index,
+        Change::Branch,
+        Change::Head,
+    ] {
+        let w = World::new();
+        let patch = w.patch(edit_non_destructive);
+        let mut planner = w.server();
+        let plan = planner.result("plan", apply_params(&patch));
+        let hash = plan_hash(&plan);
+        let admission = admit(&w.store(), &hash, &plan["plan"]);
+        drop(planner);
+        let base = rev(&w.repo(), "main");
+        let mut held = Server::spawn_env(
+            &w.s.path("root"),
+            &w.store(),
+            Some(&w.operator.allowed_signers),
+            &[],
+            &[
+                ("MECHANISM_FAILPOINT", "execute:journal"),
+                ("MECHANISM_FAILPOINT_SLEEP_MS", "1500"),
+            ],
+        );
+        held.send(&json!({"jsonrpc": "2.0", "id": 1, "method": "execute",
+                          "params": {"plan_hash": hash, "admission": admission}}));
+        let journal = w
+            .store()
+            .join("refs/executions")
+            .join(format!("{}.json", hash.hex()));
+        let until = std::time::Instant::now() + Duration::from_secs(60);
+        while !journal.exists() {
+            assert!(
+                std::time::Instant::now() < until,
+                "the execute never re-planned"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let edited = "# fixture\n\nA repository for tests.\nlocal edit\n";
+        match change {
+            Change::WorkTree => repo::write(&w.repo(), "README.md", edited),
+            Change::Index => {
+                let original = std::fs::read_to_string(w.repo().join("README.md")).unwrap();
+                repo::write(&w.repo(), "README.md", edited);
+                git(&w.repo(), &["add", "README.md"]);
+                repo::write(&w.repo(), "README.md", &original);
+            }
+            Change::Branch => {
+                repo::write(&w.repo(), "other.txt", "unrelated\n");
+                git(&w.repo(), &["add", "other.txt"]);
+                git(&w.repo(), &["commit", "-q", "-m", "moved on"]);
+            }
+            Change::Head => {
+                git(&w.repo(), &["checkout", "-q", "-b", "elsewhere"]);
+            }
+        }
+        let before = files(&w.repo());
+        let (answer, _) = held.recv_response();
+        assert_eq!(answer["error"]["data"]["code"], "STALE_PLAN", "{answer}");
+        assert_eq!(
+            files(&w.repo()),
+            before,
+            "the refused execute changed the repository"
+        );
+        if !matches!(change, Change::Branch) {
+            assert_eq!(rev(&w.repo(), "main"), base, "nothing was applied");
+        }
+        assert!(
+            !journal.exists(),
+            "the journal of a refused execute was left"
+        );
+    }
+}
+
+/// Every file under `dir` with its content: the work tree and the git directory.
+fn files(dir: &Path) -> std::collections::BTreeMap<std::path::PathBuf, Vec<u8>> {
+    let mut found = std::collections::BTreeMap::new();
+    let mut dirs = vec![dir.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+            let path = entry.path();
+            if entry.file_type().unwrap().is_dir() {
+                dirs.push(path);
+            } else {
+                found.insert(path.clone(), std::fs::read(&path).unwrap());
+            }
+        }
+    }
+    found
+}

@@ -3,14 +3,16 @@
 //!
 //! [`plan`] parses the patch itself, applies it in memory to the base tree's blobs, and
 //! predicts the exact tree and commit ids; it writes nothing (new objects go to an
-//! in-memory object backend). [`execute`] takes the repository's locks (ours and git's own;
-//! `BUSY` when another holds one), recomputes the plan under them, refuses unless it is the
-//! expected one, copies the new objects to disk, records a durable intent, then moves the
-//! branch and, when the branch is checked out, rewrites only the touched work-tree paths
-//! and index entries. Killed at any instant, it is finished by the next execute
-//! ([`recover`]; see `transaction.rs`). Cost grows with the patch, not the repository,
-//! except that when the branch is checked out the index is read whole (libgit2 cannot
-//! read part of it) and `execute` writes it whole: O(index entries).
+//! in-memory object backend). [`prepare`] does the same and keeps what it built, and
+//! [`apply`] executes that without predicting again: it takes the repository's locks (ours
+//! and git's own; `BUSY` when another holds one), checks under them that nothing the
+//! prediction read has changed (branch, `HEAD`, the touched paths' index entries and
+//! files), copies the new objects to disk, records a durable intent, then moves the branch
+//! and, when the branch is checked out, rewrites only the touched work-tree paths and index
+//! entries. Killed at any instant, it is finished by the next execute ([`recover`]; see
+//! `transaction.rs`). Cost grows with the patch, not the repository, except that when the
+//! branch is checked out the index is read whole (libgit2 cannot read part of it) and
+//! `apply` writes it whole: O(index entries).
 //!
 //! The protocol side is [`GitApplyPatch`], the [`mechanism_server::Mechanism`] that maps a
 //! [`Prediction`] into the plan artifact and [`ApplyError::code`] into protocol errors; the
@@ -164,57 +166,81 @@ pub enum BranchState {
 
 /// Predicts what applying `patch` would do, writing nothing.
 pub fn plan(root: &Path, params: &ApplyParams, patch: &[u8]) -> Result<Prediction, ApplyError> {
-    plan_with(root, params, patch, true)
+    Ok(prepare(root, params, patch, true)?.built.prediction)
 }
 
-/// [`plan`], with the preview left empty unless `with_preview`. `BUSY` while an execute in
-/// the repository is past its point of no return and unfinished: its half-applied state is
-/// no base to plan on.
-pub fn plan_with(
+/// A prediction with everything executing it needs, held in memory: the repository opened
+/// on the base, the new objects written to memory, each touched file's new content.
+pub struct Prepared {
+    target: predict::Target,
+    built: predict::Built,
+}
+
+impl Prepared {
+    /// The prediction.
+    pub fn prediction(&self) -> &Prediction {
+        &self.built.prediction
+    }
+
+    fn prediction_mut(&mut self) -> &mut Prediction {
+        &mut self.built.prediction
+    }
+}
+
+/// [`plan`], keeping what [`apply`] needs; the preview is left empty unless `with_preview`.
+/// `BUSY` while an execute in the repository is past its point of no return and unfinished:
+/// its half-applied state is no base to plan on.
+pub fn prepare(
     root: &Path,
     params: &ApplyParams,
     patch: &[u8],
     with_preview: bool,
-) -> Result<Prediction, ApplyError> {
+) -> Result<Prepared, ApplyError> {
     let target = predict::Target::open(root, params)?;
     refuse_unfinished(&transaction::Paths::of(&target.repo))?;
-    Ok(predict::build(&target, params, patch, with_preview)?.prediction)
+    let built = predict::build(&target, params, patch, with_preview)?;
+    Ok(Prepared { target, built })
 }
 
-/// Applies `patch` exactly as `expected` predicts; see [`execute_checked`]. The intent
-/// record names the execution by the predicted commit.
+/// Applies `patch` exactly as `expected` predicts: prepares it again and refuses with
+/// `StalePlan` unless the prediction is the same, then [`apply`]. The intent record names
+/// the execution by the predicted commit.
 pub fn execute(
     root: &Path,
     params: &ApplyParams,
     patch: &[u8],
     expected: &Prediction,
 ) -> Result<Applied, ApplyError> {
+    let prepared = prepare(root, params, patch, false).map_err(no_longer_holds)?;
+    stale_unless_equal(prepared.prediction(), expected)?;
     let id = format!("commit {}", expected.new_commit);
-    execute_checked(
-        root,
-        params,
-        patch,
-        &id,
-        |recomputed| stale_unless_equal(recomputed, expected),
-        || Ok(()),
-    )
+    apply(root, prepared, &id, || Ok(()))
 }
 
-/// Applies `patch` as a transaction that survives being killed at any instant (see
-/// [`transaction`]): takes the locks (`BUSY` when held), finishes any execute a killed
-/// process left unfinished, recomputes the prediction and lets `accept` refuse it (with
-/// `StalePlan` when it is not the admitted one), writes the new objects, records the
-/// intent `id` names, calls `commit` at the point of no return (an error there refuses,
-/// nothing changed), then moves the branch, work tree and index.
-pub fn execute_checked(
+/// Applies a prepared prediction as a transaction that survives being killed at any instant
+/// (see `transaction.rs`): takes the locks (`BUSY` when held), finishes any execute a killed
+/// process left unfinished, checks under the locks that what can have changed since
+/// `prepared` was made has not (the branch still at the base, the same branch checked out,
+/// the index entries and work-tree files of the touched paths as planned: `StalePlan`
+/// otherwise), writes the new objects, records the intent `id` names, calls `commit` at the
+/// point of no return (an error there refuses, nothing changed), then moves the branch, work
+/// tree and index. The prediction itself is not computed again.
+pub fn apply(
     root: &Path,
-    params: &ApplyParams,
-    patch: &[u8],
+    prepared: Prepared,
     id: &str,
-    accept: impl FnOnce(&Prediction) -> Result<(), ApplyError>,
     commit: impl FnOnce() -> Result<(), ApplyError>,
 ) -> Result<Applied, ApplyError> {
-    let (_, repository) = predict::open_repository(root, &params.repo)?;
+    let Prepared { target, built } = prepared;
+    // Opened afresh: the prepared repository's view of refs, index and config is the one
+    // it planned on.
+    let (location, repository) = predict::open_repository(root, &target.location.name)?;
+    if location.dir != target.location.dir {
+        return Err(ApplyError::StalePlan(format!(
+            "the repository {} is no longer where it was planned",
+            target.location.name
+        )));
+    }
     let paths = transaction::Paths::of(&repository);
     let repo_lock = lock::RepoLock::try_acquire(&paths.git_dir)?;
     let _tidy = transaction::Tidy(&paths);
@@ -225,25 +251,14 @@ pub fn execute_checked(
             return Ok(applied_of(&finished));
         }
     }
-    drop(repository);
-
-    let target = predict::Target::open(root, params)?;
-    let held = transaction::Held::take(&paths, &target.ref_name, target.checked_out)?;
-    failpoint::hit("git:locked");
-    // Opened before the locks were taken: the branch may have moved in between.
-    let base = branch_target_in(&target.repo, &target.ref_name)?;
-    if base.as_deref() != Some(target.base.to_string().as_str()) {
-        return Err(ApplyError::StalePlan(format!(
-            "{} moved while the execute was starting",
-            target.ref_name
-        )));
-    }
-    let built = predict::build(&target, params, patch, false).map_err(no_longer_holds)?;
-    accept(&built.prediction)?;
-    let disk = predict::persist(&target, &built, &paths.object_staging())?;
-    failpoint::hit("git:objects");
 
     let expected = &built.prediction;
+    let held = transaction::Held::take(&paths, &expected.ref_name, expected.checked_out)?;
+    failpoint::hit("git:locked");
+    still_as_planned(&repository, &target, &built).map_err(no_longer_holds)?;
+    let disk = predict::persist(&target, &built, repository, &paths.object_staging())?;
+    failpoint::hit("git:objects");
+
     let intent = Intent {
         plan: id.to_owned(),
         ref_name: expected.ref_name.clone(),
@@ -271,6 +286,49 @@ pub fn execute_checked(
     };
     transaction::apply(&disk, &paths, &intent, held, &content, commit)?;
     Ok(applied_of(&intent))
+}
+
+/// Refuses with `StalePlan` unless what the prediction read that can change has not: the
+/// branch is at the base, the same branch is checked out (or none), and, when it is, every
+/// touched path's index entries and work-tree file are as planned. Call with the locks
+/// held. Costs the touched paths, plus one read of the index.
+fn still_as_planned(
+    repository: &git2::Repository,
+    target: &predict::Target,
+    built: &predict::Built,
+) -> Result<(), ApplyError> {
+    let expected = &built.prediction;
+    let base = branch_target_in(repository, &expected.ref_name)?;
+    if base.as_deref() != Some(expected.base_commit.as_str()) {
+        return Err(ApplyError::StalePlan(format!(
+            "{} moved from {} since planning",
+            expected.ref_name, expected.base_commit
+        )));
+    }
+    if predict::checked_out(repository, &expected.ref_name)? != expected.checked_out {
+        return Err(ApplyError::StalePlan(format!(
+            "{} was {} when planned and is {} now",
+            expected.ref_name,
+            checked_out_text(expected.checked_out),
+            checked_out_text(!expected.checked_out)
+        )));
+    }
+    if expected.checked_out
+        && worktree::facts(repository, &target.location.dir, &built.files)? != expected.worktree
+    {
+        return Err(ApplyError::StalePlan(
+            "the work tree or index changed at a touched path".to_owned(),
+        ));
+    }
+    Ok(())
+}
+
+fn checked_out_text(checked_out: bool) -> &'static str {
+    if checked_out {
+        "checked out"
+    } else {
+        "not checked out"
+    }
 }
 
 /// Finishes the execute a killed process left unfinished in the repository `repo`, if any,

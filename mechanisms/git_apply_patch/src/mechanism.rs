@@ -9,7 +9,7 @@ use protocol::verbs::{Destructiveness, Example, Operation};
 use protocol::ErrorCode;
 use serde_json::{json, Value};
 
-use super::{ApplyError, ApplyParams, Prediction};
+use super::{ApplyError, ApplyParams, Prepared};
 use mechanism_server::{
     Env, ExecContext, Executed, Mechanism, MechanismError, PlanRequest, Proposal,
 };
@@ -28,7 +28,7 @@ pub const MAX_PATCH_BYTES: u64 = 64 * 1024 * 1024;
 pub struct GitApplyPatch;
 
 impl Mechanism for GitApplyPatch {
-    type Prepared = ();
+    type Prepared = Prepared;
 
     fn id(&self) -> &str {
         ID
@@ -68,50 +68,29 @@ impl Mechanism for GitApplyPatch {
             .to_vec()
     }
 
-    fn plan(&self, env: &Env, request: &PlanRequest) -> Result<Proposal<()>, MechanismError> {
+    fn plan(&self, env: &Env, request: &PlanRequest) -> Result<Proposal<Prepared>, MechanismError> {
         let (params, patch) = read_request(env, request)?;
-        let prediction = super::plan_with(&env.root, &params, &patch, request.preview)
-            .map_err(mechanism_error)?;
-        let mut proposal = proposal(&prediction);
-        proposal.preview = request.preview.then_some(prediction.preview);
-        Ok(proposal)
+        let prepared =
+            super::prepare(&env.root, &params, &patch, request.preview).map_err(mechanism_error)?;
+        Ok(proposal(prepared, request.preview))
     }
 
+    /// Applies the prediction the runtime's re-plan prepared, without computing it again:
+    /// [`super::apply`] checks under the repository's locks only what can have changed
+    /// since.
     fn execute(
         &self,
         env: &Env,
         plan: &Plan,
-        (): (),
+        prepared: Prepared,
         ctx: &ExecContext,
     ) -> Result<Executed, MechanismError> {
-        let request = PlanRequest {
-            operation: plan.operation.clone(),
-            params: plan.params.clone(),
-            inputs: plan.inputs.clone(),
-            preview: false,
-        };
-        let (params, patch) = read_request(env, &request)?;
         ctx.progress(0, 1, "applying the patch");
         let id = ctx.plan_hash().to_string();
-        super::execute_checked(
-            &env.root,
-            &params,
-            &patch,
-            &id,
-            |recomputed| {
-                if same_plan(plan, &proposal(recomputed)) {
-                    Ok(())
-                } else {
-                    Err(ApplyError::StalePlan(
-                        "the repository changed since the plan was checked".to_owned(),
-                    ))
-                }
-            },
-            || {
-                ctx.point_of_no_return()
-                    .map_err(|stop| ApplyError::Stopped(stop.code, stop.message))
-            },
-        )
+        super::apply(&env.root, prepared, &id, || {
+            ctx.point_of_no_return()
+                .map_err(|stop| ApplyError::Stopped(stop.code, stop.message))
+        })
         .map_err(mechanism_error)?;
         ctx.progress(1, 1, "committed");
         self.executed(plan)
@@ -300,18 +279,11 @@ fn read_request(
     Ok((params, patch))
 }
 
-/// Whether `plan` says what `proposal` proposes.
-fn same_plan(plan: &Plan, proposal: &Proposal<()>) -> bool {
-    plan.state == proposal.state
-        && plan.intended_effects == proposal.intended_effects
-        && plan.touches == proposal.touches
-        && plan.destructive_reasons == proposal.destructive_reasons
-        && plan.estimated_costs == proposal.estimated_costs
-        && plan.exec_recipe == proposal.exec_recipe
-}
-
-/// What the plan of a prediction proposes.
-fn proposal(p: &Prediction) -> Proposal<()> {
+/// What the plan of a prepared prediction proposes, carrying it for execute; with its
+/// preview when `preview`.
+fn proposal(mut prepared: Prepared, preview: bool) -> Proposal<Prepared> {
+    let preview = preview.then(|| std::mem::take(&mut prepared.prediction_mut().preview));
+    let p = prepared.prediction();
     let files = p
         .effects
         .iter()
@@ -367,10 +339,13 @@ fn proposal(p: &Prediction) -> Proposal<()> {
         "checked_out": p.checked_out,
         "worktree": p.worktree,
     });
-    let mut proposal = Proposal::new(state, ());
-    proposal.intended_effects = p.effects.clone();
-    proposal.touches = p.touches.clone();
-    proposal.destructive_reasons = p.destructive_reasons.clone();
+    let intended_effects = p.effects.clone();
+    let touches = p.touches.clone();
+    let destructive_reasons = p.destructive_reasons.clone();
+    let mut proposal = Proposal::new(state, prepared);
+    proposal.intended_effects = intended_effects;
+    proposal.touches = touches;
+    proposal.destructive_reasons = destructive_reasons;
     proposal.estimated_costs = Costs {
         // A commit of a few files takes milliseconds; allow for a cold index read.
         wall_ms: Some(500 + 5 * files),
@@ -378,6 +353,7 @@ fn proposal(p: &Prediction) -> Proposal<()> {
         files_touched: Some(files),
     };
     proposal.exec_recipe = recipe;
+    proposal.preview = preview;
     proposal
 }
 

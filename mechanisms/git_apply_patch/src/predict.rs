@@ -158,11 +158,7 @@ impl Target {
     /// Opens the repository and resolves the branch and its base commit.
     pub fn open(root: &Path, params: &ApplyParams) -> Result<Self, ApplyError> {
         let (location, repo) = open_repository(root, &params.repo)?;
-        let head = match repo.find_reference("HEAD") {
-            Ok(head) => head.symbolic_target()?.map(str::to_owned),
-            Err(e) if e.code() == git2::ErrorCode::NotFound => None,
-            Err(e) => return Err(e.into()),
-        };
+        let head = head_branch(&repo)?;
         let ref_name = match &params.branch {
             Some(branch) => {
                 let full = if branch.starts_with("refs/heads/") {
@@ -206,7 +202,7 @@ impl Target {
         repo.find_commit(base).map_err(|_| {
             ApplyError::InvalidParams(format!("{ref_name} does not point to a commit"))
         })?;
-        let checked_out = !repo.is_bare() && head.as_deref() == Some(ref_name.as_str());
+        let checked_out = checked_out(&repo, &ref_name)?;
         // The repository keeps the backend once added: our handles to it can go.
         repo.odb()?.add_new_mempack_backend(MEMPACK_PRIORITY)?;
         Ok(Self {
@@ -216,6 +212,21 @@ impl Target {
             base,
             checked_out,
         })
+    }
+}
+
+/// Whether the branch `ref_name` is the one checked out (`HEAD` names it) in a repository
+/// with a work tree.
+pub(crate) fn checked_out(repo: &Repository, ref_name: &str) -> Result<bool, ApplyError> {
+    Ok(!repo.is_bare() && head_branch(repo)?.as_deref() == Some(ref_name))
+}
+
+/// The ref `HEAD` names, unless it is detached or missing.
+fn head_branch(repo: &Repository) -> Result<Option<String>, ApplyError> {
+    match repo.find_reference("HEAD") {
+        Ok(head) => Ok(head.symbolic_target()?.map(str::to_owned)),
+        Err(e) if e.code() == git2::ErrorCode::NotFound => Ok(None),
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -273,7 +284,7 @@ pub(crate) fn build(
 
     let repo_name = target.location.name.as_str();
     let worktree = if target.checked_out {
-        worktree::facts(target, &files)?
+        worktree::facts(repo, &target.location.dir, &files)?
     } else {
         Vec::new()
     };
@@ -313,6 +324,7 @@ pub(crate) fn build(
         worktree,
         preview,
     };
+    failpoint::hit("git:predicted");
     Ok(Built { prediction, files })
 }
 
@@ -764,8 +776,8 @@ fn preview(target: &Repository, files: &[FileOutcome]) -> Result<String, ApplyEr
 }
 
 /// Copies the objects a build made (new blobs, the new trees along the touched paths,
-/// children first, then the commit) from memory to the repository's object database on
-/// disk, and returns a handle on the repository that writes to disk.
+/// children first, then the commit) from memory to the object database of `disk`, the
+/// repository opened on disk (without the in-memory backend), and returns it.
 ///
 /// Each object is written into a scratch repository at `staging` (in our own directory,
 /// which recovery empties) and renamed into the object database whole: libgit2 writes an
@@ -773,13 +785,9 @@ fn preview(target: &Repository, files: &[FileOutcome]) -> Result<String, ApplyEr
 pub(crate) fn persist(
     target: &Target,
     built: &Built,
+    disk: Repository,
     staging: &Path,
 ) -> Result<Repository, ApplyError> {
-    let disk = Repository::open_ext(
-        &target.location.dir,
-        RepositoryOpenFlags::NO_SEARCH,
-        std::iter::empty::<&std::ffi::OsStr>(),
-    )?;
     let mut ids: Vec<Oid> = built
         .files
         .iter()

@@ -13,7 +13,7 @@ use super::error::ApplyError;
 use super::intent::PathChange;
 use super::lock::{self, GitLock};
 use super::patch::{MODE_EXEC, MODE_FILE};
-use super::predict::{Entry, FileOutcome, Target};
+use super::predict::{Entry, FileOutcome};
 use super::transaction::Content;
 use super::{FileState, WorktreeFact};
 use mechanism_server::failpoint;
@@ -23,11 +23,12 @@ const TEMPORARY_PREFIX: &str = ".git_apply_patch-";
 
 /// The state of every touched path: work-tree file, index entry, and whether either
 /// differs from the base tree.
+/// `repo` is the repository with its work tree at `workdir`, read as it is now.
 pub(crate) fn facts(
-    target: &Target,
+    repo: &Repository,
+    workdir: &Path,
     files: &[FileOutcome],
 ) -> Result<Vec<WorktreeFact>, ApplyError> {
-    let repo = &target.repo;
     let filemode = repo.config()?.get_bool("core.filemode").unwrap_or(true);
     let index = repo.index()?;
     let mut touched: Vec<(&str, Option<Entry>)> = Vec::new();
@@ -45,7 +46,7 @@ pub(crate) fn facts(
 
     let mut facts = Vec::new();
     for (path, base) in touched {
-        let on_disk = disk_state(&target.location.dir, path)?;
+        let on_disk = disk_state(workdir, path)?;
         let worktree = match on_disk {
             None => None,
             Some((blob, executable)) => {
