@@ -582,8 +582,8 @@ impl Flow<'_> {
         report.result_hash = Some(result.result_hash);
         report.witness_hash = Some(result.witness_hash);
         let artifact = self.check_result(&result, admitted, &plan)?;
-        report.evidence = Some(artifact.evidence);
-        self.check_state(&plan)?;
+        report.evidence = Some(artifact.evidence.clone());
+        self.check_state(&plan, &artifact)?;
         let _ = journal_step(
             exec,
             "executed",
@@ -703,13 +703,12 @@ impl Flow<'_> {
     /// The state the plan's effects left must hold as `verify` checks it: each commit exists
     /// with its predicted id, is on its branch and changes exactly the planned files. The
     /// mechanism's word, or the store's, is not enough to report success.
-    fn check_state(&self, plan: &Plan) -> Result<(), ErrorInfo> {
-        let failed: Vec<String> =
-            verify::state_checks(&self.setup.workspace, &plan.intended_effects)
-                .iter()
-                .filter(|check| !check.ok)
-                .map(ToString::to_string)
-                .collect();
+    fn check_state(&self, plan: &Plan, result: &ResultArtifact) -> Result<(), ErrorInfo> {
+        let failed: Vec<String> = verify::state_checks(&self.setup.workspace, plan, Some(result))
+            .iter()
+            .filter(|check| !check.ok)
+            .map(ToString::to_string)
+            .collect();
         if failed.is_empty() {
             return Ok(());
         }

@@ -4,14 +4,15 @@
 //! result -> plan -> admission witness -> force-ack, checks that they agree with one another,
 //! that the admission admitted exactly this plan, that a destructive plan carried a valid
 //! force-ack, that the result applied exactly the intended effects, and that the state those
-//! effects left is still there: for a `git.commit` effect, that the commit exists with the
-//! predicted id, tree and parent and is still on its branch (see `verify/state.rs`).
+//! effects left is still there, as the plan's mechanism proves it offline
+//! ([`mechanism_server::CheckState`], for the built-in mechanisms): for `git_apply_patch`,
+//! that each commit exists with the predicted id, tree and parent, is still on its branch and
+//! changes exactly the planned files (`mechanisms/git_apply_patch/src/state.rs`).
 //!
 //! Offline means no mechanism is started and nothing is recomputed: everything is read from
-//! the object store, whose every read re-hashes the object, and from the repositories under
-//! the workspace (the mechanisms' root). Reading git is the one place the admission touches
-//! git at all, read only, through `git2`: a predicted commit id is only a claim until a
-//! repository is seen to hold it.
+//! the object store, whose every read re-hashes the object, and from the workspace (the
+//! mechanisms' root), read only: a predicted commit id is only a claim until a repository is
+//! seen to hold it.
 //!
 //! Every check runs whatever an earlier one found, so one report lists every problem. A check
 //! that needs an artifact which could not be read is left out, since the failed `artifact.*`
@@ -27,7 +28,8 @@
 //!   the one `admission plan` recorded under `admissions/<plan hex>`, the force-ack cannot be
 //!   found, and `artifact.witness` fails: the chain is incomplete.
 //!
-//! The checks, by name (`state.*` repeat once per `git.commit` effect):
+//! The checks, by name (`state.*` are the mechanism's; git's repeat once per `git.commit`
+//! effect):
 //! - `artifact.run_record`, `artifact.witness`, `artifact.result`, `artifact.plan`,
 //!   `artifact.admission`, `artifact.force_ack`: the linked artifact is in the store,
 //!   re-hashes to its digest and reads as its kind;
@@ -45,11 +47,14 @@
 //! - `result.status`, `result.effects`: success, and the effects applied are the intended
 //!   ones, one to one;
 //! - `state.repository`, `state.commit`, `state.tree`, `state.parent`, `state.ref`,
-//!   `state.other`: see `verify/state.rs`.
+//!   `state.files`: see `mechanisms/git_apply_patch/src/state.rs`;
+//! - `state.other` (skipped): the effects no state check covers, all of them for a mechanism
+//!   that is not built in.
 
 use std::fmt;
 use std::path::Path;
 
+use mechanism_server::{StateCheck, Verdict};
 use protocol::artifact::effect::{Effect, GIT_COMMIT};
 use protocol::artifact::kinds::{
     AdmissionDecision, AdmissionWitness, ForceAck, Gate, GateDecision, Plan, ResultArtifact,
@@ -67,7 +72,6 @@ use crate::pipeline::{AdmissionRecord, ADMISSIONS};
 use protocol::store::refs::RESULTS;
 
 mod ack;
-mod state;
 #[cfg(test)]
 mod tests;
 
@@ -295,13 +299,37 @@ pub fn verify(
     })
 }
 
-/// The `state.*` checks alone: whether the state `effects` predict holds now in the
-/// repositories under `workspace` (see `verify/state.rs`). `admission run` makes them after an
-/// execute, so it reports success only when `verify` would confirm it.
-pub fn state_checks(workspace: &Path, effects: &[Effect]) -> Vec<Check> {
-    let mut checks = Vec::new();
-    state::checks(workspace, effects, &mut checks);
-    checks
+/// The `state.*` checks alone: whether the state `plan` predicts holds now under
+/// `workspace`, as its mechanism checks it (a built-in one; for any other, one skipped
+/// `state.other`). `admission run` makes them after an execute, so it reports success only
+/// when `verify` would confirm it.
+pub fn state_checks(workspace: &Path, plan: &Plan, result: Option<&ResultArtifact>) -> Vec<Check> {
+    match mechanism_builtins::state_checker(&plan.mechanism.id) {
+        Some(checker) => checker
+            .check_state(workspace, plan, result)
+            .into_iter()
+            .map(Check::from)
+            .collect(),
+        None => StateCheck::unchecked(&plan.intended_effects)
+            .map(Check::from)
+            .into_iter()
+            .collect(),
+    }
+}
+
+impl From<StateCheck> for Check {
+    fn from(check: StateCheck) -> Self {
+        let StateCheck {
+            name,
+            verdict,
+            detail,
+        } = check;
+        match verdict {
+            Verdict::Pass => Check::pass(&name, detail),
+            Verdict::Fail(code) => Check::fail(&name, code, detail),
+            Verdict::Skip => Check::skip(&name, detail),
+        }
+    }
 }
 
 /// The `artifact.*` check of a start kind.
@@ -639,7 +667,8 @@ impl<'a> Chain<'a> {
             }
         }
         if let Some(plan) = &self.plan {
-            checks.extend(state_checks(workspace, &plan.intended_effects));
+            let result = self.result.as_ref().map(|(_, result)| result);
+            checks.extend(state_checks(workspace, plan, result));
         }
         self.checks.extend(checks);
     }

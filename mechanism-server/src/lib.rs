@@ -13,12 +13,15 @@
 //! ```
 //!
 //! which gives it the standard command line, `--root DIR --store DIR [--force-ack-signers
-//! FILE]` ([`Options`]). [`testing`] runs one in process, for its tests.
+//! FILE]` ([`Options`]). [`testing`] runs one in process, for its tests. A mechanism whose
+//! effects can be proven offline from its root implements [`CheckState`] too, for
+//! `admission verify`.
 
 mod cli;
 pub mod failpoint;
 mod mechanism;
 mod server;
+mod state_check;
 pub mod testing;
 
 pub use cli::{serve, serve_stdio, Options};
@@ -27,3 +30,4 @@ pub use mechanism::{
 };
 /// The wire types every mechanism uses: effects, plans, operations, digests, error codes.
 pub use protocol;
+pub use state_check::{CheckState, StateCheck, Verdict};

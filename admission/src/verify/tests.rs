@@ -451,6 +451,37 @@ fn a_sound_chain_verifies_from_the_run_record_the_witness_and_the_result() {
         .contains("recorded by the server"));
 }
 
+/// The state checks are the plan's mechanism's: a mechanism that is not built in has none,
+/// so every effect it planned, a `git.commit` included, is named by a skipped `state.other`
+/// and no repository is read.
+#[test]
+fn the_state_of_a_mechanism_that_is_not_built_in_is_not_checked_and_says_so() {
+    let w = World::new();
+    let b = build(
+        &w,
+        Knobs {
+            plan: Some(Box::new(|plan: &mut Plan| {
+                plan.mechanism.id = "fs_write".to_owned();
+            })),
+            ..Knobs::default()
+        },
+    );
+    let report = w.verify(&b.witness);
+    assert_failures(&report, &[]);
+    let state: Vec<&super::Check> = report
+        .checks
+        .iter()
+        .filter(|c| c.name.starts_with("state."))
+        .collect();
+    assert_eq!(state.len(), 1, "\n{}", show(&report));
+    assert_eq!(state[0].name, "state.other");
+    assert!(state[0].skipped, "{}", state[0]);
+    assert_eq!(
+        state[0].detail,
+        "no offline state check for 1 fs.write, 1 git.commit"
+    );
+}
+
 #[test]
 fn a_sound_destructive_chain_verifies_and_trust_is_skipped_without_allowed_signers() {
     let w = World::new();

@@ -1,14 +1,22 @@
 //! The built-in mechanisms, by name: the command line of the `mechanism-server` executable
 //! that serves one of them, `mechanism-server MECHANISM --root DIR --store DIR
-//! [--force-ack-signers FILE]`.
+//! [--force-ack-signers FILE]`, and their offline state checks for `admission verify`.
 
 use std::process::ExitCode;
 
 use clap::Parser;
-use mechanism_server::Options;
+use mechanism_server::{CheckState, Options};
 
 /// The names of the built-in mechanisms.
 pub const BUILTIN: &[&str] = &[git_apply_patch::ID];
+
+/// The state checks of the built-in mechanism `id`, if it is one.
+pub fn state_checker(id: &str) -> Option<&'static dyn CheckState> {
+    match id {
+        git_apply_patch::ID => Some(&git_apply_patch::GitApplyPatch),
+        _ => None,
+    }
+}
 
 /// Serve a built-in mechanism over JSON-RPC 2.0 on stdio.
 #[derive(Debug, Parser)]

@@ -26,6 +26,7 @@ mod mechanism;
 mod patch;
 mod paths;
 mod predict;
+mod state;
 mod transaction;
 mod worktree;
 

@@ -1,18 +1,21 @@
-//! `git_apply_patch` as a [`Mechanism`]: the prediction becomes the plan artifact, and
-//! execute applies only a recomputed prediction whose plan is the one admitted.
+//! `git_apply_patch` as a [`Mechanism`]: the prediction becomes the plan's proposal, and
+//! execute applies the prediction the runtime's re-plan prepared, once it is found to give
+//! the admitted plan. And as a [`CheckState`], for `admission verify`.
 
 use std::collections::BTreeMap;
+use std::path::Path;
 
+use mechanism_server::{
+    CheckState, Env, ExecContext, Executed, Mechanism, MechanismError, PlanRequest, Proposal,
+    StateCheck,
+};
 use protocol::artifact::effect::{Effect, FS_DELETE, FS_MODE, FS_WRITE, GIT_COMMIT};
-use protocol::artifact::kinds::{Costs, Determinism, Grant, Plan, RecipeStep};
+use protocol::artifact::kinds::{Costs, Determinism, Grant, Plan, RecipeStep, ResultArtifact};
 use protocol::verbs::{Destructiveness, Example, Operation};
 use protocol::ErrorCode;
 use serde_json::{json, Value};
 
 use super::{ApplyError, ApplyParams, Prepared};
-use mechanism_server::{
-    Env, ExecContext, Executed, Mechanism, MechanismError, PlanRequest, Proposal,
-};
 
 /// The mechanism id.
 pub const ID: &str = "git_apply_patch";
@@ -119,6 +122,22 @@ impl Mechanism for GitApplyPatch {
         } else {
             Ok(None)
         }
+    }
+}
+
+/// What `admission verify` proves from the repository alone: each commit exists with its
+/// predicted id, tree and parent, is still on its branch, and changes exactly the planned
+/// files (see `state.rs`).
+impl CheckState for GitApplyPatch {
+    fn check_state(
+        &self,
+        root: &Path,
+        plan: &Plan,
+        _result: Option<&ResultArtifact>,
+    ) -> Vec<StateCheck> {
+        let mut checks = Vec::new();
+        super::state::checks(root, &plan.intended_effects, &mut checks);
+        checks
     }
 }
 

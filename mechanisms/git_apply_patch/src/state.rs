@@ -1,4 +1,6 @@
-//! The state a plan's effects left, read from the repositories under the workspace.
+//! The state a plan's effects left, read from the repositories under the root (the
+//! admission's workspace): what `admission verify` checks for a plan of this mechanism
+//! ([`mechanism_server::CheckState`]).
 //!
 //! For each `git.commit` effect (`resource`: the repository relative to the workspace, `.`
 //! for the workspace itself; detail `ref`, `from`, `to`, `tree`):
@@ -26,7 +28,6 @@
 //! Everything here only reads. Object ids must be full 40-digit lowercase SHA-1 hex, because
 //! `git2` reads shorter hex as a prefix padded with zeros.
 
-use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 
@@ -35,11 +36,10 @@ use protocol::artifact::effect::{Effect, FS_DELETE, FS_MODE, FS_WRITE, GIT_COMMI
 use protocol::ErrorCode;
 use serde_json::Value;
 
-use super::Check;
-use crate::gates::unsafe_resource;
+use mechanism_server::StateCheck as Check;
 
 /// Every `state.*` check for `effects`, each `git.commit` effect in turn.
-pub(super) fn checks(workspace: &Path, effects: &[Effect], checks: &mut Vec<Check>) {
+pub(crate) fn checks(workspace: &Path, effects: &[Effect], checks: &mut Vec<Check>) {
     let commits: Vec<&Effect> = effects
         .iter()
         .filter(|e| e.effect_type == GIT_COMMIT)
@@ -47,23 +47,14 @@ pub(super) fn checks(workspace: &Path, effects: &[Effect], checks: &mut Vec<Chec
     for effect in &commits {
         git_commit(workspace, effect, effects, checks);
     }
-    let mut other: BTreeMap<&str, usize> = BTreeMap::new();
-    for effect in effects {
+    let other = effects.iter().filter(|effect| {
         let committed = FILE_EFFECTS.contains(&effect.effect_type.as_str())
             && commits
                 .iter()
                 .any(|c| file_path(&c.resource, effect).is_some());
-        if effect.effect_type != GIT_COMMIT && !committed {
-            *other.entry(effect.effect_type.as_str()).or_default() += 1;
-        }
-    }
-    if !other.is_empty() {
-        let list: Vec<String> = other.iter().map(|(t, n)| format!("{n} {t}")).collect();
-        checks.push(Check::skip(
-            "state.other",
-            format!("no offline state check for {}", list.join(", ")),
-        ));
-    }
+        effect.effect_type != GIT_COMMIT && !committed
+    });
+    checks.extend(Check::unchecked(other));
 }
 
 /// The effect types a commit's tree diff shows.
@@ -411,6 +402,28 @@ fn on_branch(repo: &Repository, at: &str, ref_name: &str, to: Oid) -> Check {
     }
 }
 
+/// Why `resource` is not a plain path relative to the workspace, if it is not.
+fn unsafe_resource(resource: &str) -> Option<&'static str> {
+    if resource.is_empty() {
+        return Some("is empty");
+    }
+    if resource.starts_with('/') {
+        return Some("is absolute");
+    }
+    if resource.contains('\\') {
+        return Some("contains a backslash");
+    }
+    if resource.contains('\0') {
+        return Some("contains a NUL byte");
+    }
+    resource.split('/').find_map(|component| match component {
+        "" => Some("has an empty component"),
+        "." => Some("has a . component"),
+        ".." => Some("climbs out with .."),
+        _ => None,
+    })
+}
+
 /// Opens the repository at `<workspace>/<resource>`, refusing anything outside the workspace.
 fn open(workspace: &Path, resource: &str) -> Result<(Repository, PathBuf), (ErrorCode, String)> {
     // "." is the workspace itself; every other resource must be a plain relative path.
@@ -479,4 +492,21 @@ fn open(workspace: &Path, resource: &str) -> Result<(Repository, PathBuf), (Erro
         }
     }
     Ok((repo, dir))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unsafe_repository_paths_are_named() {
+        assert_eq!(unsafe_resource("repo/a"), None);
+        assert_eq!(unsafe_resource("/etc"), Some("is absolute"));
+        assert_eq!(unsafe_resource("repo/../x"), Some("climbs out with .."));
+        assert_eq!(unsafe_resource("a//b"), Some("has an empty component"));
+        assert_eq!(unsafe_resource("./a"), Some("has a . component"));
+        assert_eq!(unsafe_resource("a\\b"), Some("contains a backslash"));
+        assert_eq!(unsafe_resource("a\0b"), Some("contains a NUL byte"));
+        assert_eq!(unsafe_resource(""), Some("is empty"));
+    }
 }
