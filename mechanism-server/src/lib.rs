@@ -27,6 +27,7 @@ pub mod testing;
 pub use cli::{serve, serve_stdio, Options};
 pub use mechanism::{
     parse_params, Env, ExecContext, Executed, Mechanism, MechanismError, PlanRequest, Proposal,
+    Result,
 };
 /// The wire types every mechanism uses: effects, plans, operations, digests, error codes.
 pub use protocol;

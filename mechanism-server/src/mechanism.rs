@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use protocol::artifact::effect::{Effect, Touch};
+use protocol::artifact::effect::{Access, Effect, Touch};
 use protocol::artifact::kinds::{Costs, Determinism, Grant, Plan, RecipeStep};
 use protocol::store::Store;
 use protocol::verbs::{Operation, ProgressParams};
@@ -65,11 +65,7 @@ pub trait Mechanism: Send + Sync + 'static {
     /// The runtime calls it for `plan`, and again on `execute` (with `preview` false) to
     /// check that the world still gives the admitted plan; that second proposal's
     /// [`Proposal::prepared`] goes to [`execute`](Mechanism::execute).
-    fn plan(
-        &self,
-        env: &Env,
-        request: &PlanRequest,
-    ) -> Result<Proposal<Self::Prepared>, MechanismError>;
+    fn plan(&self, env: &Env, request: &PlanRequest) -> Result<Proposal<Self::Prepared>>;
 
     /// Applies `plan`, which the runtime has just re-planned (giving `prepared`) and found
     /// identical to the admitted one. Before its first change it durably records what
@@ -84,12 +80,12 @@ pub trait Mechanism: Send + Sync + 'static {
         plan: &Plan,
         prepared: Self::Prepared,
         ctx: &ExecContext,
-    ) -> Result<Executed, MechanismError>;
+    ) -> Result<Executed>;
 
     /// What executing `plan` did, once its effects are in place, from the plan alone. By
     /// default: the intended effects applied, the plan's state before, no state after and
     /// no subjects; override it to name what the execution produced.
-    fn executed(&self, plan: &Plan) -> Result<Executed, MechanismError> {
+    fn executed(&self, plan: &Plan) -> Result<Executed> {
         Ok(Executed {
             effects_applied: plan.intended_effects.clone(),
             evidence: json!({}),
@@ -103,7 +99,7 @@ pub trait Mechanism: Send + Sync + 'static {
     /// the predicted commit and every touched path as planned), so that executing it again
     /// returns the recorded result. By default `false`: executing again re-plans, which
     /// then finds the world changed.
-    fn still_applied(&self, env: &Env, plan: &Plan) -> Result<bool, MechanismError> {
+    fn still_applied(&self, env: &Env, plan: &Plan) -> Result<bool> {
         let _ = (env, plan);
         Ok(false)
     }
@@ -116,7 +112,7 @@ pub trait Mechanism: Send + Sync + 'static {
     /// By default, for an effect that is one atomic step: what
     /// [`executed`](Mechanism::executed) says when [`still_applied`](Mechanism::still_applied),
     /// otherwise `None`.
-    fn recover(&self, env: &Env, plan: &Plan) -> Result<Option<Executed>, MechanismError> {
+    fn recover(&self, env: &Env, plan: &Plan) -> Result<Option<Executed>> {
         if self.still_applied(env, plan)? {
             self.executed(plan).map(Some)
         } else {
@@ -149,7 +145,7 @@ pub struct PlanRequest {
 }
 
 /// Parses params (a request's or a plan's) into `T`; `INVALID_PARAMS` when they do not fit.
-pub fn parse_params<T: DeserializeOwned>(params: &Value) -> Result<T, MechanismError> {
+pub fn parse_params<T: DeserializeOwned>(params: &Value) -> Result<T> {
     T::deserialize(params).map_err(|e| MechanismError::new(ErrorCode::InvalidParams, e.to_string()))
 }
 
@@ -193,6 +189,16 @@ impl<P> Proposal<P> {
             prepared,
         }
     }
+
+    /// Adds `effect` to the intended effects, and its resource, reached with `access`, to
+    /// the touches.
+    pub fn intend(&mut self, effect: Effect, access: Access) {
+        self.touches.push(Touch {
+            resource: effect.resource.clone(),
+            access,
+        });
+        self.intended_effects.push(effect);
+    }
 }
 
 /// What an execution did.
@@ -209,6 +215,9 @@ pub struct Executed {
     /// The state after, as facts (a JSON object).
     pub state_after: Value,
 }
+
+/// The result of a mechanism's method.
+pub type Result<T, E = MechanismError> = std::result::Result<T, E>;
 
 /// A mechanism's refusal or failure, with its stable code.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -232,7 +241,7 @@ impl MechanismError {
 
 /// What the runtime does at an execution's point of no return (claim the force-ack's
 /// nonce); an error refuses the execution, with nothing applied.
-pub(crate) type CommitHook = Arc<dyn Fn() -> Result<(), MechanismError> + Send + Sync>;
+pub(crate) type CommitHook = Arc<dyn Fn() -> Result<()> + Send + Sync>;
 
 /// Reports progress to the client.
 pub(crate) type ProgressSink = Arc<dyn Fn(ProgressParams) + Send + Sync>;
@@ -288,7 +297,7 @@ impl ExecContext {
     /// claim the force-ack. Call it once the mechanism has recorded what recovery needs and
     /// before its first change. After `Ok` the mechanism finishes, whatever the clock says;
     /// after `Err` it discards its record and changes nothing.
-    pub fn point_of_no_return(&self) -> Result<(), MechanismError> {
+    pub fn point_of_no_return(&self) -> Result<()> {
         if self.resumed {
             return Ok(());
         }
@@ -314,7 +323,7 @@ impl ExecContext {
 
     /// Fails with `CANCELLED` or `DEADLINE_EXCEEDED` when the work must stop now. Call it
     /// before the point of no return, never after.
-    pub fn checkpoint(&self) -> Result<(), MechanismError> {
+    pub fn checkpoint(&self) -> Result<()> {
         if self.resumed {
             return Ok(());
         }

@@ -11,7 +11,7 @@ use assert_cmd::Command;
 use tempfile::TempDir;
 
 /// The packages whose binaries the end-to-end tests run.
-const BINARY_PACKAGES: &[&str] = &["mechanism-builtins", "admission"];
+const BINARY_PACKAGES: &[&str] = &["mechanism-builtins", "admission", "minimal-mechanism"];
 
 /// The path of a workspace binary built for the same profile as this test.
 pub fn bin_path(name: &str) -> PathBuf {

@@ -1,5 +1,5 @@
-//! `admission conformance` against real mechanisms: ours and the Python example pass every
-//! check; mechanisms broken in one way each (`tests/fixtures/broken_proxy.py` wraps ours and
+//! `admission conformance` against real mechanisms: ours, the minimal Rust example and the
+//! Python example pass every check; mechanisms broken in one way each (`tests/fixtures/broken_proxy.py` wraps ours and
 //! breaks one thing) fail, for that reason.
 
 use std::collections::BTreeMap;
@@ -226,6 +226,32 @@ fn the_python_example_mechanism_passes_every_check() {
             run.report
         );
     }
+}
+
+/// The minimal Rust mechanism in `examples/minimal`, in an empty workspace: its second
+/// example overwrites the first's file, so force-acks and a destructive kill are checked too.
+#[test]
+fn the_minimal_rust_example_mechanism_passes_every_check() {
+    let s = Scratch::new();
+    let empty = s.path("empty");
+    std::fs::create_dir(&empty).expect("an empty seed");
+    let minimal = bin_path("minimal-mechanism").display().to_string();
+    let run = conformance(
+        &s,
+        Some(&empty),
+        &[&minimal, "--root", "{workspace}", "--store", "{store}"],
+    );
+    assert_conformant(&run);
+    assert!(run.rows["PASS"].contains_key("execute.force-ack [write#2]"));
+    for subject in ["write#1", "write#2"] {
+        assert!(
+            run.rows["PASS"].contains_key(&format!("execute.killed [{subject}]")),
+            "{:#}",
+            run.report
+        );
+    }
+    let skipped = run.checks("SKIP");
+    assert!(skipped.is_empty(), "skipped {skipped:?}: {:#}", run.report);
 }
 
 #[test]
