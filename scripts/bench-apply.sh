@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# git_apply_patch plan, and plan plus execute, of a 100-file patch against
-# `git apply --index` plus `git commit` of the same patch, on repositories of 1,000 and
-# 100,000 files (mechanisms/git_apply_patch/benches/apply.rs); prints the medians and the ratios.
+# git_apply_patch plan, and plan plus execute as the runtime drives them (the plan verb, then
+# execute's re-plan and the mechanism's execute of what it prepared), of a 100-file patch
+# against `git apply --index` plus `git commit` of the same patch, on repositories of 1,000
+# and 100,000 files (mechanisms/git_apply_patch/benches/apply.rs); prints the medians and the
+# ratios.
 # Usage: scripts/bench-apply.sh [more criterion arguments, e.g. a filter]
 # Respects CARGO_TARGET_DIR; criterion's results land in $CARGO_TARGET_DIR/criterion.
 # The repositories are made under TMPDIR (default /tmp); TMPDIR=/dev/shm leaves the disk out.
