@@ -126,7 +126,7 @@ impl Session {
             .block_on(self.client.call("plan", params, PLAN_TIMEOUT))?)
     }
 
-    /// Calls `execute`, giving up (and cancelling) [`ANSWER_GRACE`] after `deadline`; each
+    /// Calls `execute`, giving up (and cancelling) `ANSWER_GRACE` after `deadline`; each
     /// `progress` notification is passed to `on_progress` while it runs.
     pub fn execute(
         &self,

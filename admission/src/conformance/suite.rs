@@ -25,7 +25,7 @@
 //!   `plan.after-execute`: the execution, and what must hold after it;
 //! - `execute.killed`: on the first example of each operation (and the first destructive and
 //!   non-destructive ones), executes killed with SIGKILL at seeded instants, each finished by
-//!   the next execute in a fresh process as if never interrupted (see [`killed`]);
+//!   the next execute in a fresh process as if never interrupted (see `suite/killed.rs`);
 //! - `stdout.protocol-only`, `process.exit`: over every process, to the end (and
 //!   `process.spawn` when one could not even start).
 
