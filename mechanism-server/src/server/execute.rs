@@ -247,7 +247,7 @@ fn finish<M: Mechanism>(
             // carry random nonces: claimed now, it was claimed by this execution's point of
             // no return.
             if let Some(nonce) = &journal.nonce {
-                let claimed = force_ack::nonce_claimed(state.env.store.root(), nonce)
+                let claimed = force_ack::nonce_claimed(&state.env.store, nonce)
                     .map_err(|e| rpc_error(e.code(), e.to_string()))?;
                 if claimed {
                     return Ok(Finished::Resume(journal));
