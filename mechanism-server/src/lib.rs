@@ -19,6 +19,7 @@
 
 mod cli;
 pub mod failpoint;
+pub mod flock;
 mod mechanism;
 mod server;
 mod state_check;

@@ -9,7 +9,7 @@
 //! process at a time executes a plan: it holds an advisory lock on `locks/<plan hex>.lock`,
 //! which the kernel drops when the process dies.
 
-use std::fs::{self, File, OpenOptions, TryLockError};
+use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::path::Path;
 
@@ -90,11 +90,7 @@ impl Records {
             .create(true)
             .truncate(false)
             .open(dir.join(format!("{}.lock", plan.hex())))?;
-        match file.try_lock() {
-            Ok(()) => Ok(Some(PlanLock { _file: file })),
-            Err(TryLockError::WouldBlock) => Ok(None),
-            Err(TryLockError::Error(e)) => Err(e),
-        }
+        Ok(crate::flock::lock_exclusive(&file)?.then_some(PlanLock { _file: file }))
     }
 
     /// Journals an execution of `plan` as under way, durably.

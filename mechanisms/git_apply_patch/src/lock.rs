@@ -10,7 +10,7 @@
 //! program's: ours is the same file as our owner file. Only a holder of the [`RepoLock`] may
 //! take a leftover over, since only then is its owner known to be dead.
 
-use std::fs::{self, File, OpenOptions, TryLockError};
+use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
@@ -26,12 +26,12 @@ impl RepoLock {
     /// Locks the git directory `git_dir`; `BUSY` while another process holds it.
     pub fn try_acquire(git_dir: &Path) -> Result<Self, ApplyError> {
         let file = File::open(git_dir).map_err(|e| io_error(git_dir, e))?;
-        match file.try_lock() {
-            Ok(()) => Ok(Self { _file: file }),
-            Err(TryLockError::WouldBlock) => Err(ApplyError::Busy(
+        if mechanism_server::flock::lock_exclusive(&file).map_err(|e| io_error(git_dir, e))? {
+            Ok(Self { _file: file })
+        } else {
+            Err(ApplyError::Busy(
                 "another execute is working on this repository; retry when it is done".to_owned(),
-            )),
-            Err(TryLockError::Error(e)) => Err(io_error(git_dir, e)),
+            ))
         }
     }
 }
