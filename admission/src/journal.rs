@@ -386,13 +386,13 @@ impl Drop for ExecHandle {
         if !matches!(self.doc.status, ExecStatus::Created | ExecStatus::Running) {
             return;
         }
-        let error = ErrorInfo {
-            code: ErrorCode::InternalError,
-            message: format!(
+        let error = ErrorInfo::new(
+            ErrorCode::InternalError,
+            format!(
                 "the `{}` command ended without recording an outcome",
                 self.command
             ),
-        };
+        );
         tracing::warn!("execution {}: {}", self.uid, error.message);
         if let Err(e) = self.fail(json!({ "error": error })) {
             tracing::warn!("execution {}: could not record it as failed: {e}", self.uid);

@@ -204,15 +204,15 @@ pub fn run_workorder(
     };
     if !admitted.admitted {
         session.finish();
-        let error = ErrorInfo {
-            code: report
+        let error = ErrorInfo::new(
+            report
                 .gates
                 .iter()
                 .find(|g| g.decision == GateDecision::Fail)
                 .and_then(|g| g.code)
                 .unwrap_or(ErrorCode::CapabilityDenied),
-            message: "the gates denied the plan".to_owned(),
-        };
+            "the gates denied the plan".to_owned(),
+        );
         return flow.finish(exec, report, Some(error), RunOutcome::Denied);
     }
     let force_ack = match mode {
@@ -323,13 +323,13 @@ pub fn execute_plan(
     };
     report.plan = Some(plan);
     if !record.admitted {
-        let error = ErrorInfo {
-            code: ErrorCode::AdmissionRequired,
-            message: format!(
+        let error = ErrorInfo::new(
+            ErrorCode::AdmissionRequired,
+            format!(
                 "the gates denied plan {plan_hash} (admission {})",
                 record.admission
             ),
-        };
+        );
         return flow.finish(exec, report, Some(error), RunOutcome::Denied);
     }
     if record.force_ack_required && force_ack.is_none() {
@@ -385,18 +385,14 @@ impl Flow<'_> {
             .setup
             .registry
             .entry(mechanism)
-            .map_err(|e| ErrorInfo {
-                code: ErrorCode::InvalidParams,
-                message: e.to_string(),
-            })?;
+            .map_err(|e| ErrorInfo::new(ErrorCode::InvalidParams, e.to_string()))?;
         let paths = LaunchPaths {
             workspace: &self.setup.workspace,
             store: &self.setup.store_dir,
             allowed_signers: self.setup.signers_path.as_deref(),
         };
-        Session::start(entry, &paths).map_err(|e| ErrorInfo {
-            code: e.code().unwrap_or(ErrorCode::InternalError),
-            message: e.to_string(),
+        Session::start(entry, &paths).map_err(|e| {
+            ErrorInfo::new(e.code().unwrap_or(ErrorCode::InternalError), e.to_string())
         })
     }
 
@@ -404,15 +400,9 @@ impl Flow<'_> {
         self.setup
             .store
             .get_artifact(plan_hash)
-            .map_err(|e| ErrorInfo {
-                code: e.code(),
-                message: format!("plan {plan_hash}: {e}"),
-            })?
+            .map_err(|e| ErrorInfo::new(e.code(), format!("plan {plan_hash}: {e}")))?
             .view()
-            .map_err(|e| ErrorInfo {
-                code: ErrorCode::InvalidParams,
-                message: format!("plan {plan_hash}: {e}"),
-            })
+            .map_err(|e| ErrorInfo::new(ErrorCode::InvalidParams, format!("plan {plan_hash}: {e}")))
     }
 
     /// Plans (twice for D0), runs the gates, stores the witness and the admission record.
@@ -427,10 +417,7 @@ impl Flow<'_> {
             .setup
             .registry
             .entry(&loaded.workorder.mechanism)
-            .map_err(|e| ErrorInfo {
-                code: ErrorCode::InvalidParams,
-                message: e.to_string(),
-            })?;
+            .map_err(|e| ErrorInfo::new(ErrorCode::InvalidParams, e.to_string()))?;
         let params = PlanParams {
             operation: loaded.workorder.operation.clone(),
             params: loaded.workorder.params.clone(),
@@ -481,10 +468,10 @@ impl Flow<'_> {
         });
         report.gates = outcome.records.clone();
         let Some(witness) = outcome.witness.as_ref() else {
-            return Err(ErrorInfo {
-                code: ErrorCode::InvalidParams,
-                message: "the mechanism's plan response names no plan".to_owned(),
-            });
+            return Err(ErrorInfo::new(
+                ErrorCode::InvalidParams,
+                "the mechanism's plan response names no plan".to_owned(),
+            ));
         };
         let admission_hash = self.store_typed(witness, "admission gates", &[witness.plan_hash])?;
         report.admission_hash = Some(admission_hash);
@@ -503,10 +490,7 @@ impl Flow<'_> {
             self.setup
                 .store
                 .set_ref(ADMISSIONS, &witness.plan_hash.hex(), &record)
-                .map_err(|e| ErrorInfo {
-                    code: e.code(),
-                    message: e.to_string(),
-                })?;
+                .map_err(|e| ErrorInfo::new(e.code(), e.to_string()))?;
         }
         let _ = journal_step(
             exec,
@@ -538,10 +522,10 @@ impl Flow<'_> {
         };
         if admitted.force_ack_required || plan.destructive {
             let Some(ack) = force_ack else {
-                return Err(ErrorInfo {
-                    code: ErrorCode::ForceAckRequired,
-                    message: "the plan is destructive and needs a force-ack".to_owned(),
-                });
+                return Err(ErrorInfo::new(
+                    ErrorCode::ForceAckRequired,
+                    "the plan is destructive and needs a force-ack".to_owned(),
+                ));
             };
             self.check_force_ack(ack, admitted)?;
             let hash = self.store_value(ack, "admission force-ack", &[admitted.plan_hash])?;
@@ -575,9 +559,11 @@ impl Flow<'_> {
                 return Err(session_error(&e));
             }
         };
-        let result: ExecuteResult = serde_json::from_value(answer).map_err(|e| ErrorInfo {
-            code: ErrorCode::InternalError,
-            message: format!("the execute result is malformed: {e}"),
+        let result: ExecuteResult = serde_json::from_value(answer).map_err(|e| {
+            ErrorInfo::new(
+                ErrorCode::InternalError,
+                format!("the execute result is malformed: {e}"),
+            )
         })?;
         report.result_hash = Some(result.result_hash);
         report.witness_hash = Some(result.witness_hash);
@@ -595,12 +581,12 @@ impl Flow<'_> {
     /// Every check the server makes on a force-ack, made before asking it to execute.
     fn check_force_ack(&self, ack: &Value, admitted: &Admitted) -> Result<(), ErrorInfo> {
         let Some(signers) = &self.setup.signers else {
-            return Err(ErrorInfo {
-                code: ErrorCode::ForceAckInvalid,
-                message: "no trusted signers are configured (--allowed-signers FILE), so no \
+            return Err(ErrorInfo::new(
+                ErrorCode::ForceAckInvalid,
+                "no trusted signers are configured (--allowed-signers FILE), so no \
                           destructive plan can run"
                     .to_owned(),
-            });
+            ));
         };
         let expected = Expected {
             plan_hash: admitted.plan_hash,
@@ -613,26 +599,19 @@ impl Flow<'_> {
             OffsetDateTime::now_utc(),
             self.setup.max_ttl,
         )
-        .map_err(|e| ErrorInfo {
-            code: e.code(),
-            message: e.to_string(),
-        })?;
-        let used = force_ack::nonce_claimed(&self.setup.store, &verified.nonce).map_err(|e| {
-            ErrorInfo {
-                code: e.code(),
-                message: e.to_string(),
-            }
-        })?;
+        .map_err(|e| ErrorInfo::new(e.code(), e.to_string()))?;
+        let used = force_ack::nonce_claimed(&self.setup.store, &verified.nonce)
+            .map_err(|e| ErrorInfo::new(e.code(), e.to_string()))?;
         // A plan whose recorded result may still hold is the server's to judge: it returns
         // that result and applies nothing, or refuses the replay if the world was reset.
         if used && !self.has_succeeded(&admitted.plan_hash) {
-            return Err(ErrorInfo {
-                code: ErrorCode::ForceAckReplayed,
-                message: format!(
+            return Err(ErrorInfo::new(
+                ErrorCode::ForceAckReplayed,
+                format!(
                     "force-ack nonce {} was already used; approve the plan again",
                     verified.nonce
                 ),
-            });
+            ));
         }
         Ok(())
     }
@@ -653,10 +632,7 @@ impl Flow<'_> {
         admitted: &Admitted,
         plan: &Plan,
     ) -> Result<ResultArtifact, ErrorInfo> {
-        let bad = |message: String| ErrorInfo {
-            code: ErrorCode::IntegrityMismatch,
-            message,
-        };
+        let bad = |message: String| ErrorInfo::new(ErrorCode::IntegrityMismatch, message);
         let stored = self
             .setup
             .store
@@ -686,16 +662,16 @@ impl Flow<'_> {
             ));
         }
         if artifact.status != ResultStatus::Success {
-            return Err(artifact.error.clone().unwrap_or(ErrorInfo {
-                code: ErrorCode::ExecutionFailed,
-                message: "the execution failed".to_owned(),
-            }));
+            return Err(artifact.error.clone().unwrap_or(ErrorInfo::new(
+                ErrorCode::ExecutionFailed,
+                "the execution failed".to_owned(),
+            )));
         }
         if artifact.effects_applied != plan.intended_effects {
-            return Err(ErrorInfo {
-                code: ErrorCode::ExecutionFailed,
-                message: "the effects applied differ from the plan's intended effects".to_owned(),
-            });
+            return Err(ErrorInfo::new(
+                ErrorCode::ExecutionFailed,
+                "the effects applied differ from the plan's intended effects".to_owned(),
+            ));
         }
         Ok(artifact)
     }
@@ -713,13 +689,13 @@ impl Flow<'_> {
             return Ok(());
         }
         // Whatever each check's own code, the run's outcome could not be confirmed.
-        Err(ErrorInfo {
-            code: ErrorCode::ExecutionFailed,
-            message: format!(
+        Err(ErrorInfo::new(
+            ErrorCode::ExecutionFailed,
+            format!(
                 "the mechanism reported success, but the state it left does not hold: {}",
                 failed.join("; ")
             ),
-        })
+        ))
     }
 
     fn store_typed<T: protocol::artifact::Kind>(
@@ -728,10 +704,8 @@ impl Flow<'_> {
         producer: &str,
         derived: &[Digest],
     ) -> Result<Digest, ErrorInfo> {
-        let artifact = Artifact::from_typed(typed).map_err(|e| ErrorInfo {
-            code: ErrorCode::InternalError,
-            message: e.to_string(),
-        })?;
+        let artifact = Artifact::from_typed(typed)
+            .map_err(|e| ErrorInfo::new(ErrorCode::InternalError, e.to_string()))?;
         self.put(&artifact, producer, derived)
     }
 
@@ -741,10 +715,8 @@ impl Flow<'_> {
         producer: &str,
         derived: &[Digest],
     ) -> Result<Digest, ErrorInfo> {
-        let artifact = Artifact::from_value(value.clone()).map_err(|e| ErrorInfo {
-            code: ErrorCode::ForceAckInvalid,
-            message: e.to_string(),
-        })?;
+        let artifact = Artifact::from_value(value.clone())
+            .map_err(|e| ErrorInfo::new(ErrorCode::ForceAckInvalid, e.to_string()))?;
         self.put(&artifact, producer, derived)
     }
 
@@ -758,10 +730,7 @@ impl Flow<'_> {
         self.setup
             .store
             .put_artifact(artifact, &provenance)
-            .map_err(|e| ErrorInfo {
-                code: e.code(),
-                message: e.to_string(),
-            })
+            .map_err(|e| ErrorInfo::new(e.code(), e.to_string()))
     }
 
     /// Writes the run record, ends the journal execution and completes the report.
@@ -988,10 +957,10 @@ fn config(setup: &Setup) -> Value {
 }
 
 fn session_error(error: &SessionError) -> ErrorInfo {
-    ErrorInfo {
-        code: error.code().unwrap_or(ErrorCode::ExecutionFailed),
-        message: error.to_string(),
-    }
+    ErrorInfo::new(
+        error.code().unwrap_or(ErrorCode::ExecutionFailed),
+        error.to_string(),
+    )
 }
 
 fn step(exec: &mut ExecHandle, label: &str, detail: Value) -> Result<(), CommandError> {

@@ -27,9 +27,10 @@ pub mod testing;
 
 pub use cli::{serve, serve_stdio, Options};
 pub use mechanism::{
-    parse_params, Env, ExecContext, Executed, Mechanism, MechanismError, PlanRequest, Proposal,
-    Result,
+    parse_params, Env, ExecContext, Executed, Mechanism, PlanRequest, Proposal, Result,
 };
 /// The wire types every mechanism uses: effects, plans, operations, digests, error codes.
 pub use protocol;
+/// The one error type: a stable code, a message and structured facts.
+pub use protocol::ErrorInfo;
 pub use state_check::{CheckState, StateCheck, Verdict};

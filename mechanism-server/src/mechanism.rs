@@ -15,7 +15,7 @@ use protocol::artifact::effect::{Access, Effect, Touch};
 use protocol::artifact::kinds::{Costs, Determinism, Grant, Plan, RecipeStep};
 use protocol::store::Store;
 use protocol::verbs::{Operation, ProgressParams};
-use protocol::{Digest, ErrorCode};
+use protocol::{Digest, ErrorCode, ErrorInfo};
 use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
 
@@ -146,7 +146,7 @@ pub struct PlanRequest {
 
 /// Parses params (a request's or a plan's) into `T`; `INVALID_PARAMS` when they do not fit.
 pub fn parse_params<T: DeserializeOwned>(params: &Value) -> Result<T> {
-    T::deserialize(params).map_err(|e| MechanismError::new(ErrorCode::InvalidParams, e.to_string()))
+    T::deserialize(params).map_err(|e| ErrorInfo::new(ErrorCode::InvalidParams, e.to_string()))
 }
 
 /// What a plan would do, as the mechanism decides it; the runtime adds what every plan
@@ -217,27 +217,7 @@ pub struct Executed {
 }
 
 /// The result of a mechanism's method.
-pub type Result<T, E = MechanismError> = std::result::Result<T, E>;
-
-/// A mechanism's refusal or failure, with its stable code.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-#[error("{code}: {message}")]
-pub struct MechanismError {
-    /// The protocol error code.
-    pub code: ErrorCode,
-    /// What went wrong, for people.
-    pub message: String,
-}
-
-impl MechanismError {
-    /// An error with a code and a message.
-    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        Self {
-            code,
-            message: message.into(),
-        }
-    }
-}
+pub type Result<T, E = ErrorInfo> = std::result::Result<T, E>;
 
 /// What the runtime does at an execution's point of no return (claim the force-ack's
 /// nonce); an error refuses the execution, with nothing applied.
@@ -303,7 +283,7 @@ impl ExecContext {
         }
         self.checkpoint()?;
         if self.committed.swap(true, Ordering::SeqCst) {
-            return Err(MechanismError::new(
+            return Err(ErrorInfo::new(
                 ErrorCode::InternalError,
                 "the point of no return was passed twice",
             ));
@@ -328,13 +308,13 @@ impl ExecContext {
             return Ok(());
         }
         if self.cancelled.load(Ordering::SeqCst) {
-            return Err(MechanismError::new(
+            return Err(ErrorInfo::new(
                 ErrorCode::Cancelled,
                 "cancelled by the client",
             ));
         }
         if self.deadline.is_some_and(|d| Instant::now() >= d) {
-            return Err(MechanismError::new(
+            return Err(ErrorInfo::new(
                 ErrorCode::DeadlineExceeded,
                 "the execute deadline passed before the effect was applied",
             ));

@@ -29,7 +29,7 @@ use protocol::artifact::kinds::{
 };
 use protocol::artifact::Artifact;
 use protocol::store::{Provenance, Store, StoreError};
-use protocol::Digest;
+use protocol::{Digest, ErrorCode, ErrorInfo};
 use serde_json::{json, Value};
 
 use crate::cli::Options;
@@ -56,8 +56,8 @@ pub enum HarnessError {
     Rpc {
         /// The method called.
         method: String,
-        /// The JSON-RPC error object (`code`, `message`, `data.code`).
-        error: Value,
+        /// The error, read back from its JSON-RPC error object.
+        error: ErrorInfo,
     },
     /// The server answered, but not with what the protocol promises.
     #[error("unexpected answer: {0}")]
@@ -74,10 +74,10 @@ pub enum HarnessError {
 }
 
 impl HarnessError {
-    /// The stable error code (`data.code`) of an error answer, e.g. `BUSY`.
-    pub fn code(&self) -> Option<&str> {
+    /// The stable error code of an error answer, e.g. `BUSY`.
+    pub fn code(&self) -> Option<ErrorCode> {
         match self {
-            HarnessError::Rpc { error, .. } => error["data"]["code"].as_str(),
+            HarnessError::Rpc { error, .. } => Some(error.code),
             _ => None,
         }
     }
@@ -212,10 +212,15 @@ impl Harness {
         }
         match (response.get("result"), response.get("error")) {
             (Some(result), None) => Ok(result.clone()),
-            (None, Some(error)) => Err(HarnessError::Rpc {
-                method: method.to_owned(),
-                error: error.clone(),
-            }),
+            (None, Some(error)) => match ErrorInfo::from_json_rpc(error) {
+                Some(error) => Err(HarnessError::Rpc {
+                    method: method.to_owned(),
+                    error,
+                }),
+                None => Err(HarnessError::Unexpected(format!(
+                    "an error without a stable code: {error}"
+                ))),
+            },
             _ => Err(HarnessError::Unexpected(response.to_string())),
         }
     }

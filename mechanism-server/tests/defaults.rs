@@ -20,7 +20,7 @@ use mechanism_server::protocol::verbs::{Destructiveness, Example, Operation};
 use mechanism_server::protocol::{Digest, ErrorCode};
 use mechanism_server::testing::Harness;
 use mechanism_server::{
-    parse_params, Env, ExecContext, Executed, Mechanism, MechanismError, PlanRequest, Proposal,
+    parse_params, Env, ErrorInfo, ExecContext, Executed, Mechanism, PlanRequest, Proposal,
 };
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -89,7 +89,7 @@ impl Mechanism for Put {
         }]
     }
 
-    fn plan(&self, env: &Env, request: &PlanRequest) -> Result<Proposal<Params>, MechanismError> {
+    fn plan(&self, env: &Env, request: &PlanRequest) -> Result<Proposal<Params>, ErrorInfo> {
         let params: Params = parse_params(&request.params)?;
         let path = params.path();
         let before = std::fs::read(env.root.join(&path))
@@ -129,12 +129,12 @@ impl Mechanism for Put {
         plan: &Plan,
         params: Params,
         ctx: &ExecContext,
-    ) -> Result<Executed, MechanismError> {
+    ) -> Result<Executed, ErrorInfo> {
         *self.executions.lock().unwrap() += 1;
         ctx.point_of_no_return()?;
         let failure = self.fail_once.lock().unwrap().take();
         let crashed = |when: &str| {
-            Err(MechanismError::new(
+            Err(ErrorInfo::new(
                 ErrorCode::ExecutionFailed,
                 format!("stopped {when}, as a kill would"),
             ))
@@ -143,14 +143,14 @@ impl Mechanism for Put {
             return crashed("before writing");
         }
         std::fs::write(env.root.join(params.path()), &params.text)
-            .map_err(|e| MechanismError::new(ErrorCode::ExecutionFailed, e.to_string()))?;
+            .map_err(|e| ErrorInfo::new(ErrorCode::ExecutionFailed, e.to_string()))?;
         if failure == Some(Failure::AfterWriting) {
             return crashed("after writing");
         }
         self.executed(plan)
     }
 
-    fn still_applied(&self, env: &Env, plan: &Plan) -> Result<bool, MechanismError> {
+    fn still_applied(&self, env: &Env, plan: &Plan) -> Result<bool, ErrorInfo> {
         let params: Params = parse_params(&plan.params)?;
         Ok(std::fs::read(env.root.join(params.path())).is_ok_and(|b| b == params.text.as_bytes()))
     }
@@ -259,7 +259,7 @@ fn a_proposal_whose_state_is_not_an_object_is_refused_and_nothing_stored() {
             json!({"operation": "put", "params": {"name": "a", "text": "x"}}),
         )
         .unwrap_err();
-    assert_eq!(error.code(), Some("INTERNAL_ERROR"), "{error}");
+    assert_eq!(error.code(), Some(ErrorCode::InternalError), "{error}");
     let objects = harness.store().join("objects");
     let stored = walk_files(&objects);
     assert!(stored.is_empty(), "stored {stored:?}");
@@ -302,7 +302,7 @@ fn an_execute_stopped_past_its_point_of_no_return_before_its_effect_is_executed_
     *fail_once.lock().unwrap() = Some(Failure::BeforeWriting);
     let execute = json!({"plan_hash": hash, "admission": admission, "force_ack": ack});
     let error = harness.call("execute", execute.clone()).unwrap_err();
-    assert_eq!(error.code(), Some("EXECUTION_FAILED"), "{error}");
+    assert_eq!(error.code(), Some(ErrorCode::ExecutionFailed), "{error}");
     assert_eq!(std::fs::read_to_string(&file).unwrap(), "old");
 
     // The approval is spent and nothing was applied: the execution is rolled forward,
@@ -343,7 +343,7 @@ fn an_execute_stopped_after_its_effect_is_finished_by_the_default_recovery() {
 
     *fail_once.lock().unwrap() = Some(Failure::AfterWriting);
     let error = harness.call("execute", execute.clone()).unwrap_err();
-    assert_eq!(error.code(), Some("EXECUTION_FAILED"), "{error}");
+    assert_eq!(error.code(), Some(ErrorCode::ExecutionFailed), "{error}");
     let status = harness.call("status", json!({"plan_hash": hash})).unwrap();
     assert_eq!(status["state"], "failed", "{status}");
 

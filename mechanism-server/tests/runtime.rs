@@ -25,7 +25,7 @@ use mechanism_server::protocol::verbs::{Destructiveness, Example, Operation};
 use mechanism_server::protocol::{Digest, ErrorCode};
 use mechanism_server::testing::Harness;
 use mechanism_server::{
-    parse_params, Env, ExecContext, Executed, Mechanism, MechanismError, PlanRequest, Proposal,
+    parse_params, Env, ErrorInfo, ExecContext, Executed, Mechanism, PlanRequest, Proposal,
 };
 use serde_json::{json, Value};
 
@@ -66,7 +66,7 @@ impl Slow {
         format!("{label}\n")
     }
 
-    fn label(params: &Value) -> Result<String, MechanismError> {
+    fn label(params: &Value) -> Result<String, ErrorInfo> {
         #[derive(serde::Deserialize)]
         struct Params {
             label: String,
@@ -117,7 +117,7 @@ impl Mechanism for Slow {
         }]
     }
 
-    fn plan(&self, _env: &Env, request: &PlanRequest) -> Result<Proposal<String>, MechanismError> {
+    fn plan(&self, _env: &Env, request: &PlanRequest) -> Result<Proposal<String>, ErrorInfo> {
         let label = Self::label(&request.params)?;
         let path = Self::path(&label);
         let content = Self::content(&label);
@@ -154,14 +154,14 @@ impl Mechanism for Slow {
         plan: &Plan,
         label: String,
         ctx: &ExecContext,
-    ) -> Result<Executed, MechanismError> {
+    ) -> Result<Executed, ErrorInfo> {
         self.controls.executions.fetch_add(1, Ordering::SeqCst);
         ctx.progress(0, 3, "waiting for the release");
         let gives_up = Instant::now() + MECHANISM_GIVES_UP;
         while !self.controls.release.load(Ordering::SeqCst) {
             ctx.checkpoint()?;
             if Instant::now() >= gives_up {
-                return Err(MechanismError::new(
+                return Err(ErrorInfo::new(
                     ErrorCode::ExecutionFailed,
                     "the test never released the slow mechanism",
                 ));
@@ -173,8 +173,7 @@ impl Mechanism for Slow {
         let path = Self::path(&label);
         let content = Self::content(&label);
         let file = env.root.join(&path);
-        let fail =
-            |e: std::io::Error| MechanismError::new(ErrorCode::ExecutionFailed, e.to_string());
+        let fail = |e: std::io::Error| ErrorInfo::new(ErrorCode::ExecutionFailed, e.to_string());
         std::fs::create_dir_all(env.root.join("out")).map_err(fail)?;
         std::fs::write(&file, &content).map_err(fail)?;
         self.controls.completed.store(true, Ordering::SeqCst);
@@ -183,7 +182,7 @@ impl Mechanism for Slow {
     }
 
     /// What executing `plan` did: its one file written.
-    fn executed(&self, plan: &Plan) -> Result<Executed, MechanismError> {
+    fn executed(&self, plan: &Plan) -> Result<Executed, ErrorInfo> {
         let label = Self::label(&plan.params)?;
         let path = Self::path(&label);
         let digest = Digest::of_bytes(Self::content(&label).as_bytes());
@@ -199,7 +198,7 @@ impl Mechanism for Slow {
         })
     }
 
-    fn still_applied(&self, env: &Env, plan: &Plan) -> Result<bool, MechanismError> {
+    fn still_applied(&self, env: &Env, plan: &Plan) -> Result<bool, ErrorInfo> {
         let label = Self::label(&plan.params)?;
         Ok(std::fs::read(env.root.join(Self::path(&label)))
             .is_ok_and(|bytes| bytes == Self::content(&label).as_bytes()))

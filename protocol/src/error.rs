@@ -1,9 +1,12 @@
-//! The protocol's error codes: each has a JSON-RPC number and a stable string.
+//! The protocol's errors: [`ErrorCode`] (a JSON-RPC number and a stable string) and
+//! [`ErrorInfo`], the one error every layer carries: mechanisms, the runtime, admission,
+//! artifacts and the wire.
 
 use std::fmt;
 use std::str::FromStr;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde_json::{Map, Value};
 
 macro_rules! error_codes {
     ($( $(#[$doc:meta])* $variant:ident = ($number:expr, $name:literal), )*) => {
@@ -94,6 +97,87 @@ error_codes! {
     PathRefused = (-32020, "PATH_REFUSED"),
 }
 
+/// What went wrong: a stable code, a message for people, and structured facts.
+///
+/// The same shape everywhere: a mechanism returns it, the runtime answers it as a JSON-RPC
+/// error (`{code: number, message, data: {code: "STABLE_CODE", ..data}}`), a client reads it
+/// back from one, and a result or run record stores it (`{code, message, data?}`). Every
+/// library error of this workspace converts into it with `From`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, thiserror::Error)]
+#[error("{code}: {message}")]
+pub struct ErrorInfo {
+    /// The protocol error code.
+    pub code: ErrorCode,
+    /// What went wrong.
+    pub message: String,
+    /// Structured facts beside the code (a JSON-RPC error's `data` less its `code`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<Map<String, Value>>,
+}
+
+impl ErrorInfo {
+    /// An error with a code and a message.
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+            data: None,
+        }
+    }
+
+    /// The same error with one more structured fact.
+    pub fn with_data(mut self, key: &str, value: Value) -> Self {
+        self.data
+            .get_or_insert_with(Map::new)
+            .insert(key.to_owned(), value);
+        self
+    }
+
+    /// The same error with `context` put before its message (`context: message`).
+    pub fn context(mut self, context: impl fmt::Display) -> Self {
+        self.message = format!("{context}: {}", self.message);
+        self
+    }
+
+    /// The JSON-RPC error object: `{code, message, data: {code: "STABLE_CODE", ..data}}`.
+    pub fn to_json_rpc(&self) -> Value {
+        crate::jsonrpc::error_object(self.code, &self.message, self.data.clone())
+    }
+
+    /// Reads a JSON-RPC error object back; `None` when it carries no stable code of ours.
+    pub fn from_json_rpc(error: &Value) -> Option<Self> {
+        let code = crate::jsonrpc::error_code_of(error)?;
+        let message = error.get("message").and_then(Value::as_str).unwrap_or("");
+        let mut data = error.get("data").and_then(Value::as_object).cloned();
+        if let Some(map) = data.as_mut() {
+            map.remove("code");
+        }
+        Some(Self {
+            code,
+            message: message.to_owned(),
+            data: data.filter(|m| !m.is_empty()),
+        })
+    }
+}
+
+/// The library errors that know their code convert into [`ErrorInfo`] with their message.
+macro_rules! into_error_info {
+    ($($error:ty),*) => {$(
+        impl From<$error> for ErrorInfo {
+            fn from(error: $error) -> Self {
+                Self::new(error.code(), error.to_string())
+            }
+        }
+    )*};
+}
+
+into_error_info!(
+    crate::store::StoreError,
+    crate::force_ack::ForceAckError,
+    crate::schema::SchemaError,
+    crate::framing::FrameError
+);
+
 /// A string that is not a known error code.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("unknown error code {0:?}")]
@@ -122,6 +206,31 @@ impl<'de> Deserialize<'de> for ErrorCode {
 mod tests {
     use super::*;
     use std::collections::HashSet;
+
+    #[test]
+    fn an_error_round_trips_through_a_json_rpc_error_object() {
+        let error = ErrorInfo::new(ErrorCode::StalePlan, "the base moved")
+            .with_data("recomputed", Value::from("sha256:00"));
+        let object = error.to_json_rpc();
+        assert_eq!(object["code"], ErrorCode::StalePlan.number());
+        assert_eq!(object["data"]["code"], "STALE_PLAN");
+        assert_eq!(object["data"]["recomputed"], "sha256:00");
+        assert_eq!(ErrorInfo::from_json_rpc(&object), Some(error));
+        assert_eq!(
+            ErrorInfo::from_json_rpc(&serde_json::json!({"code": -32601, "message": "x"})),
+            None
+        );
+    }
+
+    #[test]
+    fn an_error_without_data_serialises_as_code_and_message() {
+        let error = ErrorInfo::new(ErrorCode::Busy, "locked");
+        assert_eq!(
+            serde_json::to_value(&error).unwrap(),
+            serde_json::json!({"code": "BUSY", "message": "locked"})
+        );
+        assert_eq!(error.to_string(), "BUSY: locked");
+    }
 
     #[test]
     fn numbers_and_strings_are_unique_and_round_trip() {

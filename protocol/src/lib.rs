@@ -15,4 +15,4 @@ pub mod store;
 pub mod verbs;
 
 pub use digest::Digest;
-pub use error::ErrorCode;
+pub use error::{ErrorCode, ErrorInfo};

@@ -634,10 +634,7 @@ fn every_typed_view_validates_and_round_trips() {
         status: ResultStatus::Failure,
         effects_applied: vec![],
         evidence: json!({}),
-        error: Some(ErrorInfo {
-            code: ErrorCode::ExecutionFailed,
-            message: "ref moved".into(),
-        }),
+        error: Some(ErrorInfo::new(ErrorCode::ExecutionFailed, "ref moved")),
     });
     // A failed execution produced nothing, so its witness has no subject.
     for (force_ack_hash, produced) in [(None, true), (Some(d("force-ack")), true), (None, false)] {
@@ -698,10 +695,10 @@ fn every_typed_view_validates_and_round_trips() {
         force_ack_hash: None,
         result_hash: None,
         witness_hash: None,
-        error: Some(ErrorInfo {
-            code: ErrorCode::InvalidParams,
-            message: "no mechanism nope in the registry".into(),
-        }),
+        error: Some(ErrorInfo::new(
+            ErrorCode::InvalidParams,
+            "no mechanism nope in the registry",
+        )),
         next_actions: NextActionsRef::Digest(d("next-actions")),
         started_at: None,
         finished_at: None,

@@ -660,10 +660,10 @@ fn a_run_record_that_disagrees_or_did_not_succeed_fails() {
             record: Some(Box::new(|record| {
                 record.plan_hash = Some(other());
                 record.outcome = RunOutcome::Failed;
-                record.error = Some(ErrorInfo {
-                    code: ErrorCode::DeadlineExceeded,
-                    message: "too slow".to_owned(),
-                });
+                record.error = Some(ErrorInfo::new(
+                    ErrorCode::DeadlineExceeded,
+                    "too slow".to_owned(),
+                ));
             })),
             ..Knobs::default()
         },
@@ -893,10 +893,10 @@ fn a_failed_result_or_other_effects_fail_the_result_checks() {
             result: Some(Box::new(|result| {
                 result.status = ResultStatus::Failure;
                 result.effects_applied.clear();
-                result.error = Some(ErrorInfo {
-                    code: ErrorCode::ExecutionFailed,
-                    message: "the ref moved".to_owned(),
-                });
+                result.error = Some(ErrorInfo::new(
+                    ErrorCode::ExecutionFailed,
+                    "the ref moved".to_owned(),
+                ));
             })),
             ..Knobs::default()
         },

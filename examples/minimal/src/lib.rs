@@ -9,7 +9,7 @@ use mechanism_server::protocol::artifact::effect::{Access, Effect, FS_WRITE};
 use mechanism_server::protocol::artifact::kinds::{Determinism, Plan};
 use mechanism_server::protocol::verbs::{Destructiveness, Example, Operation};
 use mechanism_server::protocol::{Digest, ErrorCode};
-use mechanism_server::{parse_params, Env, ExecContext, Executed, Mechanism, MechanismError};
+use mechanism_server::{parse_params, Env, ErrorInfo, ExecContext, Executed, Mechanism};
 use mechanism_server::{PlanRequest, Proposal, Result};
 use serde::Deserialize;
 use serde_json::json;
@@ -62,7 +62,7 @@ impl Mechanism for Minimal {
         let path = env.root.join(&write.name);
         if fs::symlink_metadata(&path).is_ok_and(|m| !m.is_file()) {
             let why = format!("{} is not a regular file", write.name);
-            return Err(MechanismError::new(ErrorCode::PathRefused, why));
+            return Err(ErrorInfo::new(ErrorCode::PathRefused, why));
         }
         // The state the plan depends on: the file's content now.
         let before = fs::read(&path).ok().map(|b| Digest::of_bytes(&b));
@@ -85,7 +85,7 @@ impl Mechanism for Minimal {
         let _ = fs::remove_file(&temp);
         let written = File::create_new(&temp).and_then(|mut f| f.write_all(write.text.as_bytes()));
         let renamed = written.and_then(|()| fs::rename(&temp, env.root.join(&write.name)));
-        renamed.map_err(|e| MechanismError::new(ErrorCode::ExecutionFailed, e.to_string()))?;
+        renamed.map_err(|e| ErrorInfo::new(ErrorCode::ExecutionFailed, e.to_string()))?;
         self.executed(plan)
     }
 

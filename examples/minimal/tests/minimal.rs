@@ -2,7 +2,7 @@
 //! writes what it planned, its overwrite is destructive and needs a force-ack, and it
 //! refuses a path that is not a regular file.
 
-use mechanism_server::protocol::Digest;
+use mechanism_server::protocol::{Digest, ErrorCode};
 use mechanism_server::testing::Harness;
 use minimal_mechanism::Minimal;
 use serde_json::{json, Value};
@@ -52,7 +52,11 @@ fn it_writes_what_it_planned_and_an_overwrite_needs_a_force_ack() {
             json!({"plan_hash": hash, "admission": admission}),
         )
         .unwrap_err();
-    assert_eq!(refused.code(), Some("FORCE_ACK_REQUIRED"), "{refused}");
+    assert_eq!(
+        refused.code(),
+        Some(ErrorCode::ForceAckRequired),
+        "{refused}"
+    );
     assert_eq!(std::fs::read_to_string(&file).unwrap(), "Hello\n");
     harness.finish().unwrap();
 }
@@ -69,14 +73,14 @@ fn a_name_that_is_not_a_regular_file_is_refused() {
             json!({"operation": "write", "params": {"name": "link.txt", "text": "x"}}),
         )
         .unwrap_err();
-    assert_eq!(refused.code(), Some("PATH_REFUSED"), "{refused}");
+    assert_eq!(refused.code(), Some(ErrorCode::PathRefused), "{refused}");
     let refused = harness
         .call(
             "plan",
             json!({"operation": "write", "params": {"name": "../up.txt", "text": "x"}}),
         )
         .unwrap_err();
-    assert_eq!(refused.code(), Some("INVALID_PARAMS"), "{refused}");
+    assert_eq!(refused.code(), Some(ErrorCode::InvalidParams), "{refused}");
     assert!(!outside.exists());
     harness.finish().unwrap();
 }

@@ -13,7 +13,6 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use jsonrpsee::types::ErrorObjectOwned;
 use protocol::artifact::kinds::{
     AdmissionDecision, AdmissionWitness, ErrorInfo, Plan, ResultArtifact, ResultPredicate,
     ResultStatus, ResultWitness, Subject,
@@ -29,11 +28,11 @@ use time::OffsetDateTime;
 use super::connection::RequestScope;
 use super::handlers::{load_plan, propose, store_error, to_value};
 use super::records::{Journal, Record};
-use super::{rpc_error, State};
+use super::State;
 use crate::failpoint;
-use crate::mechanism::{ExecContext, Executed, Mechanism, MechanismError, PlanRequest};
+use crate::mechanism::{ExecContext, Executed, Mechanism, PlanRequest};
 
-type RpcResult = Result<Value, ErrorObjectOwned>;
+type RpcResult = Result<Value, ErrorInfo>;
 
 /// Executes `params.plan_hash` after every check; see the module docs.
 pub(super) fn execute<M: Mechanism>(
@@ -112,7 +111,7 @@ fn resume<M: Mechanism>(
     let prepared = match replan(state, plan, &plan_hash) {
         Ok(prepared) => prepared,
         Err(error) => {
-            if error.code() == ErrorCode::StalePlan.number() {
+            if error.code == ErrorCode::StalePlan {
                 end(state, &plan_hash)?;
             }
             return Err(error);
@@ -132,12 +131,12 @@ fn conclude<M: Mechanism>(
     plan_hash: Digest,
     journal: Journal,
     ctx: &ExecContext,
-    outcome: Result<Executed, MechanismError>,
+    outcome: Result<Executed, ErrorInfo>,
 ) -> RpcResult {
     let executed = match outcome {
         Ok(_) if !ctx.committed() => {
             end(state, &plan_hash)?;
-            return Err(rpc_error(
+            return Err(ErrorInfo::new(
                 ErrorCode::InternalError,
                 "the mechanism reported success without passing its point of no return",
             ));
@@ -146,7 +145,7 @@ fn conclude<M: Mechanism>(
         // Refused before the point of no return: nothing was applied, nothing to record.
         Err(err) if !ctx.committed() && is_refusal(err.code) => {
             end(state, &plan_hash)?;
-            return Err(err.into());
+            return Err(err);
         }
         Err(err) => {
             // Past the point of no return the journal stays: the next execute, or the next
@@ -155,11 +154,7 @@ fn conclude<M: Mechanism>(
                 end(state, &plan_hash)?;
             }
             let reply = record_failure(state, plan, plan_hash, journal, &err)?;
-            return Err(ErrorObjectOwned::owned(
-                err.code.number(),
-                err.message,
-                Some(json!({ "code": err.code.as_str(), "result": reply })),
-            ));
+            return Err(err.with_data("result", reply));
         }
     };
     let reply = record_success(state, plan, plan_hash, journal, &executed)?;
@@ -200,7 +195,7 @@ pub(super) fn finish_interrupted<M: Mechanism>(state: &State<M>) {
             Ok(Finished::NothingApplied) => {}
             Err(error) => tracing::warn!(
                 %plan_hash,
-                error = error.message(),
+                error = %error,
                 "an interrupted execution could not be finished now"
             ),
         }
@@ -226,7 +221,7 @@ fn finish<M: Mechanism>(
     plan: &Plan,
     plan_hash: Digest,
     journal: Journal,
-) -> Result<Finished, ErrorObjectOwned> {
+) -> Result<Finished, ErrorInfo> {
     match state.mechanism.recover(&state.env, plan)? {
         Some(executed) => {
             tracing::warn!(%plan_hash, "an interrupted execution of this plan is now finished");
@@ -235,7 +230,7 @@ fn finish<M: Mechanism>(
             if let Some(nonce) = &journal.nonce {
                 match force_ack::claim_nonce(&state.env.store, nonce, &plan_hash) {
                     Ok(()) | Err(force_ack::ForceAckError::Replayed { .. }) => {}
-                    Err(e) => return Err(rpc_error(e.code(), e.to_string())),
+                    Err(e) => return Err(e.into()),
                 }
             }
             let reply = record_success(state, plan, plan_hash, journal, &executed)?;
@@ -247,8 +242,7 @@ fn finish<M: Mechanism>(
             // carry random nonces: claimed now, it was claimed by this execution's point of
             // no return.
             if let Some(nonce) = &journal.nonce {
-                let claimed = force_ack::nonce_claimed(&state.env.store, nonce)
-                    .map_err(|e| rpc_error(e.code(), e.to_string()))?;
+                let claimed = force_ack::nonce_claimed(&state.env.store, nonce)?;
                 if claimed {
                     return Ok(Finished::Resume(journal));
                 }
@@ -259,7 +253,7 @@ fn finish<M: Mechanism>(
     }
 }
 
-fn end<M: Mechanism>(state: &State<M>, plan_hash: &Digest) -> Result<(), ErrorObjectOwned> {
+fn end<M: Mechanism>(state: &State<M>, plan_hash: &Digest) -> Result<(), ErrorInfo> {
     state
         .records
         .end(plan_hash)
@@ -270,14 +264,14 @@ fn end<M: Mechanism>(state: &State<M>, plan_hash: &Digest) -> Result<(), ErrorOb
 fn lock_plan<M: Mechanism>(
     state: &State<M>,
     plan_hash: &Digest,
-) -> Result<super::records::PlanLock, ErrorObjectOwned> {
+) -> Result<super::records::PlanLock, ErrorInfo> {
     match state.records.lock(plan_hash) {
         Ok(Some(lock)) => Ok(lock),
-        Ok(None) => Err(rpc_error(
+        Ok(None) => Err(ErrorInfo::new(
             ErrorCode::Busy,
             format!("plan {plan_hash} is being executed by another process; retry when it is done"),
         )),
-        Err(e) => Err(rpc_error(
+        Err(e) => Err(ErrorInfo::new(
             ErrorCode::InternalError,
             format!("locking plan {plan_hash} in the store: {e}"),
         )),
@@ -286,14 +280,14 @@ fn lock_plan<M: Mechanism>(
 
 /// `DEADLINE_EXCEEDED` when the time left is less than the plan's own estimate: better
 /// refused now, with nothing applied, than started and finished past the deadline.
-fn refuse_unless_in_time(plan: &Plan, deadline: Option<Instant>) -> Result<(), ErrorObjectOwned> {
+fn refuse_unless_in_time(plan: &Plan, deadline: Option<Instant>) -> Result<(), ErrorInfo> {
     let Some(deadline) = deadline else {
         return Ok(());
     };
     let left = deadline.saturating_duration_since(Instant::now());
     let needed = Duration::from_millis(plan.estimated_costs.wall_ms.unwrap_or(0));
     if left.is_zero() || left < needed {
-        return Err(rpc_error(
+        return Err(ErrorInfo::new(
             ErrorCode::DeadlineExceeded,
             format!(
                 "{} ms are left before the deadline and the plan needs an estimated {} ms; \
@@ -326,13 +320,13 @@ struct RunningGuard<'a, M> {
 }
 
 impl<'a, M> RunningGuard<'a, M> {
-    fn enter(state: &'a State<M>, plan_hash: Digest) -> Result<Self, ErrorObjectOwned> {
+    fn enter(state: &'a State<M>, plan_hash: Digest) -> Result<Self, ErrorInfo> {
         let mut running = state
             .running
             .lock()
-            .map_err(|_| rpc_error(ErrorCode::InternalError, "running-plan table poisoned"))?;
+            .map_err(|_| ErrorInfo::new(ErrorCode::InternalError, "running-plan table poisoned"))?;
         if running.contains_key(&plan_hash) {
-            return Err(rpc_error(
+            return Err(ErrorInfo::new(
                 ErrorCode::Busy,
                 format!("plan {plan_hash} is executing already"),
             ));
@@ -374,7 +368,7 @@ fn replan<M: Mechanism>(
     state: &State<M>,
     plan: &Plan,
     plan_hash: &Digest,
-) -> Result<M::Prepared, ErrorObjectOwned> {
+) -> Result<M::Prepared, ErrorInfo> {
     let request = PlanRequest {
         operation: plan.operation.clone(),
         params: plan.params.clone(),
@@ -382,16 +376,16 @@ fn replan<M: Mechanism>(
         preview: false,
     };
     let (fresh, _, prepared) = propose(state, &request, |e| match e.code {
-        ErrorCode::InvalidParams | ErrorCode::PathRefused => rpc_error(
+        ErrorCode::InvalidParams | ErrorCode::PathRefused => ErrorInfo::new(
             ErrorCode::StalePlan,
             format!("the plan no longer holds: {}", e.message),
         ),
-        _ => e.into(),
+        _ => e,
     })?;
     let fresh = Artifact::from_typed(&fresh)
-        .map_err(|e| rpc_error(ErrorCode::InternalError, e.to_string()))?;
+        .map_err(|e| ErrorInfo::new(ErrorCode::InternalError, e.to_string()))?;
     if fresh.digest() != *plan_hash {
-        return Err(rpc_error(
+        return Err(ErrorInfo::new(
             ErrorCode::StalePlan,
             format!(
                 "the world changed since planning: the plan is now {}, not {plan_hash}; plan again",
@@ -406,14 +400,14 @@ fn check_admission<M: Mechanism>(
     state: &State<M>,
     plan_hash: &Digest,
     admission: &Digest,
-) -> Result<Digest, ErrorObjectOwned> {
-    let required = |why: String| rpc_error(ErrorCode::AdmissionRequired, why);
+) -> Result<Digest, ErrorInfo> {
+    let required = |why: String| ErrorInfo::new(ErrorCode::AdmissionRequired, why);
     let artifact = state
         .env
         .store
         .get_artifact(admission)
         .map_err(|e| match e {
-            StoreError::NotFound(_) => rpc_error(
+            StoreError::NotFound(_) => ErrorInfo::new(
                 ErrorCode::UnknownArtifact,
                 format!("no admission witness {admission} in the store"),
             ),
@@ -449,21 +443,21 @@ fn check_force_ack<M: Mechanism>(
     plan_hash: &Digest,
     admission: &Digest,
     force_ack: Option<&Value>,
-) -> Result<CheckedAck, ErrorObjectOwned> {
+) -> Result<CheckedAck, ErrorInfo> {
     let Some(force_ack) = force_ack else {
-        return Err(rpc_error(
+        return Err(ErrorInfo::new(
             ErrorCode::ForceAckRequired,
             format!("plan {plan_hash} is destructive: it needs an operator's signed force-ack"),
         ));
     };
     let Some(signers) = state.signers.as_ref() else {
-        return Err(rpc_error(
+        return Err(ErrorInfo::new(
             ErrorCode::ForceAckInvalid,
             "this server trusts no force-ack signers (--force-ack-signers), so destructive plans cannot run",
         ));
     };
     let max_ttl = time::Duration::try_from(state.max_ttl)
-        .map_err(|e| rpc_error(ErrorCode::InternalError, e.to_string()))?;
+        .map_err(|e| ErrorInfo::new(ErrorCode::InternalError, e.to_string()))?;
     let expected = Expected {
         plan_hash: *plan_hash,
         admission_hash: *admission,
@@ -474,18 +468,15 @@ fn check_force_ack<M: Mechanism>(
         signers,
         OffsetDateTime::now_utc(),
         max_ttl,
-    )
-    .map_err(|e| rpc_error(e.code(), e.to_string()))?;
-    let spent = force_ack::nonce_claimed(&state.env.store, &verified.nonce)
-        .map_err(|e| rpc_error(e.code(), e.to_string()))?;
-    if spent {
-        let replayed = force_ack::ForceAckError::Replayed {
+    )?;
+    if force_ack::nonce_claimed(&state.env.store, &verified.nonce)? {
+        return Err(force_ack::ForceAckError::Replayed {
             nonce: verified.nonce,
-        };
-        return Err(rpc_error(replayed.code(), replayed.to_string()));
+        }
+        .into());
     }
     let artifact = Artifact::from_value(force_ack.clone())
-        .map_err(|e| rpc_error(ErrorCode::ForceAckInvalid, e.to_string()))?;
+        .map_err(|e| ErrorInfo::new(ErrorCode::ForceAckInvalid, e.to_string()))?;
     let digest = state
         .env
         .store
@@ -539,8 +530,7 @@ fn exec_context<M: Mechanism>(
         }),
         Arc::new(move || {
             if let Some(nonce) = &nonce {
-                force_ack::claim_nonce(&store, nonce, &plan_hash)
-                    .map_err(|e| MechanismError::new(e.code(), e.to_string()))?;
+                force_ack::claim_nonce(&store, nonce, &plan_hash)?;
             }
             failpoint::hit("execute:committed");
             Ok(())
@@ -572,17 +562,14 @@ fn record_failure<M: Mechanism>(
     plan: &Plan,
     plan_hash: Digest,
     journal: Journal,
-    error: &MechanismError,
+    error: &ErrorInfo,
 ) -> RpcResult {
     let result = ResultArtifact {
         plan_hash,
         status: ResultStatus::Failure,
         effects_applied: Vec::new(),
         evidence: json!({}),
-        error: Some(ErrorInfo {
-            code: error.code,
-            message: error.message.clone(),
-        }),
+        error: Some(ErrorInfo::new(error.code, error.message.clone())),
     };
     let executed = Executed {
         effects_applied: Vec::new(),
@@ -608,7 +595,8 @@ fn record<M: Mechanism>(
         force_ack: force_ack_hash,
         ..
     } = journal;
-    let internal = |e: &dyn std::fmt::Display| rpc_error(ErrorCode::InternalError, e.to_string());
+    let internal =
+        |e: &dyn std::fmt::Display| ErrorInfo::new(ErrorCode::InternalError, e.to_string());
     let producer = format!("mechanism-server {}", state.mechanism.id());
     let result_artifact = Artifact::from_typed(result).map_err(|e| internal(&e))?;
     let mut derived = vec![plan_hash, admission_hash];

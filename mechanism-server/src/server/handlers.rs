@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use jsonrpsee::types::{ErrorObjectOwned, Params};
+use jsonrpsee::types::Params;
 use jsonrpsee::RpcModule;
 use protocol::artifact::effect::Access;
 use protocol::artifact::kinds::{CostWitness, Plan};
@@ -15,52 +15,64 @@ use protocol::verbs::{
     self, DeclareCostParams, DeclareCostResult, DescribeParams, DescribeResult, ExecuteParams,
     Limits, PlanParams, PlanResult, PlanState, StatusParams, StatusResult, MAX_INLINE_BYTES,
 };
-use protocol::ErrorCode;
+use protocol::{ErrorCode, ErrorInfo};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
 
 use super::connection::SCOPE;
 use super::{execute, rpc_error, ServerError, State};
-use crate::mechanism::{Mechanism, MechanismError, PlanRequest};
+use crate::mechanism::{Mechanism, PlanRequest};
 
-type RpcResult = Result<Value, ErrorObjectOwned>;
+type RpcResult = Result<Value, ErrorInfo>;
 
 /// Registers every verb.
 pub(super) fn register<M: Mechanism>(state: State<M>) -> Result<RpcModule<State<M>>, ServerError> {
     let mut module = RpcModule::new(state);
+    // The verbs answer `ErrorInfo`; it becomes a JSON-RPC error object here, and only here.
     let registered = [
         module
-            .register_method(verbs::DESCRIBE, |params, state, _| describe(&params, state))
+            .register_method(verbs::DESCRIBE, |params, state, _| {
+                describe(&params, state).map_err(rpc_error)
+            })
             .map(|_| ()),
         module
             .register_async_method(verbs::PLAN, |params, state, _| async move {
-                blocking(state, params, plan).await
+                blocking(state, params, plan).await.map_err(rpc_error)
             })
             .map(|_| ()),
         module
             .register_async_method(verbs::DECLARE_COST, |params, state, _| async move {
-                blocking(state, params, declare_cost).await
+                blocking(state, params, declare_cost)
+                    .await
+                    .map_err(rpc_error)
             })
             .map(|_| ()),
         module
             .register_async_method(verbs::EXECUTE, |params, state, _| async move {
-                let scope = SCOPE.try_with(Clone::clone).ok();
-                require_admission(&params)?;
-                let parsed = parse(&params)?;
-                tokio::task::spawn_blocking(move || execute::execute(&state, parsed, scope))
-                    .await
-                    .map_err(|e| rpc_error(ErrorCode::InternalError, e.to_string()))?
+                execute(state, params).await.map_err(rpc_error)
             })
             .map(|_| ()),
         module
-            .register_method(verbs::STATUS, |params, state, _| status(&params, state))
+            .register_method(verbs::STATUS, |params, state, _| {
+                status(&params, state).map_err(rpc_error)
+            })
             .map(|_| ()),
     ];
     for result in registered {
         result.map_err(|e| ServerError::Config(e.to_string()))?;
     }
     Ok(module)
+}
+
+/// `execute`, on the blocking pool once its params hold.
+async fn execute<M: Mechanism>(state: Arc<State<M>>, params: Params<'static>) -> RpcResult {
+    let scope = SCOPE.try_with(Clone::clone).ok();
+    require_admission(&params)?;
+    let parsed = parse(&params)?;
+    tokio::task::spawn_blocking(move || execute::execute(&state, parsed, scope))
+        .await
+        .map_err(|e| ErrorInfo::new(ErrorCode::InternalError, e.to_string()))?
 }
 
 /// The params of a verb, with the schema they must satisfy.
@@ -90,8 +102,8 @@ impl VerbParams for StatusParams {
 /// By name and valid against the verb's schema, so an unknown field is an error rather than
 /// ignored. I-JSON (no duplicate key, no unsafe integer) was already required of the whole
 /// frame by the connection, which alone feeds this module, so it is not checked twice.
-pub(super) fn parse<T: VerbParams>(params: &Params<'_>) -> Result<T, ErrorObjectOwned> {
-    let invalid = |reason: String| rpc_error(ErrorCode::InvalidParams, reason);
+pub(super) fn parse<T: VerbParams>(params: &Params<'_>) -> Result<T, ErrorInfo> {
+    let invalid = |reason: String| ErrorInfo::new(ErrorCode::InvalidParams, reason);
     let value = match params.as_str() {
         None => Value::Object(serde_json::Map::new()),
         Some(raw) => serde_json::from_str(raw).map_err(|e| invalid(format!("params: {e}")))?,
@@ -102,7 +114,7 @@ pub(super) fn parse<T: VerbParams>(params: &Params<'_>) -> Result<T, ErrorObject
 
 /// `ADMISSION_REQUIRED` for an `execute` without an `admission`: nothing runs unadmitted,
 /// and the answer says so rather than only that a param is missing.
-fn require_admission(params: &Params<'_>) -> Result<(), ErrorObjectOwned> {
+fn require_admission(params: &Params<'_>) -> Result<(), ErrorInfo> {
     let missing = match params.as_str() {
         None => true,
         Some(raw) => serde_json::from_str::<Value>(raw)
@@ -111,7 +123,7 @@ fn require_admission(params: &Params<'_>) -> Result<(), ErrorObjectOwned> {
             .unwrap_or(false),
     };
     if missing {
-        return Err(rpc_error(
+        return Err(ErrorInfo::new(
             ErrorCode::AdmissionRequired,
             "execute needs `admission`: the digest of the AdmissionWitness that admitted the plan",
         ));
@@ -120,7 +132,7 @@ fn require_admission(params: &Params<'_>) -> Result<(), ErrorObjectOwned> {
 }
 
 pub(super) fn to_value<T: Serialize>(value: &T) -> RpcResult {
-    serde_json::to_value(value).map_err(|e| rpc_error(ErrorCode::InternalError, e.to_string()))
+    serde_json::to_value(value).map_err(|e| ErrorInfo::new(ErrorCode::InternalError, e.to_string()))
 }
 
 /// Runs a blocking verb on the blocking pool.
@@ -133,13 +145,13 @@ where
     let parsed: P = parse(&params)?;
     tokio::task::spawn_blocking(move || verb(&state, parsed))
         .await
-        .map_err(|e| rpc_error(ErrorCode::InternalError, e.to_string()))?
+        .map_err(|e| ErrorInfo::new(ErrorCode::InternalError, e.to_string()))?
 }
 
 fn describe<M: Mechanism>(params: &Params<'_>, state: &State<M>) -> RpcResult {
     let params: DescribeParams = parse(params)?;
     let Some(version) = verbs::choose_version(params.protocol_versions.as_deref()) else {
-        return Err(rpc_error(
+        return Err(ErrorInfo::new(
             ErrorCode::UnsupportedVersion,
             format!(
                 "this server speaks {}; offered {:?}",
@@ -162,14 +174,14 @@ fn describe<M: Mechanism>(params: &Params<'_>, state: &State<M>) -> RpcResult {
 }
 
 /// Maps a store failure on an input or plan to its protocol code.
-pub(super) fn store_error(what: &str, err: &StoreError) -> ErrorObjectOwned {
-    rpc_error(err.code(), format!("{what}: {err}"))
+pub(super) fn store_error(what: &str, err: &StoreError) -> ErrorInfo {
+    ErrorInfo::new(err.code(), format!("{what}: {err}"))
 }
 
 fn plan<M: Mechanism>(state: &State<M>, params: PlanParams) -> RpcResult {
     let Some(validator) = state.validators.get(&params.operation) else {
         let known: Vec<&str> = state.operations.iter().map(|o| o.name.as_str()).collect();
-        return Err(rpc_error(
+        return Err(ErrorInfo::new(
             ErrorCode::UnknownOperation,
             format!(
                 "no operation {:?}; this mechanism has {known:?}",
@@ -179,14 +191,14 @@ fn plan<M: Mechanism>(state: &State<M>, params: PlanParams) -> RpcResult {
     };
     let inline = serde_json::to_vec(&params.params).map_or(usize::MAX, |v| v.len());
     if inline > MAX_INLINE_BYTES {
-        return Err(rpc_error(
+        return Err(ErrorInfo::new(
             ErrorCode::ArtifactRequired,
             format!("params are {inline} bytes; payloads over {MAX_INLINE_BYTES} bytes go into the store and travel by digest"),
         ));
     }
     validator
         .validate(&params.params)
-        .map_err(|e| rpc_error(ErrorCode::InvalidParams, e.to_string()))?;
+        .map_err(|e| ErrorInfo::new(ErrorCode::InvalidParams, e.to_string()))?;
     for (name, digest) in &params.inputs {
         state
             .env
@@ -200,9 +212,9 @@ fn plan<M: Mechanism>(state: &State<M>, params: PlanParams) -> RpcResult {
         inputs: params.inputs,
         preview: true,
     };
-    let (plan, preview, _) = propose(state, &request, ErrorObjectOwned::from)?;
+    let (plan, preview, _) = propose(state, &request, ErrorInfo::from)?;
     let artifact = Artifact::from_typed(&plan)
-        .map_err(|e| rpc_error(ErrorCode::InternalError, e.to_string()))?;
+        .map_err(|e| ErrorInfo::new(ErrorCode::InternalError, e.to_string()))?;
     let provenance = Provenance::new(format!("mechanism-server {}", state.mechanism.id()))
         .with_derived_from(request.inputs.values().copied());
     let plan_hash = state
@@ -225,14 +237,14 @@ fn plan<M: Mechanism>(state: &State<M>, params: PlanParams) -> RpcResult {
 pub(super) fn propose<M: Mechanism>(
     state: &State<M>,
     request: &PlanRequest,
-    on_refusal: impl FnOnce(MechanismError) -> ErrorObjectOwned,
-) -> Result<(Plan, Option<String>, M::Prepared), ErrorObjectOwned> {
+    on_refusal: impl FnOnce(ErrorInfo) -> ErrorInfo,
+) -> Result<(Plan, Option<String>, M::Prepared), ErrorInfo> {
     let proposal = state
         .mechanism
         .plan(&state.env, request)
         .map_err(on_refusal)?;
     if !proposal.state.is_object() {
-        return Err(rpc_error(
+        return Err(ErrorInfo::new(
             ErrorCode::InternalError,
             "the mechanism proposed a plan whose state is not a JSON object",
         ));
@@ -243,7 +255,7 @@ pub(super) fn propose<M: Mechanism>(
         .find(|op| op.name == request.operation)
         .map(|op| op.determinism);
     let Some(determinism) = proposal.determinism.or(operation_determinism) else {
-        return Err(rpc_error(
+        return Err(ErrorInfo::new(
             ErrorCode::UnknownOperation,
             format!("no operation {:?}", request.operation),
         ));
@@ -268,10 +280,7 @@ pub(super) fn propose<M: Mechanism>(
 
 /// Refuses a plan that would change the object store, when the store lies inside the root:
 /// a patch to `.mechanism/nonces/...` must not free a spent force-ack.
-fn refuse_store_changes<M: Mechanism>(
-    state: &State<M>,
-    plan: &Plan,
-) -> Result<(), ErrorObjectOwned> {
+fn refuse_store_changes<M: Mechanism>(state: &State<M>, plan: &Plan) -> Result<(), ErrorInfo> {
     let Some(store) = &state.store_location else {
         return Ok(());
     };
@@ -287,7 +296,7 @@ fn refuse_store_changes<M: Mechanism>(
         );
     for resource in changed {
         if store.contains(resource) {
-            return Err(rpc_error(
+            return Err(ErrorInfo::new(
                 ErrorCode::PathRefused,
                 format!(
                     "{resource:?} lies in the object store ({:?} under the root), which no plan may change",
@@ -303,31 +312,31 @@ fn refuse_store_changes<M: Mechanism>(
 pub(super) fn load_plan<M: Mechanism>(
     state: &State<M>,
     plan_hash: &protocol::Digest,
-) -> Result<Plan, ErrorObjectOwned> {
+) -> Result<Plan, ErrorInfo> {
     let artifact = state
         .env
         .store
         .get_artifact(plan_hash)
         .map_err(|e| match e {
-            StoreError::NotFound(_) => rpc_error(
+            StoreError::NotFound(_) => ErrorInfo::new(
                 ErrorCode::UnknownPlan,
                 format!("no plan {plan_hash} in the store"),
             ),
             // An intact object that is not JSON (a patch blob): not a plan either.
-            StoreError::Artifact { .. } | StoreError::NotCanonical(_) => rpc_error(
+            StoreError::Artifact { .. } | StoreError::NotCanonical(_) => ErrorInfo::new(
                 ErrorCode::UnknownPlan,
                 format!("{plan_hash} is not a plan: {e}"),
             ),
             other => store_error("loading the plan", &other),
         })?;
     let plan: Plan = artifact.view().map_err(|e| {
-        rpc_error(
+        ErrorInfo::new(
             ErrorCode::UnknownPlan,
             format!("{plan_hash} is not a plan: {e}"),
         )
     })?;
     if plan.mechanism != state.mechanism_ref() {
-        return Err(rpc_error(
+        return Err(ErrorInfo::new(
             ErrorCode::UnknownPlan,
             format!(
                 "{plan_hash} is a plan of {} {}, not of this mechanism",
@@ -346,7 +355,7 @@ fn declare_cost<M: Mechanism>(state: &State<M>, params: DeclareCostParams) -> Rp
         basis: "the plan's own estimate, from the size of its effects".to_owned(),
     };
     let artifact = Artifact::from_typed(&witness)
-        .map_err(|e| rpc_error(ErrorCode::InternalError, e.to_string()))?;
+        .map_err(|e| ErrorInfo::new(ErrorCode::InternalError, e.to_string()))?;
     let provenance = Provenance::new(format!("mechanism-server {}", state.mechanism.id()))
         .with_derived_from([params.plan_hash]);
     let cost_witness_hash = state

@@ -15,16 +15,14 @@ use std::io::{BufRead, Write};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use jsonrpsee::types::ErrorObjectOwned;
 use protocol::force_ack::allowed_signers::AllowedSigners;
 use protocol::schema::Validator;
 use protocol::store::{Store, StoreLocation};
 use protocol::verbs::{Operation, Progress};
-use protocol::{Digest, ErrorCode};
-use serde_json::json;
+use protocol::{Digest, ErrorInfo};
 
 use crate::cli::Options;
-use crate::mechanism::{Env, Mechanism, MechanismError};
+use crate::mechanism::{Env, Mechanism};
 use connection::Limits;
 use records::Records;
 
@@ -149,17 +147,9 @@ impl<M: Mechanism> State<M> {
     }
 }
 
-/// A JSON-RPC error object carrying the stable code in `data.code`.
-pub(crate) fn rpc_error(code: ErrorCode, message: impl Into<String>) -> ErrorObjectOwned {
-    ErrorObjectOwned::owned(
-        code.number(),
-        message.into(),
-        Some(json!({ "code": code.as_str() })),
-    )
-}
-
-impl From<MechanismError> for ErrorObjectOwned {
-    fn from(err: MechanismError) -> Self {
-        rpc_error(err.code, err.message)
-    }
+/// The JSON-RPC error object jsonrpsee answers for `error`: the stable code in `data.code`.
+pub(crate) fn rpc_error(error: ErrorInfo) -> jsonrpsee::types::ErrorObjectOwned {
+    let mut data = error.data.unwrap_or_default();
+    data.insert("code".to_owned(), error.code.as_str().into());
+    jsonrpsee::types::ErrorObjectOwned::owned(error.code.number(), error.message, Some(data))
 }

@@ -1,6 +1,6 @@
 //! Why an apply was refused or failed; each kind maps to one protocol error code.
 
-use protocol::ErrorCode;
+use protocol::{ErrorCode, ErrorInfo};
 
 /// A refusal or failure of `plan` or `execute`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -47,6 +47,12 @@ impl ApplyError {
             ApplyError::Stopped(code, _) => *code,
             ApplyError::Internal(_) => ErrorCode::InternalError,
         }
+    }
+}
+
+impl From<ApplyError> for ErrorInfo {
+    fn from(error: ApplyError) -> Self {
+        ErrorInfo::new(error.code(), error.to_string())
     }
 }
 

@@ -6,8 +6,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use mechanism_server::{
-    CheckState, Env, ExecContext, Executed, Mechanism, MechanismError, PlanRequest, Proposal,
-    StateCheck,
+    CheckState, Env, ErrorInfo, ExecContext, Executed, Mechanism, PlanRequest, Proposal, StateCheck,
 };
 use protocol::artifact::effect::{Effect, FS_DELETE, FS_MODE, FS_WRITE, GIT_COMMIT};
 use protocol::artifact::kinds::{Costs, Determinism, Grant, Plan, RecipeStep, ResultArtifact};
@@ -71,10 +70,10 @@ impl Mechanism for GitApplyPatch {
             .to_vec()
     }
 
-    fn plan(&self, env: &Env, request: &PlanRequest) -> Result<Proposal<Prepared>, MechanismError> {
+    fn plan(&self, env: &Env, request: &PlanRequest) -> Result<Proposal<Prepared>, ErrorInfo> {
         let (params, patch) = read_request(env, request)?;
         let prepared =
-            super::prepare(&env.root, &params, &patch, request.preview).map_err(mechanism_error)?;
+            super::prepare(&env.root, &params, &patch, request.preview).map_err(ErrorInfo::from)?;
         Ok(proposal(prepared, request.preview))
     }
 
@@ -87,37 +86,37 @@ impl Mechanism for GitApplyPatch {
         plan: &Plan,
         prepared: Prepared,
         ctx: &ExecContext,
-    ) -> Result<Executed, MechanismError> {
+    ) -> Result<Executed, ErrorInfo> {
         ctx.progress(0, 1, "applying the patch");
         let id = ctx.plan_hash().to_string();
         super::apply(&env.root, prepared, &id, || {
             ctx.point_of_no_return()
                 .map_err(|stop| ApplyError::Stopped(stop.code, stop.message))
         })
-        .map_err(mechanism_error)?;
+        .map_err(ErrorInfo::from)?;
         ctx.progress(1, 1, "committed");
         self.executed(plan)
     }
 
-    fn executed(&self, plan: &Plan) -> Result<Executed, MechanismError> {
+    fn executed(&self, plan: &Plan) -> Result<Executed, ErrorInfo> {
         executed(plan)
     }
 
-    fn still_applied(&self, env: &Env, plan: &Plan) -> Result<bool, MechanismError> {
+    fn still_applied(&self, env: &Env, plan: &Plan) -> Result<bool, ErrorInfo> {
         let Some(outcome) = outcome(plan) else {
             return Ok(false);
         };
-        super::holds(&env.root, &outcome).map_err(mechanism_error)
+        super::holds(&env.root, &outcome).map_err(ErrorInfo::from)
     }
 
-    fn recover(&self, env: &Env, plan: &Plan) -> Result<Option<Executed>, MechanismError> {
+    fn recover(&self, env: &Env, plan: &Plan) -> Result<Option<Executed>, ErrorInfo> {
         let Some(outcome) = outcome(plan) else {
             return Ok(None);
         };
-        if let Some(finished) = super::recover(&env.root, &outcome.repo).map_err(mechanism_error)? {
+        if let Some(finished) = super::recover(&env.root, &outcome.repo).map_err(ErrorInfo::from)? {
             tracing::info!(execution = %finished, "finished an interrupted execute");
         }
-        if super::holds(&env.root, &outcome).map_err(mechanism_error)? {
+        if super::holds(&env.root, &outcome).map_err(ErrorInfo::from)? {
             self.executed(plan).map(Some)
         } else {
             Ok(None)
@@ -176,9 +175,9 @@ fn effect_paths(plan: &Plan) -> Vec<&str> {
 }
 
 /// What executing `plan` did once its effects are in place: exactly what it planned.
-fn executed(plan: &Plan) -> Result<Executed, MechanismError> {
+fn executed(plan: &Plan) -> Result<Executed, ErrorInfo> {
     let missing = || {
-        MechanismError::new(
+        ErrorInfo::new(
             ErrorCode::InternalError,
             "the plan has no git.commit effect with `to` and `tree`",
         )
@@ -273,20 +272,17 @@ fn params_schema() -> Value {
 }
 
 /// The typed params and the patch bytes of a request.
-fn read_request(
-    env: &Env,
-    request: &PlanRequest,
-) -> Result<(ApplyParams, Vec<u8>), MechanismError> {
+fn read_request(env: &Env, request: &PlanRequest) -> Result<(ApplyParams, Vec<u8>), ErrorInfo> {
     let params: ApplyParams = serde_json::from_value(request.params.clone())
-        .map_err(|e| MechanismError::new(ErrorCode::InvalidParams, e.to_string()))?;
+        .map_err(|e| ErrorInfo::new(ErrorCode::InvalidParams, e.to_string()))?;
     if let Some(extra) = request.inputs.keys().find(|name| *name != PATCH_INPUT) {
-        return Err(MechanismError::new(
+        return Err(ErrorInfo::new(
             ErrorCode::InvalidParams,
             format!("unknown input {extra:?}; `apply` takes only {PATCH_INPUT:?}"),
         ));
     }
     let digest = request.inputs.get(PATCH_INPUT).ok_or_else(|| {
-        MechanismError::new(
+        ErrorInfo::new(
             ErrorCode::InvalidParams,
             format!("input {PATCH_INPUT:?} is required: the digest of the patch in the store"),
         )
@@ -294,7 +290,7 @@ fn read_request(
     let patch = env
         .store
         .read_blob(digest, MAX_PATCH_BYTES)
-        .map_err(|e| MechanismError::new(e.code(), format!("input {PATCH_INPUT:?}: {e}")))?;
+        .map_err(|e| ErrorInfo::new(e.code(), format!("input {PATCH_INPUT:?}: {e}")))?;
     Ok((params, patch))
 }
 
@@ -374,8 +370,4 @@ fn proposal(mut prepared: Prepared, preview: bool) -> Proposal<Prepared> {
     proposal.exec_recipe = recipe;
     proposal.preview = preview;
     proposal
-}
-
-fn mechanism_error(error: ApplyError) -> MechanismError {
-    MechanismError::new(error.code(), error.to_string())
 }

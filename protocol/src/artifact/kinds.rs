@@ -17,8 +17,9 @@ mod records;
 mod result;
 
 pub use crate::artifact::IN_TOTO_STATEMENT_V1;
+pub use crate::error::ErrorInfo;
 pub use admission::{AdmissionDecision, AdmissionWitness, ForceAck, Gate, GateRecord};
-pub use common::{Budget, Costs, Determinism, ErrorInfo, GateDecision, Grant, MechanismRef};
+pub use common::{Budget, Costs, Determinism, GateDecision, Grant, MechanismRef};
 pub use plan::{CostWitness, Plan, RecipeStep};
 pub use records::{
     Command, ExecStatus, ExecStep, ExecutionDocument, NextAction, NextActions, NextActionsRef,

@@ -2,8 +2,6 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::ErrorCode;
-
 /// Which mechanism, at which version.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct MechanismRef {
@@ -61,15 +59,6 @@ pub struct Budget {
     /// Files created, changed or deleted, if bounded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub files_touched: Option<u64>,
-}
-
-/// What went wrong: a stable code and a message for people.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct ErrorInfo {
-    /// The protocol error code.
-    pub code: ErrorCode,
-    /// What went wrong.
-    pub message: String,
 }
 
 /// A gate's (or a run's) decision.

@@ -6,9 +6,10 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::common::{Budget, Determinism, ErrorInfo, GateDecision, Grant};
+use super::common::{Budget, Determinism, GateDecision, Grant};
 use crate::artifact::Kind;
 use crate::digest::Digest;
+use crate::error::ErrorInfo;
 
 /// A request to run one operation of one registered mechanism.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

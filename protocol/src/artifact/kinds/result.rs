@@ -5,10 +5,11 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::common::{ErrorInfo, MechanismRef};
+use super::common::MechanismRef;
 use crate::artifact::effect::Effect;
 use crate::artifact::{Kind, IN_TOTO_STATEMENT_V1};
 use crate::digest::Digest;
+use crate::error::ErrorInfo;
 
 /// The in-toto `predicateType` of a result witness.
 pub const RESULT_WITNESS_PREDICATE: &str = "https://schemas.mechanism.invalid/v0/result-witness";
