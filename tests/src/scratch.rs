@@ -1,62 +1,39 @@
 //! Scratch directories and the real binaries.
 //!
-//! The binaries are built once per test process with the same cargo, profile and target
-//! directory as the test itself, so `cargo test -p tests` never runs a stale or missing binary.
+//! The binaries come from other packages (`admission`, `mechanism-builtins`,
+//! `minimal-mechanism`), and cargo gives `CARGO_BIN_EXE_<name>` only to the integration tests of
+//! the package that owns a binary. So they are found where cargo puts them, next to this test's
+//! own directory: `cargo test --workspace` builds every one of them (each package has
+//! integration tests) before any test runs. `cargo test -p tests` alone builds none of them: a
+//! missing one fails with the command that builds it, a stale one is run as it is.
 
 use std::path::{Path, PathBuf};
-use std::process;
-use std::sync::OnceLock;
 
 use assert_cmd::Command;
 use tempfile::TempDir;
 
-/// The packages whose binaries the end-to-end tests run.
-const BINARY_PACKAGES: &[&str] = &["mechanism-builtins", "admission", "minimal-mechanism"];
+/// What to run when a binary is missing, as after `cargo test -p tests` in a clean target.
+const BUILD_COMMAND: &str = "cargo build -p admission -p mechanism-builtins -p minimal-mechanism";
 
-/// The path of a workspace binary built for the same profile as this test.
+/// The path of a workspace binary built for the same profile and target as this test.
 pub fn bin_path(name: &str) -> PathBuf {
-    let profile_dir = profile_dir();
-    static BUILT: OnceLock<()> = OnceLock::new();
-    BUILT.get_or_init(|| build_binaries(&profile_dir));
-    profile_dir.join(format!("{name}{}", std::env::consts::EXE_SUFFIX))
+    let path = profile_dir().join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        path.is_file(),
+        "the binary {name} is not built at {}: run `cargo test --workspace`, or `{BUILD_COMMAND}` \
+         (with the same profile) before `cargo test -p tests`",
+        path.display()
+    );
+    path
 }
 
-/// `target/<profile>/` of the running test executable (`target/<profile>/deps/<test>`).
+/// `target/[<triple>/]<profile>/` of the running test executable (`.../<profile>/deps/<test>`).
 fn profile_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("the test knows its own path");
     exe.parent()
         .and_then(Path::parent)
         .expect("test binary lives in target/<profile>/deps")
         .to_path_buf()
-}
-
-/// Runs `cargo build` for the binary packages; a no-op of well under a second when fresh.
-fn build_binaries(profile_dir: &Path) {
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let target_dir = profile_dir.parent().expect("target/<profile> has a parent");
-    let mut command = process::Command::new(cargo);
-    command
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .args(["build", "--quiet", "--bins", "--target-dir"])
-        .arg(target_dir);
-    match profile_dir.file_name().and_then(|n| n.to_str()) {
-        Some("debug") | None => {}
-        Some("release") => {
-            command.arg("--release");
-        }
-        Some(other) => {
-            command.args(["--profile", other]);
-        }
-    }
-    for package in BINARY_PACKAGES {
-        command.args(["-p", package]);
-    }
-    let output = command.output().expect("cargo runs");
-    assert!(
-        output.status.success(),
-        "building the binaries failed: {command:?}\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
 }
 
 /// A throw-away directory where one test runs its commands.
