@@ -10,7 +10,7 @@
 // On success it prints ONE JSON object on stdout: what it received (describe, plan and status
 // results, the unknown method's error, any notifications, the server's exit code) and exits 0.
 // On any failure it explains on stderr and exits 1. It checks the transport, not the content:
-// the Rust test (tests/tests/foreign_client.rs) judges the content with our own code.
+// the Rust test (tests/tests/e2e/foreign_client.rs) judges the content with our own code.
 
 import { spawn } from 'node:child_process';
 import { parseArgs } from 'node:util';

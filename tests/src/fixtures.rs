@@ -45,6 +45,21 @@ impl Operator {
         }
     }
 
+    /// Signs the file `payload` with `ssh-keygen -Y sign` in `namespace` with the operator's
+    /// key; returns the signature, which ssh-keygen also left in `PAYLOAD.sig`.
+    pub fn ssh_keygen_sign(&self, payload: &Path, namespace: &str) -> String {
+        let status = Command::new("ssh-keygen")
+            .args(["-q", "-Y", "sign", "-n", namespace, "-f"])
+            .arg(&self.key)
+            .arg(payload)
+            .status()
+            .expect("ssh-keygen runs");
+        assert!(status.success(), "ssh-keygen -Y sign failed");
+        let mut signature = payload.as_os_str().to_owned();
+        signature.push(".sig");
+        std::fs::read_to_string(signature).expect("ssh-keygen wrote the signature")
+    }
+
     /// A signed force-ack for `plan` admitted by `admission`, valid for ten minutes.
     pub fn force_ack(&self, plan: &Digest, admission: &Digest) -> Value {
         let key = PrivateKey::read_openssh_file(&self.key).expect("read key");

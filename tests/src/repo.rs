@@ -5,7 +5,13 @@ use std::process::Command;
 
 /// Runs `git` in `dir` and returns its stdout; panics with stderr on failure.
 pub fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
+    git_home(dir, None, args)
+}
+
+/// The same with `HOME` at `home` when given, so no user configuration is read either.
+pub fn git_home(dir: &Path, home: Option<&Path>, args: &[&str]) -> String {
+    let mut command = Command::new("git");
+    command
         .current_dir(dir)
         .args(args)
         .env("GIT_CONFIG_NOSYSTEM", "1")
@@ -14,9 +20,11 @@ pub fn git(dir: &Path, args: &[&str]) -> String {
         .env("GIT_COMMITTER_NAME", "Fixture")
         .env("GIT_COMMITTER_EMAIL", "fixture@example.com")
         .env("GIT_AUTHOR_DATE", "2026-01-02T03:04:05Z")
-        .env("GIT_COMMITTER_DATE", "2026-01-02T03:04:05Z")
-        .output()
-        .expect("git runs");
+        .env("GIT_COMMITTER_DATE", "2026-01-02T03:04:05Z");
+    if let Some(home) = home {
+        command.env("HOME", home);
+    }
+    let out = command.output().expect("git runs");
     assert!(
         out.status.success(),
         "git {args:?} in {} failed:\n{}",
@@ -28,18 +36,28 @@ pub fn git(dir: &Path, args: &[&str]) -> String {
 
 /// A repository with a small history on `main`: two commits, a few files.
 pub fn init(dir: &Path) -> PathBuf {
+    init_with(dir, None, &[])
+}
+
+/// The same, running git with `HOME` at `home` when given, with `extra` files (path and
+/// contents) added by the first commit.
+pub fn init_with(dir: &Path, home: Option<&Path>, extra: &[(&str, &str)]) -> PathBuf {
+    let git = |args: &[&str]| git_home(dir, home, args);
     std::fs::create_dir_all(dir).expect("create repo dir");
-    git(dir, &["init", "-q", "-b", "main"]);
-    git(dir, &["config", "user.name", "Fixture"]);
-    git(dir, &["config", "user.email", "fixture@example.com"]);
+    git(&["init", "-q", "-b", "main"]);
+    git(&["config", "user.name", "Fixture"]);
+    git(&["config", "user.email", "fixture@example.com"]);
     write(dir, "README.md", "# fixture\n\nA repository for tests.\n");
     write(dir, "src/lib.rs", &numbered("fn f", 30));
     write(dir, "src/old.rs", &numbered("old", 12));
     write(dir, "docs/guide.txt", &numbered("guide line", 20));
-    git(dir, &["add", "-A"]);
-    git(dir, &["commit", "-q", "-m", "first"]);
+    for (path, contents) in extra {
+        write(dir, path, contents);
+    }
+    git(&["add", "-A"]);
+    git(&["commit", "-q", "-m", "first"]);
     write(dir, "src/lib.rs", &numbered("fn g", 30));
-    git(dir, &["commit", "-q", "-am", "second"]);
+    git(&["commit", "-q", "-am", "second"]);
     dir.to_path_buf()
 }
 

@@ -5,12 +5,12 @@
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use git_apply_patch::{
     branch_state, execute, plan, ApplyError, ApplyParams, BranchState, Person, Prediction,
 };
 use protocol::ErrorCode;
+use tests::repo::{self, git_home, numbered, write};
 
 /// A scratch directory: `root/` (the mechanism's root) holding `root/repo`, and
 /// `outside/`, which nothing may ever touch.
@@ -26,18 +26,11 @@ impl World {
         fs::create_dir_all(world.path("home")).unwrap();
         fs::create_dir_all(world.path("outside")).unwrap();
         fs::write(world.path("outside/marker"), "outside\n").unwrap();
-        let repo = world.repo();
-        fs::create_dir_all(&repo).unwrap();
-        world.git(&["init", "-q", "-b", "main"]);
-        write(&repo, "README.md", "# fixture\n\nA repository for tests.\n");
-        write(&repo, "src/lib.rs", &numbered("fn f", 30));
-        write(&repo, "src/old.rs", &numbered("old", 12));
-        write(&repo, "docs/guide.txt", &numbered("guide line", 20));
-        write(&repo, "tool.sh", "#!/bin/sh\necho tool\n");
-        world.git(&["add", "-A"]);
-        world.git(&["commit", "-q", "-m", "first"]);
-        write(&repo, "src/lib.rs", &numbered("fn g", 30));
-        world.git(&["commit", "-q", "-am", "second"]);
+        repo::init_with(
+            &world.repo(),
+            Some(&world.path("home")),
+            &[("tool.sh", "#!/bin/sh\necho tool\n")],
+        );
         world
     }
 
@@ -54,7 +47,7 @@ impl World {
     }
 
     fn git(&self, args: &[&str]) -> String {
-        git_in(&self.repo(), &self.path("home"), args)
+        git_home(&self.repo(), Some(&self.path("home")), args)
     }
 
     /// Makes edits, captures them as `git diff --cached -M --full-index`, and puts the
@@ -73,18 +66,18 @@ impl World {
     fn reference_tree(&self, patch: &[u8]) -> String {
         let clone = self.path("clone");
         let _ = fs::remove_dir_all(&clone);
-        git_in(
+        git_home(
             self.dir.path(),
-            &self.path("home"),
+            Some(&self.path("home")),
             &["clone", "-q", self.repo().to_str().unwrap(), "clone"],
         );
         fs::write(self.path("p.diff"), patch).unwrap();
-        git_in(
+        git_home(
             &clone,
-            &self.path("home"),
+            Some(&self.path("home")),
             &["apply", "--index", self.path("p.diff").to_str().unwrap()],
         );
-        let tree = git_in(&clone, &self.path("home"), &["write-tree"]);
+        let tree = git_home(&clone, Some(&self.path("home")), &["write-tree"]);
         fs::remove_dir_all(&clone).unwrap();
         fs::remove_file(self.path("p.diff")).unwrap();
         tree.trim().to_owned()
@@ -126,38 +119,6 @@ fn walk(base: &Path, dir: &Path, nodes: &mut BTreeMap<PathBuf, Node>) {
             nodes.insert(relative, Node::File(fs::read(&path).unwrap(), mode));
         }
     }
-}
-
-fn git_in(dir: &Path, home: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .current_dir(dir)
-        .args(args)
-        .env("HOME", home)
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env("GIT_AUTHOR_NAME", "Fixture")
-        .env("GIT_AUTHOR_EMAIL", "fixture@example.com")
-        .env("GIT_COMMITTER_NAME", "Fixture")
-        .env("GIT_COMMITTER_EMAIL", "fixture@example.com")
-        .env("GIT_AUTHOR_DATE", "2026-01-02T03:04:05Z")
-        .env("GIT_COMMITTER_DATE", "2026-01-02T03:04:05Z")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "git {args:?} failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn numbered(prefix: &str, n: usize) -> String {
-    (1..=n).map(|i| format!("{prefix} {i}\n")).collect()
-}
-
-fn write(dir: &Path, relative: &str, contents: &str) {
-    let path = dir.join(relative);
-    fs::create_dir_all(path.parent().unwrap()).unwrap();
-    fs::write(path, contents).unwrap();
 }
 
 fn chmod(path: &Path, mode: u32) {

@@ -18,6 +18,7 @@ use protocol::store::Store;
 use protocol::{canonical, Digest};
 use serde_json::{json, Value};
 use tests::fixtures::put_patch;
+use tests::output::json_of;
 use tests::repo;
 use tests::{bin_path, Scratch};
 
@@ -231,15 +232,4 @@ fn require_tool(tool: &str) {
 /// Runs `cmd`, which must exit 0; assert_cmd prints the command, stdout and stderr if not.
 fn succeeds(cmd: &mut Command) -> Output {
     cmd.assert().success().get_output().clone()
-}
-
-/// Stdout as one JSON object; on failure, says what was printed instead.
-fn json_of(out: &Output) -> Value {
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "stdout is not one JSON object ({e})\n--- stdout\n{}\n--- stderr\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )
-    })
 }

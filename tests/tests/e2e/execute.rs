@@ -7,46 +7,11 @@ use std::time::Duration;
 use protocol::store::Store;
 use protocol::Digest;
 use serde_json::{json, Value};
-use tests::fixtures::{admit, put_patch, Operator};
+use tests::fixtures::put_patch;
 use tests::repo::{self, git, rev};
 use tests::server::Server;
-use tests::Scratch;
-
-struct World {
-    s: Scratch,
-    operator: Operator,
-}
-
-impl World {
-    fn new() -> Self {
-        let s = Scratch::new();
-        repo::init(&s.path("root/repo"));
-        let operator = Operator::new(&s.path("keys"));
-        Self { s, operator }
-    }
-
-    fn repo(&self) -> std::path::PathBuf {
-        self.s.path("root/repo")
-    }
-
-    fn store(&self) -> std::path::PathBuf {
-        self.s.path("store")
-    }
-
-    fn server(&self) -> Server {
-        Server::spawn(
-            &self.s.path("root"),
-            &self.store(),
-            Some(&self.operator.allowed_signers),
-        )
-    }
-
-    fn patch(&self, edit: impl FnOnce(&Path)) -> Digest {
-        let text = repo::patch_from_edits(&self.repo(), edit);
-        assert!(!text.is_empty(), "the edit produced no patch");
-        put_patch(&self.store(), &text)
-    }
-}
+use tests::world::plan_hash;
+use tests::World;
 
 fn apply_params(patch: &Digest) -> Value {
     json!({
@@ -58,10 +23,6 @@ fn apply_params(patch: &Digest) -> Value {
         },
         "inputs": {"patch": patch},
     })
-}
-
-fn plan_hash(plan: &Value) -> Digest {
-    plan["plan_hash"].as_str().unwrap().parse().unwrap()
 }
 
 fn commit_effect(plan: &Value) -> Value {
@@ -117,7 +78,7 @@ fn execute_makes_the_predicted_commit_with_the_tree_git_apply_makes() {
     let reference_tree = git(&clone, &["write-tree"]).trim().to_owned();
     assert_eq!(predicted["tree"], reference_tree);
 
-    let admission = admit(&w.store(), &plan_hash(&plan), &plan["plan"]);
+    let admission = w.admit(&plan);
     let response = execute(&mut srv, &plan, &admission, None);
     let result = &response["result"];
     assert_eq!(result["result"]["status"], "success", "{response}");
@@ -201,7 +162,7 @@ fn no_plan_may_change_a_store_that_lies_inside_the_root() {
     // The store inside the repository's work tree, as `--workspace . --store .mechanism`
     // gives when the workspace is the repository.
     let store = w.repo().join(".mechanism");
-    let mut srv = Server::spawn(&w.s.path("root"), &store, None);
+    let mut srv = Server::spawn(&w.workspace(), &store, None);
     let before = rev(&w.repo(), "main");
     // A forged claim would spend someone's force-ack; a removed one would free a spent one.
     let nonce_file = Store::open(&store)
@@ -266,7 +227,7 @@ fn a_plan_goes_stale_when_the_branch_moves_or_a_touched_file_is_edited() {
     let patch = w.patch(edit_non_destructive);
     let mut srv = w.server();
     let plan = srv.result("plan", apply_params(&patch));
-    let admission = admit(&w.store(), &plan_hash(&plan), &plan["plan"]);
+    let admission = w.admit(&plan);
 
     // An edit of a touched file in the work tree.
     repo::write(
@@ -300,7 +261,7 @@ fn re_executing_an_applied_plan_returns_the_recorded_result_and_applies_nothing(
     let patch = w.patch(edit_non_destructive);
     let mut srv = w.server();
     let plan = srv.result("plan", apply_params(&patch));
-    let admission = admit(&w.store(), &plan_hash(&plan), &plan["plan"]);
+    let admission = w.admit(&plan);
     let first = execute(&mut srv, &plan, &admission, None);
     let head = rev(&w.repo(), "main");
     let second = execute(&mut srv, &plan, &admission, None);
@@ -327,7 +288,7 @@ fn destructive_plans_need_a_fresh_force_ack_for_every_application() {
     let plan = srv.result("plan", apply_params(&patch));
     assert_eq!(plan["plan"]["destructive"], true, "{plan}");
     let hash = plan_hash(&plan);
-    let admission = admit(&w.store(), &hash, &plan["plan"]);
+    let admission = w.admit(&plan);
     let base = rev(&w.repo(), "main");
 
     let response = execute(&mut srv, &plan, &admission, None);
@@ -372,10 +333,10 @@ fn destructive_plans_need_a_fresh_force_ack_for_every_application() {
 fn without_trusted_signers_destructive_plans_never_run() {
     let w = World::new();
     let patch = w.patch(|dir| std::fs::remove_file(dir.join("src/old.rs")).unwrap());
-    let mut srv = Server::spawn(&w.s.path("root"), &w.store(), None);
+    let mut srv = Server::spawn(&w.workspace(), &w.store(), None);
     let plan = srv.result("plan", apply_params(&patch));
     let hash = plan_hash(&plan);
-    let admission = admit(&w.store(), &hash, &plan["plan"]);
+    let admission = w.admit(&plan);
     let ack = w.operator.force_ack(&hash, &admission);
     let response = execute(&mut srv, &plan, &admission, Some(ack));
     assert_eq!(
@@ -392,7 +353,7 @@ fn concurrent_executes_of_one_plan_apply_it_once_and_the_others_are_busy_or_reco
         let patch = w.patch(edit_non_destructive);
         let mut servers: Vec<Server> = (0..processes).map(|_| w.server()).collect();
         let plan = servers[0].result("plan", apply_params(&patch));
-        let admission = admit(&w.store(), &plan_hash(&plan), &plan["plan"]);
+        let admission = w.admit(&plan);
         let base = rev(&w.repo(), "main");
         for server in &mut servers {
             server.result("describe", json!({}));
@@ -446,7 +407,7 @@ fn a_lock_held_by_another_program_is_busy_and_changes_nothing() {
         let patch = w.patch(edit_non_destructive);
         let mut srv = w.server();
         let plan = srv.result("plan", apply_params(&patch));
-        let admission = admit(&w.store(), &plan_hash(&plan), &plan["plan"]);
+        let admission = w.admit(&plan);
         let base = rev(&w.repo(), "main");
         // As a `git commit` in progress holds it.
         std::fs::write(w.repo().join(lock), "theirs").unwrap();
@@ -492,19 +453,13 @@ fn another_execute_working_on_the_repository_makes_an_execute_busy() {
     let mut planner = w.server();
     let plan_a = planner.result("plan", apply_params(&first));
     let plan_b = planner.result("plan", apply_params(&second));
-    let admission_a = admit(&w.store(), &plan_hash(&plan_a), &plan_a["plan"]);
-    let admission_b = admit(&w.store(), &plan_hash(&plan_b), &plan_b["plan"]);
+    let admission_a = w.admit(&plan_a);
+    let admission_b = w.admit(&plan_b);
     // The first execute is held past its point of no return, its locks taken.
-    let mut slow = Server::spawn_env(
-        &w.s.path("root"),
-        &w.store(),
-        Some(&w.operator.allowed_signers),
-        &[],
-        &[
-            ("MECHANISM_FAILPOINT", "git:ref"),
-            ("MECHANISM_FAILPOINT_SLEEP_MS", "1500"),
-        ],
-    );
+    let mut slow = w.server_env(&[
+        ("MECHANISM_FAILPOINT", "git:ref"),
+        ("MECHANISM_FAILPOINT_SLEEP_MS", "1500"),
+    ]);
     slow.send(&json!({"jsonrpc": "2.0", "id": 1, "method": "execute",
                       "params": {"plan_hash": plan_a["plan_hash"], "admission": admission_a}}));
     // Its intent is written before the branch moves: then it holds every lock.
@@ -539,7 +494,7 @@ fn a_deadline_the_plan_cannot_meet_is_refused_before_anything_changes() {
     let mut srv = w.server();
     let plan = srv.result("plan", apply_params(&patch));
     assert_eq!(plan["plan"]["destructive"], true);
-    let admission = admit(&w.store(), &plan_hash(&plan), &plan["plan"]);
+    let admission = w.admit(&plan);
     let ack = w.operator.force_ack(&plan_hash(&plan), &admission);
     let base = rev(&w.repo(), "main");
     let params = |deadline_ms: Option<u64>| {
@@ -574,21 +529,15 @@ fn past_its_point_of_no_return_an_execute_finishes_and_records_whatever_the_dead
     let patch = w.patch(edit_non_destructive);
     let mut srv = w.server();
     let plan = srv.result("plan", apply_params(&patch));
-    let admission = admit(&w.store(), &plan_hash(&plan), &plan["plan"]);
+    let admission = w.admit(&plan);
     let estimate = plan["plan"]["estimated_costs"]["wall_ms"].as_u64().unwrap();
-    let mut slow = Server::spawn_env(
-        &w.s.path("root"),
-        &w.store(),
-        Some(&w.operator.allowed_signers),
-        &[],
-        &[
-            ("MECHANISM_FAILPOINT", "git:ref"),
-            (
-                "MECHANISM_FAILPOINT_SLEEP_MS",
-                &(estimate + 1000).to_string(),
-            ),
-        ],
-    );
+    let mut slow = w.server_env(&[
+        ("MECHANISM_FAILPOINT", "git:ref"),
+        (
+            "MECHANISM_FAILPOINT_SLEEP_MS",
+            &(estimate + 1000).to_string(),
+        ),
+    ]);
     let started = std::time::Instant::now();
     let deadline_ms = estimate + 200;
     let answer = slow.call(
@@ -613,14 +562,8 @@ fn execute_predicts_once_and_applies_what_the_re_plan_prepared() {
     let patch = w.patch(edit_non_destructive);
     let plan = w.server().result("plan", apply_params(&patch));
     let hash = plan_hash(&plan);
-    let admission = admit(&w.store(), &hash, &plan["plan"]);
-    let mut once = Server::spawn_env(
-        &w.s.path("root"),
-        &w.store(),
-        Some(&w.operator.allowed_signers),
-        &[],
-        &[("MECHANISM_FAILPOINT", "git:predicted@2")],
-    );
+    let admission = w.admit(&plan);
+    let mut once = w.server_env(&[("MECHANISM_FAILPOINT", "git:predicted@2")]);
     let result = once.result(
         "execute",
         json!({"plan_hash": hash, "admission": admission}),
@@ -665,19 +608,13 @@ fn a_change_after_the_re_plan_and_before_the_locks_is_stale_and_applies_nothing(
         let mut planner = w.server();
         let plan = planner.result("plan", apply_params(&patch));
         let hash = plan_hash(&plan);
-        let admission = admit(&w.store(), &hash, &plan["plan"]);
+        let admission = w.admit(&plan);
         drop(planner);
         let base = rev(&w.repo(), "main");
-        let mut held = Server::spawn_env(
-            &w.s.path("root"),
-            &w.store(),
-            Some(&w.operator.allowed_signers),
-            &[],
-            &[
-                ("MECHANISM_FAILPOINT", "execute:journal"),
-                ("MECHANISM_FAILPOINT_SLEEP_MS", "1500"),
-            ],
-        );
+        let mut held = w.server_env(&[
+            ("MECHANISM_FAILPOINT", "execute:journal"),
+            ("MECHANISM_FAILPOINT_SLEEP_MS", "1500"),
+        ]);
         held.send(&json!({"jsonrpc": "2.0", "id": 1, "method": "execute",
                           "params": {"plan_hash": hash, "admission": admission}}));
         let journal = w

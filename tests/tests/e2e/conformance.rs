@@ -254,32 +254,143 @@ fn the_minimal_rust_example_mechanism_passes_every_check() {
     assert!(skipped.is_empty(), "skipped {skipped:?}: {:#}", run.report);
 }
 
-#[test]
-fn a_log_line_on_stdout_fails_stdout_hygiene_and_nothing_else() {
-    let run = check_git(&["python3", BROKEN_PROXY, "stdout-log"]);
-    assert_fails_only(&run, &["stdout.protocol-only"]);
-    let detail = run.failure("stdout.protocol-only");
-    assert!(detail.contains("INFO mechanism starting up"), "{detail}");
+/// Our git mechanism behind the broken proxy in one `mode`: exactly the checks `fails` fail,
+/// each `(check, needle)` in `details` failing with a detail that says `needle`.
+struct Broken {
+    mode: &'static str,
+    fails: &'static [&'static str],
+    details: &'static [(&'static str, &'static str)],
 }
 
-#[test]
-fn a_log_line_on_stdout_as_the_mechanism_exits_is_caught_too() {
-    let run = check_git(&["python3", BROKEN_PROXY, "stdout-at-exit"]);
-    assert_fails_only(&run, &["stdout.protocol-only"]);
-    let detail = run.failure("stdout.protocol-only");
-    assert!(detail.contains("INFO mechanism shutting down"), "{detail}");
-}
+const BROKEN: &[Broken] = &[
+    // A log line on stdout fails stdout hygiene and nothing else.
+    Broken {
+        mode: "stdout-log",
+        fails: &["stdout.protocol-only"],
+        details: &[("stdout.protocol-only", "INFO mechanism starting up")],
+    },
+    // ... caught too as the mechanism exits.
+    Broken {
+        mode: "stdout-at-exit",
+        fails: &["stdout.protocol-only"],
+        details: &[("stdout.protocol-only", "INFO mechanism shutting down")],
+    },
+    // A notification the protocol does not define fails stdout hygiene.
+    Broken {
+        mode: "log-notification",
+        fails: &["stdout.protocol-only"],
+        details: &[
+            (
+                "stdout.protocol-only",
+                "a notification the protocol does not define",
+            ),
+            ("stdout.protocol-only", "window/logMessage"),
+        ],
+    },
+    // Execute accepting an unknown hash fails. A fresh process of it has issued nothing, so
+    // it fakes the execute of a real plan too: the kill check's uninterrupted execute gets no
+    // valid result.
+    Broken {
+        mode: "accepts-unknown-hash",
+        fails: &[
+            "execute.forged-plan [apply#1]",
+            "execute.forged-plan [apply#2]",
+            "execute.killed [apply#1]",
+            "execute.killed [apply#2]",
+            "execute.unknown-plan",
+        ],
+        details: &[
+            (
+                "execute.killed [apply#1]",
+                "an uninterrupted execute in a fresh process",
+            ),
+            (
+                "execute.unknown-plan",
+                "succeeded where UNKNOWN_PLAN was required",
+            ),
+            (
+                "execute.forged-plan [apply#1]",
+                "succeeded where STALE_PLAN was required",
+            ),
+        ],
+    },
+    // A spent force-ack that works again fails the replay check.
+    Broken {
+        mode: "forgets-nonces",
+        fails: &["execute.replay [apply#2]"],
+        details: &[(
+            "execute.replay [apply#2]",
+            "succeeded where FORCE_ACK_REPLAYED was required",
+        )],
+    },
+    // An execute killed in flight that the next one cannot finish fails the kill check; the
+    // seed is printed, to replay the instants with.
+    Broken {
+        mode: "stale-after-kill",
+        fails: &["execute.killed [apply#1]", "execute.killed [apply#2]"],
+        details: &[
+            (
+                "execute.killed [apply#1]",
+                "the next execute of the plan, in a fresh process: failed: STALE_PLAN",
+            ),
+            ("execute.killed [apply#1]", "--kill-seed "),
+        ],
+    },
+    // A wrong error code fails the check that saw it.
+    Broken {
+        mode: "wrong-error-code",
+        fails: &["jsonrpc.method-not-found"],
+        details: &[(
+            "jsonrpc.method-not-found",
+            "expected METHOD_NOT_FOUND (-32601), got INVALID_REQUEST (-32600)",
+        )],
+    },
+    // Deep nesting or a lone surrogate answered other than as a parse error fails.
+    Broken {
+        mode: "old-json-errors",
+        fails: &["jsonrpc.deep-nesting", "jsonrpc.lone-surrogate"],
+        details: &[
+            (
+                "jsonrpc.deep-nesting",
+                "expected PARSE_ERROR (-32700), got MESSAGE_TOO_LARGE (-32001)",
+            ),
+            (
+                "jsonrpc.lone-surrogate",
+                "expected PARSE_ERROR (-32700), got INVALID_REQUEST (-32600)",
+            ),
+        ],
+    },
+    // A batch over the declared cap that is served fails.
+    Broken {
+        mode: "small-batch-cap",
+        fails: &["jsonrpc.batch-cap"],
+        details: &[(
+            "jsonrpc.batch-cap",
+            "a batch of 9 entries, over the declared cap of 8, was served",
+        )],
+    },
+];
 
 #[test]
-fn a_notification_the_protocol_does_not_define_fails_stdout_hygiene() {
-    let run = check_git(&["python3", BROKEN_PROXY, "log-notification"]);
-    assert_fails_only(&run, &["stdout.protocol-only"]);
-    let detail = run.failure("stdout.protocol-only");
-    assert!(
-        detail.contains("a notification the protocol does not define")
-            && detail.contains("window/logMessage"),
-        "{detail}"
-    );
+fn each_way_of_breaking_the_protocol_fails_exactly_the_checks_that_see_it() {
+    for case in BROKEN {
+        let run = check_git(&["python3", BROKEN_PROXY, case.mode]);
+        assert_eq!(run.exit, 5, "{}: {:#}", case.mode, run.report);
+        assert_eq!(
+            run.report["conformant"], false,
+            "{}: {:#}",
+            case.mode, run.report
+        );
+        assert_eq!(run.failed(), case.fails, "{}: {:#}", case.mode, run.report);
+        for (check, needle) in case.details {
+            let detail = run.failure(check);
+            assert!(
+                detail.contains(needle),
+                "{}: {check}: {needle:?} not in {detail}",
+                case.mode
+            );
+        }
+    }
 }
 
 #[test]
@@ -291,101 +402,6 @@ fn a_plan_that_differs_between_runs_fails_repeatability() {
     // The hash still matches the (changed) artifact: the failure is the instability.
     assert!(run.rows["PASS"].contains_key("plan.hash [apply#1]"));
     assert!(run.rows["PASS"].contains_key("framing.lines"));
-}
-
-#[test]
-fn execute_accepting_an_unknown_hash_fails() {
-    let run = check_git(&["python3", BROKEN_PROXY, "accepts-unknown-hash"]);
-    // A fresh process of it has issued nothing, so it fakes the execute of a real plan too:
-    // the kill check's uninterrupted execute gets no valid result.
-    assert_fails_only(
-        &run,
-        &[
-            "execute.forged-plan [apply#1]",
-            "execute.forged-plan [apply#2]",
-            "execute.killed [apply#1]",
-            "execute.killed [apply#2]",
-            "execute.unknown-plan",
-        ],
-    );
-    assert!(run
-        .failure("execute.killed [apply#1]")
-        .contains("an uninterrupted execute in a fresh process"));
-    let detail = run.failure("execute.unknown-plan");
-    assert!(
-        detail.contains("succeeded where UNKNOWN_PLAN was required"),
-        "{detail}"
-    );
-    let forged = run.failure("execute.forged-plan [apply#1]");
-    assert!(
-        forged.contains("succeeded where STALE_PLAN was required"),
-        "{forged}"
-    );
-}
-
-#[test]
-fn a_spent_force_ack_that_works_again_fails_the_replay_check() {
-    let run = check_git(&["python3", BROKEN_PROXY, "forgets-nonces"]);
-    assert_fails_only(&run, &["execute.replay [apply#2]"]);
-    let detail = run.failure("execute.replay [apply#2]");
-    assert!(
-        detail.contains("succeeded where FORCE_ACK_REPLAYED was required"),
-        "{detail}"
-    );
-}
-
-#[test]
-fn an_execute_killed_in_flight_that_the_next_one_cannot_finish_fails_the_kill_check() {
-    let run = check_git(&["python3", BROKEN_PROXY, "stale-after-kill"]);
-    assert_fails_only(
-        &run,
-        &["execute.killed [apply#1]", "execute.killed [apply#2]"],
-    );
-    let detail = run.failure("execute.killed [apply#1]");
-    assert!(
-        detail.contains("the next execute of the plan, in a fresh process: failed: STALE_PLAN"),
-        "{detail}"
-    );
-    // The seed is printed, to replay the instants with.
-    assert!(detail.contains("--kill-seed "), "{detail}");
-}
-
-#[test]
-fn a_wrong_error_code_fails_the_check_that_saw_it() {
-    let run = check_git(&["python3", BROKEN_PROXY, "wrong-error-code"]);
-    assert_fails_only(&run, &["jsonrpc.method-not-found"]);
-    let detail = run.failure("jsonrpc.method-not-found");
-    assert!(
-        detail.contains("expected METHOD_NOT_FOUND (-32601), got INVALID_REQUEST (-32600)"),
-        "{detail}"
-    );
-}
-
-#[test]
-fn deep_nesting_or_a_lone_surrogate_answered_other_than_as_a_parse_error_fails() {
-    let run = check_git(&["python3", BROKEN_PROXY, "old-json-errors"]);
-    assert_fails_only(&run, &["jsonrpc.deep-nesting", "jsonrpc.lone-surrogate"]);
-    let detail = run.failure("jsonrpc.deep-nesting");
-    assert!(
-        detail.contains("expected PARSE_ERROR (-32700), got MESSAGE_TOO_LARGE (-32001)"),
-        "{detail}"
-    );
-    let detail = run.failure("jsonrpc.lone-surrogate");
-    assert!(
-        detail.contains("expected PARSE_ERROR (-32700), got INVALID_REQUEST (-32600)"),
-        "{detail}"
-    );
-}
-
-#[test]
-fn a_batch_over_the_declared_cap_that_is_served_fails() {
-    let run = check_git(&["python3", BROKEN_PROXY, "small-batch-cap"]);
-    assert_fails_only(&run, &["jsonrpc.batch-cap"]);
-    let detail = run.failure("jsonrpc.batch-cap");
-    assert!(
-        detail.contains("a batch of 9 entries, over the declared cap of 8, was served"),
-        "{detail}"
-    );
 }
 
 #[test]

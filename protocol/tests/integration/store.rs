@@ -739,7 +739,8 @@ fn readers_never_see_a_half_written_reference() {
 
 // ---- several processes writing at once ----------------------------------------------------
 
-const CONCURRENT_TEST: &str = "several_processes_put_the_same_and_distinct_objects_at_once";
+/// The test's path in the `integration` test executable, for the writer processes to run.
+const CONCURRENT_TEST: &str = "store::several_processes_put_the_same_and_distinct_objects_at_once";
 const ROLE_ROOT_ENV: &str = "PROTOCOL_STORE_TEST_WRITER_ROOT";
 const ROLE_ID_ENV: &str = "PROTOCOL_STORE_TEST_WRITER_ID";
 const WRITERS: usize = 4;

@@ -5,15 +5,13 @@
 //! temporary file left (not even among git's objects), the result recorded, and
 //! `admission verify` passing.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
-use protocol::Digest;
 use serde_json::{json, Value};
-use tests::fixtures::{admit, put_patch, Operator};
+use tests::fixtures::put_patch;
 use tests::repo::{self, git, rev};
-use tests::server::Server;
-use tests::Scratch;
+use tests::World;
 
 /// Every step boundary of an execute, in order: the runtime's and `git_apply_patch`'s.
 const STEPS: &[&str] = &[
@@ -35,154 +33,115 @@ const STEPS: &[&str] = &[
     "execute:recorded",
 ];
 
-struct World {
-    s: Scratch,
-    operator: Operator,
+/// Plans `edit` as a patch, admits it and, when destructive, approves it.
+fn admit_edit(w: &World, edit: impl FnOnce(&Path)) -> Admitted {
+    let patch = w.patch(edit);
+    let mut srv = w.server();
+    let planned = srv.result(
+        "plan",
+        json!({
+            "operation": "apply",
+            "params": {
+                "repo": "repo",
+                "message": "crash test",
+                "author": {"name": "Crash Test", "email": "crash@example.com"},
+            },
+            "inputs": {"patch": patch},
+        }),
+    );
+    assert!(srv.close().success());
+    let params = w.execute_params(&planned);
+    let predicted = planned["plan"]["intended_effects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["type"] == "git.commit")
+        .map(|e| e["to"].as_str().unwrap().to_owned())
+        .unwrap();
+    Admitted {
+        base: w.head(),
+        predicted,
+        params,
+    }
 }
 
-impl World {
-    fn new() -> Self {
-        let s = Scratch::new();
-        repo::init(&s.path("root/repo"));
-        let operator = Operator::new(&s.path("keys"));
-        Self { s, operator }
-    }
-
-    fn repo(&self) -> PathBuf {
-        self.s.path("root/repo")
-    }
-
-    fn store(&self) -> PathBuf {
-        self.s.path("store")
-    }
-
-    fn server_env(&self, env: &[(&str, &str)]) -> Server {
-        Server::spawn_env(
-            &self.s.path("root"),
-            &self.store(),
-            Some(&self.operator.allowed_signers),
-            &[],
-            env,
-        )
-    }
-
-    /// Plans `edit` as a patch, admits it and, when destructive, approves it.
-    fn admitted(&self, edit: impl FnOnce(&Path)) -> Admitted {
-        let text = repo::patch_from_edits(&self.repo(), edit);
-        let patch = put_patch(&self.store(), &text);
-        let mut srv = self.server_env(&[]);
-        let planned = srv.result(
-            "plan",
-            json!({
-                "operation": "apply",
-                "params": {
-                    "repo": "repo",
-                    "message": "crash test",
-                    "author": {"name": "Crash Test", "email": "crash@example.com"},
-                },
-                "inputs": {"patch": patch},
-            }),
-        );
-        assert!(srv.close().success());
-        let plan_hash: Digest = planned["plan_hash"].as_str().unwrap().parse().unwrap();
-        let admission = admit(&self.store(), &plan_hash, &planned["plan"]);
-        let mut params = json!({"plan_hash": plan_hash, "admission": admission});
-        if planned["plan"]["destructive"] == true {
-            params["force_ack"] = self.operator.force_ack(&plan_hash, &admission);
-        }
-        let predicted = planned["plan"]["intended_effects"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|e| e["type"] == "git.commit")
-            .map(|e| e["to"].as_str().unwrap().to_owned())
-            .unwrap();
-        Admitted {
-            base: rev(&self.repo(), "refs/heads/main"),
-            predicted,
-            params,
-        }
-    }
-
-    /// The repository holds the plan's whole effect, once, and nothing of ours is left.
-    fn assert_applied_once(&self, admitted: &Admitted, context: &str) {
-        let repo = self.repo();
-        assert_eq!(
-            rev(&repo, "refs/heads/main"),
-            admitted.predicted,
-            "{context}: the branch"
-        );
-        let commits = git(
-            &repo,
-            &["rev-list", "--count", &format!("{}..main", admitted.base)],
-        );
-        assert_eq!(commits.trim(), "1", "{context}: new commits");
-        assert_eq!(
-            git(&repo, &["status", "--porcelain", "--untracked-files=all"]),
-            "",
-            "{context}: git status"
-        );
-        git(&repo, &["fsck", "--no-dangling"]);
-        for leftover in [
-            ".git/index.lock",
-            ".git/refs/heads/main.lock",
-            ".git/git_apply_patch",
-        ] {
-            assert!(
-                !repo.join(leftover).exists(),
-                "{context}: {leftover} was left behind"
-            );
-        }
-        // Nor a temporary file among git's objects (libgit2 writes each object through one).
-        let temporaries: Vec<String> = std::fs::read_dir(repo.join(".git/objects"))
-            .expect("read .git/objects")
-            .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
-            .filter(|name| name.starts_with("tmp_"))
-            .collect();
-        assert_eq!(
-            temporaries,
-            Vec::<String>::new(),
-            "{context}: temporary objects were left behind"
-        );
-        // One reflog entry for the update, however often it was finished.
-        let reflog = git(&repo, &["reflog", "show", "--format=%H", "refs/heads/main"]);
-        assert_eq!(
-            reflog.lines().filter(|l| *l == admitted.predicted).count(),
-            1,
-            "{context}: reflog\n{reflog}"
+/// The repository holds the plan's whole effect, once, and nothing of ours is left.
+fn assert_applied_once(w: &World, admitted: &Admitted, context: &str) {
+    let repo = w.repo();
+    assert_eq!(
+        rev(&repo, "refs/heads/main"),
+        admitted.predicted,
+        "{context}: the branch"
+    );
+    let commits = git(
+        &repo,
+        &["rev-list", "--count", &format!("{}..main", admitted.base)],
+    );
+    assert_eq!(commits.trim(), "1", "{context}: new commits");
+    assert_eq!(
+        git(&repo, &["status", "--porcelain", "--untracked-files=all"]),
+        "",
+        "{context}: git status"
+    );
+    git(&repo, &["fsck", "--no-dangling"]);
+    for leftover in [
+        ".git/index.lock",
+        ".git/refs/heads/main.lock",
+        ".git/git_apply_patch",
+    ] {
+        assert!(
+            !repo.join(leftover).exists(),
+            "{context}: {leftover} was left behind"
         );
     }
+    // Nor a temporary file among git's objects (libgit2 writes each object through one).
+    let temporaries: Vec<String> = std::fs::read_dir(repo.join(".git/objects"))
+        .expect("read .git/objects")
+        .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
+        .filter(|name| name.starts_with("tmp_"))
+        .collect();
+    assert_eq!(
+        temporaries,
+        Vec::<String>::new(),
+        "{context}: temporary objects were left behind"
+    );
+    // One reflog entry for the update, however often it was finished.
+    let reflog = git(&repo, &["reflog", "show", "--format=%H", "refs/heads/main"]);
+    assert_eq!(
+        reflog.lines().filter(|l| *l == admitted.predicted).count(),
+        1,
+        "{context}: reflog\n{reflog}"
+    );
+}
 
-    /// The recorded result is a success, no execution is left journalled, and the chain
-    /// from witness to repository verifies offline.
-    fn assert_recorded_and_verified(&self, admitted: &Admitted, answer: &Value, context: &str) {
-        let result = answer
-            .get("result")
-            .unwrap_or_else(|| panic!("{context}: execute again failed: {answer}"));
-        assert_eq!(result["result"]["status"], "success", "{context}");
-        let executions = self.store().join("refs/executions");
-        let journalled = std::fs::read_dir(&executions)
-            .map(|entries| entries.count())
-            .unwrap_or(0);
-        assert_eq!(journalled, 0, "{context}: executions left journalled");
-        let mut srv = self.server_env(&[]);
-        let status = srv.result("status", json!({"plan_hash": admitted.params["plan_hash"]}));
-        assert_eq!(status["state"], "succeeded", "{context}");
-        assert_eq!(status["result_hash"], result["result_hash"], "{context}");
-        assert!(srv.close().success());
-        let witness = result["witness_hash"].as_str().unwrap();
-        self.s
-            .admission()
-            .args(["--store", self.store().to_str().unwrap()])
-            .args(["--workspace", self.s.path("root").to_str().unwrap()])
-            .args([
-                "--allowed-signers",
-                self.operator.allowed_signers.to_str().unwrap(),
-            ])
-            .args(["verify", witness])
-            .assert()
-            .success();
-    }
+/// The recorded result is a success, no execution is left journalled, and the chain
+/// from witness to repository verifies offline.
+fn assert_recorded_and_verified(w: &World, admitted: &Admitted, answer: &Value, context: &str) {
+    let result = answer
+        .get("result")
+        .unwrap_or_else(|| panic!("{context}: execute again failed: {answer}"));
+    assert_eq!(result["result"]["status"], "success", "{context}");
+    let executions = w.store().join("refs/executions");
+    let journalled = std::fs::read_dir(&executions)
+        .map(|entries| entries.count())
+        .unwrap_or(0);
+    assert_eq!(journalled, 0, "{context}: executions left journalled");
+    let mut srv = w.server_env(&[]);
+    let status = srv.result("status", json!({"plan_hash": admitted.params["plan_hash"]}));
+    assert_eq!(status["state"], "succeeded", "{context}");
+    assert_eq!(status["result_hash"], result["result_hash"], "{context}");
+    assert!(srv.close().success());
+    let witness = result["witness_hash"].as_str().unwrap();
+    w.s.admission()
+        .args(["--store", w.store().to_str().unwrap()])
+        .args(["--workspace", w.workspace().to_str().unwrap()])
+        .args([
+            "--allowed-signers",
+            w.operator.allowed_signers.to_str().unwrap(),
+        ])
+        .args(["verify", witness])
+        .assert()
+        .success();
 }
 
 struct Admitted {
@@ -221,9 +180,9 @@ fn killed_at_every_step_boundary_the_next_execute_finishes_it_once() {
             let context = format!("killed at {step} (destructive: {destructive})");
             let w = World::new();
             let admitted = if destructive {
-                w.admitted(edit_destructive)
+                admit_edit(&w, edit_destructive)
             } else {
-                w.admitted(edit)
+                admit_edit(&w, edit)
             };
             let mut doomed = w.server_env(&[("MECHANISM_FAILPOINT", step)]);
             doomed.send(&execute_request(&admitted.params));
@@ -237,8 +196,8 @@ fn killed_at_every_step_boundary_the_next_execute_finishes_it_once() {
             let mut again = w.server_env(&[]);
             let answer = again.call("execute", admitted.params.clone());
             assert!(again.close().success(), "{context}");
-            w.assert_applied_once(&admitted, &context);
-            w.assert_recorded_and_verified(&admitted, &answer, &context);
+            assert_applied_once(&w, &admitted, &context);
+            assert_recorded_and_verified(&w, &admitted, &answer, &context);
         }
     }
 }
@@ -271,7 +230,7 @@ fn edit_many(dir: &Path) {
 fn killed_at_random_instants_the_next_execute_finishes_it_once() {
     // How long a whole execute takes here, to spread the kills over it.
     let timing = World::new();
-    let admitted = timing.admitted(edit_many);
+    let admitted = admit_edit(&timing, edit_many);
     let mut srv = timing.server_env(&[]);
     let started = Instant::now();
     let answer = srv.call("execute", admitted.params.clone());
@@ -283,7 +242,7 @@ fn killed_at_random_instants_the_next_execute_finishes_it_once() {
     let mut random = XorShift(seed);
     for trial in 0..8 {
         let w = World::new();
-        let admitted = w.admitted(edit_many);
+        let admitted = admit_edit(&w, edit_many);
         let mut doomed = w.server_env(&[]);
         // Once it answers describe, the server is up: the kill lands in the execute.
         doomed.result("describe", json!({}));
@@ -297,15 +256,15 @@ fn killed_at_random_instants_the_next_execute_finishes_it_once() {
         let mut again = w.server_env(&[]);
         let answer = again.call("execute", admitted.params.clone());
         assert!(again.close().success(), "{context}");
-        w.assert_applied_once(&admitted, &context);
-        w.assert_recorded_and_verified(&admitted, &answer, &context);
+        assert_applied_once(&w, &admitted, &context);
+        assert_recorded_and_verified(&w, &admitted, &answer, &context);
     }
 }
 
 #[test]
 fn a_server_start_finishes_an_interrupted_execute_before_anything_else() {
     let w = World::new();
-    let admitted = w.admitted(edit);
+    let admitted = admit_edit(&w, edit);
     let mut doomed = w.server_env(&[("MECHANISM_FAILPOINT", "git:worktree@2")]);
     doomed.send(&execute_request(&admitted.params));
     assert!(!doomed.wait_exit().success());
@@ -318,13 +277,13 @@ fn a_server_start_finishes_an_interrupted_execute_before_anything_else() {
     let status = srv.result("status", json!({"plan_hash": admitted.params["plan_hash"]}));
     assert_eq!(status["state"], "succeeded", "{status}");
     assert!(srv.close().success());
-    w.assert_applied_once(&admitted, "after a server start");
+    assert_applied_once(&w, &admitted, "after a server start");
 }
 
 #[test]
 fn planning_on_a_half_applied_repository_is_busy_until_it_is_finished() {
     let w = World::new();
-    let admitted = w.admitted(edit);
+    let admitted = admit_edit(&w, edit);
     let other = put_patch(
         &w.store(),
         &repo::patch_from_edits(&w.repo(), |d| repo::write(d, "other.txt", "other\n")),
@@ -351,15 +310,15 @@ fn planning_on_a_half_applied_repository_is_busy_until_it_is_finished() {
     assert_eq!(code, "BUSY");
     // Executing the interrupted plan finishes it; then planning works again.
     let answer = planner.call("execute", admitted.params.clone());
-    w.assert_applied_once(&admitted, "finished by the planner's server");
-    w.assert_recorded_and_verified(&admitted, &answer, "finished by the planner's server");
+    assert_applied_once(&w, &admitted, "finished by the planner's server");
+    assert_recorded_and_verified(&w, &admitted, &answer, "finished by the planner's server");
     assert!(planner.close().success());
 }
 
 #[test]
 fn a_branch_moved_on_after_a_killed_execute_had_finished_is_left_as_it_is() {
     let w = World::new();
-    let admitted = w.admitted(edit);
+    let admitted = admit_edit(&w, edit);
     // Killed after the branch moved, the last step, with its intent still recorded.
     let mut doomed = w.server_env(&[("MECHANISM_FAILPOINT", "git:ref")]);
     doomed.send(&execute_request(&admitted.params));

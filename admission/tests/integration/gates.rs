@@ -239,10 +239,17 @@ fn validated_witness(outcome: &GateOutcome) -> Artifact {
     artifact
 }
 
-/// Every gate ran, in order; exactly those in `failing` failed, the first with `code`.
-fn assert_denied_by(outcome: &GateOutcome, failing: &[Gate], gate: Gate, code: ErrorCode) {
+/// Every gate ran, in order; exactly those in `failing` failed, the first with `code`. Failures
+/// name `case`.
+fn assert_denied_by(
+    case: &str,
+    outcome: &GateOutcome,
+    failing: &[Gate],
+    gate: Gate,
+    code: ErrorCode,
+) {
     let order: Vec<Gate> = outcome.records.iter().map(|r| r.gate).collect();
-    assert_eq!(order, Gate::ALL, "every gate runs, in order");
+    assert_eq!(order, Gate::ALL, "{case}: every gate runs, in order");
     for record in &outcome.records {
         let expected = if failing.contains(&record.gate) {
             GateDecision::Fail
@@ -252,26 +259,26 @@ fn assert_denied_by(outcome: &GateOutcome, failing: &[Gate], gate: Gate, code: E
         assert_eq!(
             record.decision,
             expected,
-            "{} decided {:?}: {}",
+            "{case}: {} decided {:?}: {}",
             record.gate.as_str(),
             record.decision,
             record.reason
         );
         if record.decision == GateDecision::Fail {
-            assert!(record.code.is_some(), "a FAIL carries a code");
+            assert!(record.code.is_some(), "{case}: a FAIL carries a code");
         }
     }
     let record = outcome.records.iter().find(|r| r.gate == gate).unwrap();
     assert_eq!(
         record.code,
         Some(code),
-        "{}: {}",
+        "{case}: {}: {}",
         gate.as_str(),
         record.reason
     );
-    assert!(!outcome.admitted());
+    assert!(!outcome.admitted(), "{case}: admitted");
     let witness = validated_witness(outcome);
-    assert_eq!(witness.value()["decision"], "DENY");
+    assert_eq!(witness.value()["decision"], "DENY", "{case}");
 }
 
 fn reason(outcome: &GateOutcome, gate: Gate) -> &str {
@@ -342,401 +349,391 @@ fn a_non_destructive_plan_needs_no_force_ack() {
 }
 
 // ---------------------------------------------------------------------------------------
-// G-SCHEMA
+// Denials: one case a way to break one gate
 // ---------------------------------------------------------------------------------------
 
-#[test]
-fn g_schema_denies_params_that_do_not_fit_the_operation_schema() {
-    let mut w = World::new();
-    w.set_params(json!({"repo": "repo", "author": {"name": "Ada"}, "colour": "red"}));
-    let outcome = w.run();
-    assert_denied_by(
-        &outcome,
-        &[Gate::Schema],
-        Gate::Schema,
-        ErrorCode::InvalidParams,
-    );
-    let why = reason(&outcome, Gate::Schema);
-    assert!(why.contains("params of apply"), "{why}");
-    assert!(why.contains("message"), "{why}");
+/// One denial: what the case breaks (returning the outcome), the gates that then fail (the
+/// other ones still run and pass), the gate whose code is checked, and what that gate's reason
+/// must and must not say.
+struct Denial {
+    name: &'static str,
+    breaks: fn(&mut World) -> GateOutcome,
+    /// Empty for `gate` alone.
+    failing: &'static [Gate],
+    gate: Gate,
+    code: ErrorCode,
+    says: &'static [&'static str],
+    never_says: &'static [&'static str],
+    /// The deadline the outcome sets, where the case checks it.
+    deadline_ms: Option<u64>,
 }
 
-#[test]
-fn g_schema_denies_a_plan_response_that_breaks_its_schema() {
-    let w = World::new();
-    let outcome = w.run_with(|response, _| response["preview"] = json!(42));
-    assert_denied_by(
-        &outcome,
-        &[Gate::Schema],
-        Gate::Schema,
-        ErrorCode::InvalidParams,
-    );
-    assert!(reason(&outcome, Gate::Schema).contains("/preview"));
+/// A denial of `gate` alone with `code`, checking nothing more until the fields are set.
+const fn denial(
+    name: &'static str,
+    breaks: fn(&mut World) -> GateOutcome,
+    gate: Gate,
+    code: ErrorCode,
+) -> Denial {
+    Denial {
+        name,
+        breaks,
+        failing: &[],
+        gate,
+        code,
+        says: &[],
+        never_says: &[],
+        deadline_ms: None,
+    }
 }
 
-#[test]
-fn g_schema_denies_an_operation_the_mechanism_does_not_describe() {
-    let mut w = World::new();
-    w.workorder.operation = "revert".into();
-    w.plan.operation = "revert".into();
-    w.entry
-        .determinism_ceiling
-        .insert("revert".into(), Determinism::D0);
-    let outcome = w.run();
+const DENIALS: &[Denial] = &[
+    // G-SCHEMA
+    Denial {
+        says: &["params of apply", "message"],
+        ..denial(
+            "g_schema: params that do not fit the operation schema",
+            |w| {
+                w.set_params(json!({"repo": "repo", "author": {"name": "Ada"}, "colour": "red"}));
+                w.run()
+            },
+            Gate::Schema,
+            ErrorCode::InvalidParams,
+        )
+    },
+    Denial {
+        says: &["/preview"],
+        ..denial(
+            "g_schema: a plan response that breaks its schema",
+            |w| w.run_with(|response, _| response["preview"] = json!(42)),
+            Gate::Schema,
+            ErrorCode::InvalidParams,
+        )
+    },
     // Without a described operation its effect types are unknown, so G-CAP cannot pass
     // either; the other four still judge the plan on its own and pass.
-    assert_denied_by(
-        &outcome,
-        &[Gate::Schema, Gate::Cap],
-        Gate::Schema,
-        ErrorCode::UnknownOperation,
-    );
-    assert!(reason(&outcome, Gate::Schema).contains("it offers: apply"));
-}
-
-// ---------------------------------------------------------------------------------------
-// G-INTEGRITY
-// ---------------------------------------------------------------------------------------
-
-#[test]
-fn g_integrity_denies_a_plan_tampered_with_after_hashing() {
-    let w = World::new();
-    let outcome = w.run_with(|response, _| {
-        response["plan"]["estimated_costs"]["wall_ms"] = json!(1);
-    });
-    assert_denied_by(
-        &outcome,
-        &[Gate::Integrity],
-        Gate::Integrity,
-        ErrorCode::IntegrityMismatch,
-    );
-    assert!(reason(&outcome, Gate::Integrity).contains("hashes to"));
-}
-
-#[test]
-fn g_integrity_denies_an_input_whose_stored_bytes_changed() {
-    let w = World::new();
-    let path = w.store.path_of(&w.patch);
-    let mut perms = std::fs::metadata(&path).unwrap().permissions();
-    #[allow(clippy::permissions_set_readonly_false)]
-    perms.set_readonly(false);
-    std::fs::set_permissions(&path, perms).unwrap();
-    std::fs::write(&path, PATCH.replace("new", "evil")).unwrap();
-    let outcome = w.run();
-    assert_denied_by(
-        &outcome,
-        &[Gate::Integrity],
-        Gate::Integrity,
-        ErrorCode::IntegrityMismatch,
-    );
-    assert!(reason(&outcome, Gate::Integrity).contains("input patch"));
-}
-
-#[test]
-fn g_integrity_denies_an_input_missing_from_the_store() {
-    let mut w = World::new();
-    let missing = Digest::of_bytes(b"a patch nobody stored");
-    w.plan.inputs.insert("patch".into(), missing);
-    w.workorder
-        .inputs
-        .insert("patch".into(), missing.to_string());
-    let outcome = w.run();
+    Denial {
+        failing: &[Gate::Schema, Gate::Cap],
+        says: &["it offers: apply"],
+        ..denial(
+            "g_schema: an operation the mechanism does not describe",
+            |w| {
+                w.workorder.operation = "revert".into();
+                w.plan.operation = "revert".into();
+                w.entry
+                    .determinism_ceiling
+                    .insert("revert".into(), Determinism::D0);
+                w.run()
+            },
+            Gate::Schema,
+            ErrorCode::UnknownOperation,
+        )
+    },
+    // G-INTEGRITY
+    Denial {
+        says: &["hashes to"],
+        ..denial(
+            "g_integrity: a plan tampered with after hashing",
+            |w| {
+                w.run_with(|response, _| {
+                    response["plan"]["estimated_costs"]["wall_ms"] = json!(1);
+                })
+            },
+            Gate::Integrity,
+            ErrorCode::IntegrityMismatch,
+        )
+    },
+    Denial {
+        says: &["input patch"],
+        ..denial(
+            "g_integrity: an input whose stored bytes changed",
+            |w| {
+                let path = w.store.path_of(&w.patch);
+                let mut perms = std::fs::metadata(&path).unwrap().permissions();
+                #[allow(clippy::permissions_set_readonly_false)]
+                perms.set_readonly(false);
+                std::fs::set_permissions(&path, perms).unwrap();
+                std::fs::write(&path, PATCH.replace("new", "evil")).unwrap();
+                w.run()
+            },
+            Gate::Integrity,
+            ErrorCode::IntegrityMismatch,
+        )
+    },
     // With no object there is no origin either, so G-PROVENANCE fails with it.
-    assert_denied_by(
-        &outcome,
-        &[Gate::Integrity, Gate::Provenance],
-        Gate::Integrity,
-        ErrorCode::UnknownArtifact,
-    );
-}
-
-#[test]
-fn g_integrity_denies_a_version_other_than_the_pin() {
-    let mut w = World::new();
-    w.described.mechanism.version = "0.2.0".into();
-    w.plan.mechanism.version = "0.2.0".into();
-    let outcome = w.run();
-    assert_denied_by(
-        &outcome,
-        &[Gate::Integrity],
-        Gate::Integrity,
-        ErrorCode::UnsupportedVersion,
-    );
-    assert!(reason(&outcome, Gate::Integrity).contains("pins version 0.1.0"));
-}
-
-#[test]
-fn g_integrity_denies_a_large_inline_payload() {
-    let mut w = World::new();
-    let mut params = params();
-    params["message"] = json!("x".repeat(40 * 1024));
-    w.set_params(params);
-    let outcome = w.run();
-    assert_denied_by(
-        &outcome,
-        &[Gate::Integrity],
+    Denial {
+        failing: &[Gate::Integrity, Gate::Provenance],
+        ..denial(
+            "g_integrity: an input missing from the store",
+            |w| {
+                let missing = Digest::of_bytes(b"a patch nobody stored");
+                w.plan.inputs.insert("patch".into(), missing);
+                w.workorder
+                    .inputs
+                    .insert("patch".into(), missing.to_string());
+                w.run()
+            },
+            Gate::Integrity,
+            ErrorCode::UnknownArtifact,
+        )
+    },
+    Denial {
+        says: &["pins version 0.1.0"],
+        ..denial(
+            "g_integrity: a version other than the pin",
+            |w| {
+                w.described.mechanism.version = "0.2.0".into();
+                w.plan.mechanism.version = "0.2.0".into();
+                w.run()
+            },
+            Gate::Integrity,
+            ErrorCode::UnsupportedVersion,
+        )
+    },
+    denial(
+        "g_integrity: a large inline payload",
+        |w| {
+            let mut params = params();
+            params["message"] = json!("x".repeat(40 * 1024));
+            w.set_params(params);
+            w.run()
+        },
         Gate::Integrity,
         ErrorCode::ArtifactRequired,
-    );
-}
-
-#[test]
-fn g_integrity_denies_a_plan_for_another_request() {
-    let mut w = World::new();
-    let mut params = params();
-    params["message"] = json!("something else");
-    w.plan.params = params;
-    let outcome = w.run();
-    assert_denied_by(
-        &outcome,
-        &[Gate::Integrity],
-        Gate::Integrity,
-        ErrorCode::IntegrityMismatch,
-    );
-    assert!(reason(&outcome, Gate::Integrity).contains("params differ"));
-}
-
-// ---------------------------------------------------------------------------------------
-// G-CAP
-// ---------------------------------------------------------------------------------------
-
-#[test]
-fn g_cap_denies_a_touch_outside_the_grants_and_an_effect_type_not_granted() {
-    let mut w = World::new();
-    w.entry.grants = grants(&["repo/**"]);
-    w.plan.touches.push(Touch {
-        resource: "other/notes.txt".into(),
-        access: Access::Write,
-    });
-    // Declared by the mechanism and inside its scope, but the registry does not grant it.
-    w.described.operations[0]
-        .effect_types
-        .push("fs.chown".into());
-    w.described.capability_scope.push(Grant {
-        capability: "fs.chown".into(),
-        resources: vec!["**".into()],
-    });
-    w.plan
-        .intended_effects
-        .push(Effect::new("fs.chown", "repo/src/lib.rs").with("owner", "root"));
-    let outcome = w.run();
-    assert_denied_by(
-        &outcome,
-        &[Gate::Cap],
+    ),
+    Denial {
+        says: &["params differ"],
+        ..denial(
+            "g_integrity: a plan for another request",
+            |w| {
+                let mut params = params();
+                params["message"] = json!("something else");
+                w.plan.params = params;
+                w.run()
+            },
+            Gate::Integrity,
+            ErrorCode::IntegrityMismatch,
+        )
+    },
+    // G-CAP
+    Denial {
+        says: &[
+            "write touch of other/notes.txt",
+            "effect fs.chown on repo/src/lib.rs: outside the registry's grants",
+        ],
+        ..denial(
+            "g_cap: a touch outside the grants and an effect type not granted",
+            |w| {
+                w.entry.grants = grants(&["repo/**"]);
+                w.plan.touches.push(Touch {
+                    resource: "other/notes.txt".into(),
+                    access: Access::Write,
+                });
+                // Declared by the mechanism and inside its scope, but the registry does not
+                // grant it.
+                w.described.operations[0]
+                    .effect_types
+                    .push("fs.chown".into());
+                w.described.capability_scope.push(Grant {
+                    capability: "fs.chown".into(),
+                    resources: vec!["**".into()],
+                });
+                w.plan
+                    .intended_effects
+                    .push(Effect::new("fs.chown", "repo/src/lib.rs").with("owner", "root"));
+                w.run()
+            },
+            Gate::Cap,
+            ErrorCode::CapabilityDenied,
+        )
+    },
+    Denial {
+        says: &["effect fs.delete on repo/docs/old.txt: outside the mechanism's declared capability scope"],
+        never_says: &["repo/src/lib.rs"],
+        ..denial(
+            "g_cap: what the mechanism did not declare in its scope",
+            |w| {
+                w.described.capability_scope = vec![Grant {
+                    capability: FS_WRITE.into(),
+                    resources: vec!["repo/src/**".into()],
+                }];
+                w.run()
+            },
+            Gate::Cap,
+            ErrorCode::CapabilityDenied,
+        )
+    },
+    denial(
+        "g_cap: writes into git directories, even under a ** grant",
+        |w| {
+            w.plan
+                .intended_effects
+                .push(Effect::new(FS_WRITE, "repo/.git/hooks/post-checkout"));
+            w.run()
+        },
         Gate::Cap,
         ErrorCode::CapabilityDenied,
-    );
-    let why = reason(&outcome, Gate::Cap);
-    assert!(why.contains("write touch of other/notes.txt"), "{why}");
-    assert!(
-        why.contains("effect fs.chown on repo/src/lib.rs: outside the registry's grants"),
-        "{why}"
-    );
-}
-
-#[test]
-fn g_cap_denies_what_the_mechanism_did_not_declare_in_its_scope() {
-    let mut w = World::new();
-    w.described.capability_scope = vec![Grant {
-        capability: FS_WRITE.into(),
-        resources: vec!["repo/src/**".into()],
-    }];
-    let outcome = w.run();
-    assert_denied_by(
-        &outcome,
-        &[Gate::Cap],
-        Gate::Cap,
-        ErrorCode::CapabilityDenied,
-    );
-    let why = reason(&outcome, Gate::Cap);
-    assert!(
-        why.contains("effect fs.delete on repo/docs/old.txt: outside the mechanism's declared capability scope"),
-        "{why}"
-    );
-    assert!(!why.contains("repo/src/lib.rs"), "{why}");
-}
-
-#[test]
-fn g_cap_denies_writes_into_git_directories_even_under_a_double_star_grant() {
-    let mut w = World::new();
-    w.plan
-        .intended_effects
-        .push(Effect::new(FS_WRITE, "repo/.git/hooks/post-checkout"));
-    let outcome = w.run();
-    assert_denied_by(
-        &outcome,
-        &[Gate::Cap],
-        Gate::Cap,
-        ErrorCode::CapabilityDenied,
-    );
-}
-
-#[test]
-fn g_cap_denies_changes_to_a_store_inside_the_workspace_even_under_a_double_star_grant() {
-    let mut w = World::new();
-    w.store_location = Some(StoreLocation {
-        resource: "repo/.mechanism".into(),
-    });
-    assert!(
-        w.run().admitted(),
-        "nothing in the plan touches the store yet"
-    );
-    w.plan.touches.push(Touch {
-        resource: "repo/.Mechanism/nonces/0123abcd".into(),
-        access: Access::Delete,
-    });
-    w.plan
-        .intended_effects
-        .push(Effect::new(FS_WRITE, "repo/.mechanism/refs/results/x.json"));
-    let outcome = w.run();
-    assert_denied_by(
-        &outcome,
-        &[Gate::Cap],
-        Gate::Cap,
-        ErrorCode::CapabilityDenied,
-    );
-    let why = reason(&outcome, Gate::Cap);
-    assert!(
-        why.contains(
-            "delete touch of repo/.Mechanism/nonces/0123abcd: it lies in the object store"
-        ),
-        "{why}"
-    );
-    assert!(
-        why.contains(
-            "effect fs.write on repo/.mechanism/refs/results/x.json: it lies in the object store"
-        ),
-        "{why}"
-    );
-}
-
-#[test]
-fn g_cap_denies_paths_that_climb_out_or_are_absolute() {
-    let mut w = World::new();
-    w.plan.touches.push(Touch {
-        resource: "repo/../../etc/passwd".into(),
-        access: Access::Read,
-    });
-    w.plan
-        .intended_effects
-        .push(Effect::new(FS_WRITE, "/etc/passwd"));
-    let outcome = w.run();
+    ),
+    Denial {
+        says: &[
+            "delete touch of repo/.Mechanism/nonces/0123abcd: it lies in the object store",
+            "effect fs.write on repo/.mechanism/refs/results/x.json: it lies in the object store",
+        ],
+        ..denial(
+            "g_cap: changes to a store inside the workspace, even under a ** grant",
+            |w| {
+                w.store_location = Some(StoreLocation {
+                    resource: "repo/.mechanism".into(),
+                });
+                assert!(
+                    w.run().admitted(),
+                    "nothing in the plan touches the store yet"
+                );
+                w.plan.touches.push(Touch {
+                    resource: "repo/.Mechanism/nonces/0123abcd".into(),
+                    access: Access::Delete,
+                });
+                w.plan
+                    .intended_effects
+                    .push(Effect::new(FS_WRITE, "repo/.mechanism/refs/results/x.json"));
+                w.run()
+            },
+            Gate::Cap,
+            ErrorCode::CapabilityDenied,
+        )
+    },
     // The plan schema refuses such resources as well.
-    assert_denied_by(
-        &outcome,
-        &[Gate::Schema, Gate::Cap],
-        Gate::Cap,
-        ErrorCode::CapabilityDenied,
-    );
-    let why = reason(&outcome, Gate::Cap);
-    assert!(why.contains("climbs out with .."), "{why}");
-    assert!(why.contains("is absolute"), "{why}");
-}
-
-// ---------------------------------------------------------------------------------------
-// G-BUDGET
-// ---------------------------------------------------------------------------------------
-
-#[test]
-fn g_budget_denies_an_estimate_over_the_workorder_budget() {
-    let mut w = World::new();
-    w.plan.estimated_costs.wall_ms = Some(90_000);
-    let outcome = w.run();
-    assert_denied_by(
-        &outcome,
-        &[Gate::Budget],
-        Gate::Budget,
-        ErrorCode::BudgetExceeded,
-    );
-    let why = reason(&outcome, Gate::Budget);
-    assert!(
-        why.contains("estimated wall_ms 90000 exceeds the workorder budget of 60000"),
-        "{why}"
-    );
-    assert!(
-        !why.contains("registry"),
-        "90 s fits the registry's 120 s: {why}"
-    );
-    assert_eq!(outcome.deadline_ms, 60_000);
-}
-
-#[test]
-fn g_budget_denies_an_estimate_over_the_registry_budget() {
-    let mut w = World::new();
-    w.workorder.budget.wall_ms = 600_000;
-    w.workorder.budget.files_touched = None;
-    w.plan.estimated_costs.files_touched = Some(50_000);
-    let outcome = w.run();
-    assert_denied_by(
-        &outcome,
-        &[Gate::Budget],
-        Gate::Budget,
-        ErrorCode::BudgetExceeded,
-    );
-    assert!(reason(&outcome, Gate::Budget).contains("registry budget of 10000"));
-    assert_eq!(outcome.deadline_ms, 120_000, "the registry's bound wins");
-}
-
-// ---------------------------------------------------------------------------------------
-// G-PROVENANCE
-// ---------------------------------------------------------------------------------------
-
-#[test]
-fn g_provenance_denies_an_input_without_a_provenance_record() {
-    let w = World::new();
-    let object = w.store.path_of(&w.patch);
-    let sidecar = PathBuf::from(format!("{}.prov.json", object.display()));
-    std::fs::remove_file(&sidecar).unwrap();
-    let outcome = w.run();
-    assert_denied_by(
-        &outcome,
-        &[Gate::Provenance],
-        Gate::Provenance,
-        ErrorCode::UnknownArtifact,
-    );
-    assert!(reason(&outcome, Gate::Provenance).contains("origin is unknown"));
-}
-
-// ---------------------------------------------------------------------------------------
-// G-DET
-// ---------------------------------------------------------------------------------------
-
-#[test]
-fn g_det_denies_a_level_above_the_registry_ceiling() {
-    let mut w = World::new();
-    w.plan.determinism = Determinism::D2;
-    let outcome = w.run();
-    assert_denied_by(
-        &outcome,
-        &[Gate::Det],
+    Denial {
+        failing: &[Gate::Schema, Gate::Cap],
+        says: &["climbs out with ..", "is absolute"],
+        ..denial(
+            "g_cap: paths that climb out or are absolute",
+            |w| {
+                w.plan.touches.push(Touch {
+                    resource: "repo/../../etc/passwd".into(),
+                    access: Access::Read,
+                });
+                w.plan
+                    .intended_effects
+                    .push(Effect::new(FS_WRITE, "/etc/passwd"));
+                w.run()
+            },
+            Gate::Cap,
+            ErrorCode::CapabilityDenied,
+        )
+    },
+    // G-BUDGET
+    Denial {
+        says: &["estimated wall_ms 90000 exceeds the workorder budget of 60000"],
+        // 90 s fits the registry's 120 s.
+        never_says: &["registry"],
+        deadline_ms: Some(60_000),
+        ..denial(
+            "g_budget: an estimate over the workorder budget",
+            |w| {
+                w.plan.estimated_costs.wall_ms = Some(90_000);
+                w.run()
+            },
+            Gate::Budget,
+            ErrorCode::BudgetExceeded,
+        )
+    },
+    Denial {
+        says: &["registry budget of 10000"],
+        // The registry's bound wins.
+        deadline_ms: Some(120_000),
+        ..denial(
+            "g_budget: an estimate over the registry budget",
+            |w| {
+                w.workorder.budget.wall_ms = 600_000;
+                w.workorder.budget.files_touched = None;
+                w.plan.estimated_costs.files_touched = Some(50_000);
+                w.run()
+            },
+            Gate::Budget,
+            ErrorCode::BudgetExceeded,
+        )
+    },
+    // G-PROVENANCE
+    Denial {
+        says: &["origin is unknown"],
+        ..denial(
+            "g_provenance: an input without a provenance record",
+            |w| {
+                let object = w.store.path_of(&w.patch);
+                let sidecar = PathBuf::from(format!("{}.prov.json", object.display()));
+                std::fs::remove_file(&sidecar).unwrap();
+                w.run()
+            },
+            Gate::Provenance,
+            ErrorCode::UnknownArtifact,
+        )
+    },
+    // G-DET
+    Denial {
+        says: &["D2, above the registry ceiling D0"],
+        ..denial(
+            "g_det: a level above the registry ceiling",
+            |w| {
+                w.plan.determinism = Determinism::D2;
+                w.run()
+            },
+            Gate::Det,
+            ErrorCode::CapabilityDenied,
+        )
+    },
+    Denial {
+        says: &["does not reproduce"],
+        ..denial(
+            "g_det: a D0 plan whose second plan hashes otherwise",
+            |w| w.run_with(|_, second| *second = Some(Digest::of_bytes(b"another plan"))),
+            Gate::Det,
+            ErrorCode::StalePlan,
+        )
+    },
+    denial(
+        "g_det: a D0 plan without a second plan",
+        |w| w.run_with(|_, second| *second = None),
+        Gate::Det,
+        ErrorCode::StalePlan,
+    ),
+    denial(
+        "g_det: an operation the registry sets no ceiling for",
+        |w| {
+            w.entry.determinism_ceiling.clear();
+            w.run()
+        },
         Gate::Det,
         ErrorCode::CapabilityDenied,
-    );
-    assert!(reason(&outcome, Gate::Det).contains("D2, above the registry ceiling D0"));
-}
+    ),
+];
 
 #[test]
-fn g_det_denies_a_d0_plan_that_does_not_reproduce() {
-    let w = World::new();
-    let outcome = w.run_with(|_, second| *second = Some(Digest::of_bytes(b"another plan")));
-    assert_denied_by(&outcome, &[Gate::Det], Gate::Det, ErrorCode::StalePlan);
-    assert!(reason(&outcome, Gate::Det).contains("does not reproduce"));
-
-    let outcome = w.run_with(|_, second| *second = None);
-    assert_denied_by(&outcome, &[Gate::Det], Gate::Det, ErrorCode::StalePlan);
-}
-
-#[test]
-fn g_det_denies_an_operation_the_registry_sets_no_ceiling_for() {
-    let mut w = World::new();
-    w.entry.determinism_ceiling.clear();
-    let outcome = w.run();
-    assert_denied_by(
-        &outcome,
-        &[Gate::Det],
-        Gate::Det,
-        ErrorCode::CapabilityDenied,
-    );
+fn each_gate_denies_what_breaks_it_while_the_others_still_run() {
+    for case in DENIALS {
+        let mut w = World::new();
+        let outcome = (case.breaks)(&mut w);
+        let failing = if case.failing.is_empty() {
+            std::slice::from_ref(&case.gate)
+        } else {
+            case.failing
+        };
+        assert_denied_by(case.name, &outcome, failing, case.gate, case.code);
+        let why = reason(&outcome, case.gate);
+        for needle in case.says {
+            assert!(
+                why.contains(needle),
+                "{}: {needle:?} not in {why}",
+                case.name
+            );
+        }
+        for needle in case.never_says {
+            assert!(!why.contains(needle), "{}: {needle:?} in {why}", case.name);
+        }
+        if let Some(deadline_ms) = case.deadline_ms {
+            assert_eq!(outcome.deadline_ms, deadline_ms, "{}", case.name);
+        }
+    }
 }
 
 #[test]
@@ -820,8 +817,8 @@ fn the_embedded_registry_validates_and_pins_git_apply_patch() {
 
 #[test]
 fn the_registry_pin_matches_the_shipped_mechanism_version() {
-    let manifest = include_str!("../../mechanisms/git_apply_patch/Cargo.toml");
-    let workspace = include_str!("../../Cargo.toml");
+    let manifest = include_str!("../../../mechanisms/git_apply_patch/Cargo.toml");
+    let workspace = include_str!("../../../Cargo.toml");
     let registry = Registry::embedded().unwrap();
     let pinned = &registry.entry("git_apply_patch").unwrap().version;
     // git_apply_patch inherits the workspace version and reports CARGO_PKG_VERSION.

@@ -56,7 +56,8 @@ fn journal_concurrent_appends_from_threads_and_processes_lose_no_line() {
             Command::new(&exe)
                 .args([
                     "--exact",
-                    "journal_concurrent_appends_from_threads_and_processes_lose_no_line",
+                    // The test's path in the `integration` test executable.
+                    "journal::journal_concurrent_appends_from_threads_and_processes_lose_no_line",
                     "--test-threads=1",
                 ])
                 .env(ROLE_VAR, "appender")

@@ -3,7 +3,7 @@
 //! round trip.
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Command;
 
 use protocol::canonical;
 use protocol::force_ack::allowed_signers::AllowedSigners;
@@ -12,6 +12,7 @@ use protocol::store::Store;
 use protocol::Digest;
 use serde_json::{json, Value};
 use tests::fixtures::{Operator, APPROVER};
+use tests::output::stderr as stderr_of;
 use tests::Scratch;
 use time::{Duration, OffsetDateTime};
 
@@ -41,10 +42,6 @@ fn record_admission(s: &Scratch) {
             }),
         )
         .unwrap();
-}
-
-fn stderr_of(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
 fn read_json(path: &Path) -> Value {
@@ -224,13 +221,7 @@ fn a_payload_signed_with_ssh_keygen_and_attached_is_a_valid_force_ack() {
         *printed
     );
 
-    let status = Command::new("ssh-keygen")
-        .args(["-q", "-Y", "sign", "-n", "mechanism-force-ack", "-f"])
-        .arg(&operator.key)
-        .arg(s.path("payload.json"))
-        .status()
-        .unwrap();
-    assert!(status.success());
+    operator.ssh_keygen_sign(&s.path("payload.json"), "mechanism-force-ack");
     s.admission()
         .args([
             "approve",
@@ -268,13 +259,7 @@ fn a_payload_signed_with_ssh_keygen_and_attached_is_a_valid_force_ack() {
 
     // So is a signature made in another namespace.
     s.write("other.json", &payload);
-    let status = Command::new("ssh-keygen")
-        .args(["-q", "-Y", "sign", "-n", "file", "-f"])
-        .arg(&operator.key)
-        .arg(s.path("other.json"))
-        .status()
-        .unwrap();
-    assert!(status.success());
+    operator.ssh_keygen_sign(&s.path("other.json"), "file");
     let out = s
         .admission()
         .args([

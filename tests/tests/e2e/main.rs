@@ -1,0 +1,13 @@
+//! The end-to-end tests over the real binaries, one test executable for them all (each module
+//! was its own before; one executable links the support crate once, not ten times).
+
+mod admission;
+mod approve;
+mod artifacts;
+mod conformance;
+mod crash;
+mod execute;
+mod foreign_client;
+mod fs_write;
+mod jsonrpc;
+mod objects;
