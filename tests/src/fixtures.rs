@@ -30,12 +30,7 @@ impl Operator {
     pub fn new(dir: &Path) -> Self {
         std::fs::create_dir_all(dir).expect("key dir");
         let key = dir.join("operator");
-        let status = Command::new("ssh-keygen")
-            .args(["-q", "-t", "ed25519", "-N", "", "-C", APPROVER, "-f"])
-            .arg(&key)
-            .status()
-            .expect("ssh-keygen runs");
-        assert!(status.success(), "ssh-keygen failed");
+        keygen(&key, APPROVER, "");
         let public = std::fs::read_to_string(key.with_extension("pub")).expect("public key");
         let allowed_signers = dir.join("allowed_signers");
         std::fs::write(&allowed_signers, format!("{APPROVER} {public}")).expect("allowed_signers");
@@ -70,6 +65,21 @@ impl Operator {
         unsigned["signature"] = Value::String(signature);
         unsigned
     }
+}
+
+/// Makes an ed25519 key pair with `ssh-keygen` at `key` (and `key.pub`), commented `comment`
+/// and protected by `passphrase` unless it is empty.
+pub fn keygen(key: &Path, comment: &str, passphrase: &str) {
+    let status = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", passphrase, "-C", comment, "-f"])
+        .arg(key)
+        .status()
+        .expect("ssh-keygen runs");
+    assert!(
+        status.success(),
+        "ssh-keygen could not make {}",
+        key.display()
+    );
 }
 
 /// Stores an admitting AdmissionWitness for `plan` (as the admission would after all six

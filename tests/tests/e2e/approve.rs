@@ -11,7 +11,7 @@ use protocol::force_ack::{self, Expected, Verified};
 use protocol::store::Store;
 use protocol::Digest;
 use serde_json::{json, Value};
-use tests::fixtures::{Operator, APPROVER};
+use tests::fixtures::{keygen, Operator, APPROVER};
 use tests::output::stderr as stderr_of;
 use tests::Scratch;
 use time::{Duration, OffsetDateTime};
@@ -326,12 +326,7 @@ fn an_unusable_key_file_is_refused_with_a_way_forward() {
     let s = Scratch::new();
     let operator = Operator::new(&s.path("keys"));
     let encrypted = s.path("keys/encrypted");
-    let status = Command::new("ssh-keygen")
-        .args(["-q", "-t", "ed25519", "-N", "a passphrase", "-f"])
-        .arg(&encrypted)
-        .status()
-        .unwrap();
-    assert!(status.success());
+    keygen(&encrypted, "encrypted", "a passphrase");
     let garbage = s.write("keys/garbage", "not a key\n");
     let public = operator.key.with_extension("pub");
     for (key, needle) in [
