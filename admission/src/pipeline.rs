@@ -189,64 +189,8 @@ pub fn run_workorder(
         invocation,
         started_at: now(),
     };
-    let session = match flow.start_session(&loaded.workorder.mechanism) {
-        Ok(session) => session,
-        Err(e) => return flow.finish(exec, report, Some(e), RunOutcome::Error),
-    };
-    let gated = flow.plan_and_gate(&session, &loaded, &mut report, &mut exec);
-    let admitted = match gated {
-        Ok(admitted) => admitted,
-        Err(e) => {
-            session.finish();
-            let outcome = outcome_of(&e);
-            return flow.finish(exec, report, Some(e), outcome);
-        }
-    };
-    if !admitted.admitted {
-        session.finish();
-        let error = ErrorInfo::new(
-            report
-                .gates
-                .iter()
-                .find(|g| g.decision == GateDecision::Fail)
-                .and_then(|g| g.code)
-                .unwrap_or(ErrorCode::CapabilityDenied),
-            "the gates denied the plan".to_owned(),
-        );
-        return flow.finish(exec, report, Some(error), RunOutcome::Denied);
-    }
-    let force_ack = match mode {
-        Mode::Plan => {
-            session.finish();
-            let outcome = if admitted.force_ack_required {
-                RunOutcome::AwaitingForceAck
-            } else {
-                RunOutcome::Admitted
-            };
-            return flow.finish(exec, report, None, outcome);
-        }
-        Mode::Run { force_ack } => force_ack.clone(),
-    };
-    if admitted.force_ack_required && force_ack.is_none() {
-        session.finish();
-        return flow.finish(exec, report, None, RunOutcome::AwaitingForceAck);
-    }
-    let executed = flow.execute(
-        &session,
-        &admitted,
-        force_ack.as_ref(),
-        &mut report,
-        &mut exec,
-        progress,
-    );
-    session.finish();
-    match executed {
-        Ok(()) => flow.finish(exec, report, None, RunOutcome::Succeeded),
-        Err(e) => {
-            let outcome = outcome_of(&e);
-            flow.finish(exec, report, Some(e), outcome)
-        }
-    }
+    let ending = flow.plan_and_run(&loaded, mode, &mut report, &mut exec, progress);
+    flow.finish(exec, report, ending)
 }
 
 /// `execute PLAN_HASH`: executes a plan gated earlier, as a child of the run that gated it.
@@ -317,51 +261,15 @@ pub fn execute_plan(
         invocation: &invocation,
         started_at: now(),
     };
-    let plan = match flow.load_plan(plan_hash) {
-        Ok(plan) => plan,
-        Err(e) => return flow.finish(exec, report, Some(e), RunOutcome::Error),
-    };
-    report.plan = Some(plan);
-    if !record.admitted {
-        let error = ErrorInfo::new(
-            ErrorCode::AdmissionRequired,
-            format!(
-                "the gates denied plan {plan_hash} (admission {})",
-                record.admission
-            ),
-        );
-        return flow.finish(exec, report, Some(error), RunOutcome::Denied);
-    }
-    if record.force_ack_required && force_ack.is_none() {
-        return flow.finish(exec, report, None, RunOutcome::AwaitingForceAck);
-    }
-    let session = match flow.start_session(&record.mechanism) {
-        Ok(session) => session,
-        Err(e) => return flow.finish(exec, report, Some(e), RunOutcome::Error),
-    };
-    let admitted = Admitted {
-        plan_hash: *plan_hash,
-        admission_hash: record.admission,
-        admitted: true,
-        force_ack_required: record.force_ack_required,
-        deadline_ms: record.deadline_ms,
-    };
-    let executed = flow.execute(
-        &session,
-        &admitted,
+    let ending = flow.resume(
+        plan_hash,
+        &record,
         force_ack.as_ref(),
         &mut report,
         &mut exec,
         progress,
     );
-    session.finish();
-    match executed {
-        Ok(()) => flow.finish(exec, report, None, RunOutcome::Succeeded),
-        Err(e) => {
-            let outcome = outcome_of(&e);
-            flow.finish(exec, report, Some(e), outcome)
-        }
-    }
+    flow.finish(exec, report, ending)
 }
 
 /// A gated plan.
@@ -373,6 +281,46 @@ struct Admitted {
     deadline_ms: u64,
 }
 
+/// How a run ends: its outcome and, unless it went as planned, why.
+struct Ending {
+    outcome: RunOutcome,
+    error: Option<ErrorInfo>,
+}
+
+impl Ending {
+    /// An outcome that needs no explanation: admitted, paused, succeeded.
+    fn ok(outcome: RunOutcome) -> Self {
+        Self {
+            outcome,
+            error: None,
+        }
+    }
+
+    /// A failure whose outcome its code decides.
+    fn failed(error: ErrorInfo) -> Self {
+        Self {
+            outcome: outcome_of(&error),
+            error: Some(error),
+        }
+    }
+
+    /// A denial.
+    fn denied(error: ErrorInfo) -> Self {
+        Self {
+            outcome: RunOutcome::Denied,
+            error: Some(error),
+        }
+    }
+
+    /// A failure to get going (start the mechanism, read the plan), whatever its code.
+    fn error(error: ErrorInfo) -> Self {
+        Self {
+            outcome: RunOutcome::Error,
+            error: Some(error),
+        }
+    }
+}
+
 struct Flow<'a> {
     setup: &'a Setup,
     invocation: &'a Invocation,
@@ -380,6 +328,103 @@ struct Flow<'a> {
 }
 
 impl Flow<'_> {
+    /// `run_workorder` past reading the workorder: plans and gates with the mechanism, then
+    /// pauses, or executes as `mode` says.
+    fn plan_and_run(
+        &self,
+        loaded: &Loaded,
+        mode: &Mode,
+        report: &mut Report,
+        exec: &mut ExecHandle,
+        progress: &mut dyn FnMut(&ProgressParams),
+    ) -> Ending {
+        let session = match self.start_session(&loaded.workorder.mechanism) {
+            Ok(session) => session,
+            Err(e) => return Ending::error(e),
+        };
+        let admitted = match self.plan_and_gate(&session, loaded, report, exec) {
+            Ok(admitted) => admitted,
+            Err(e) => return Ending::failed(e),
+        };
+        if !admitted.admitted {
+            let code = report
+                .gates
+                .iter()
+                .find(|g| g.decision == GateDecision::Fail)
+                .and_then(|g| g.code)
+                .unwrap_or(ErrorCode::CapabilityDenied);
+            return Ending::denied(error_info(code, "the gates denied the plan"));
+        }
+        let force_ack = match mode {
+            Mode::Plan if admitted.force_ack_required => {
+                return Ending::ok(RunOutcome::AwaitingForceAck)
+            }
+            Mode::Plan => return Ending::ok(RunOutcome::Admitted),
+            Mode::Run { force_ack } => force_ack.as_ref(),
+        };
+        self.execute_admitted(|| Ok(session), &admitted, force_ack, report, exec, progress)
+    }
+
+    /// `execute_plan` past reading the admission record: the plan gated earlier, executed
+    /// unless it was denied or still needs a force-ack.
+    fn resume(
+        &self,
+        plan_hash: &Digest,
+        record: &AdmissionRecord,
+        force_ack: Option<&Value>,
+        report: &mut Report,
+        exec: &mut ExecHandle,
+        progress: &mut dyn FnMut(&ProgressParams),
+    ) -> Ending {
+        match self.load_plan(plan_hash) {
+            Ok(plan) => report.plan = Some(plan),
+            Err(e) => return Ending::error(e),
+        }
+        if !record.admitted {
+            return Ending::denied(error_info(
+                ErrorCode::AdmissionRequired,
+                format!(
+                    "the gates denied plan {plan_hash} (admission {})",
+                    record.admission
+                ),
+            ));
+        }
+        let admitted = Admitted {
+            plan_hash: *plan_hash,
+            admission_hash: record.admission,
+            admitted: true,
+            force_ack_required: record.force_ack_required,
+            deadline_ms: record.deadline_ms,
+        };
+        let session = || self.start_session(&record.mechanism);
+        self.execute_admitted(session, &admitted, force_ack, report, exec, progress)
+    }
+
+    /// The one way an admitted plan is executed, for `run` and `execute` alike: it pauses
+    /// while a force-ack it needs is missing, else executes with the session `session` gives.
+    /// The session ends here, so the mechanism has exited before the run record is written.
+    fn execute_admitted(
+        &self,
+        session: impl FnOnce() -> Result<Session, ErrorInfo>,
+        admitted: &Admitted,
+        force_ack: Option<&Value>,
+        report: &mut Report,
+        exec: &mut ExecHandle,
+        progress: &mut dyn FnMut(&ProgressParams),
+    ) -> Ending {
+        if admitted.force_ack_required && force_ack.is_none() {
+            return Ending::ok(RunOutcome::AwaitingForceAck);
+        }
+        let session = match session() {
+            Ok(session) => session,
+            Err(e) => return Ending::error(e),
+        };
+        match self.execute(&session, admitted, force_ack, report, exec, progress) {
+            Ok(()) => Ending::ok(RunOutcome::Succeeded),
+            Err(e) => Ending::failed(e),
+        }
+    }
+
     fn start_session(&self, mechanism: &str) -> Result<Session, ErrorInfo> {
         let entry = self
             .setup
@@ -738,9 +783,9 @@ impl Flow<'_> {
         &self,
         mut exec: ExecHandle,
         mut report: Report,
-        error: Option<ErrorInfo>,
-        outcome: RunOutcome,
+        ending: Ending,
     ) -> Result<Report, CommandError> {
+        let Ending { outcome, error } = ending;
         report.outcome = Some(outcome);
         report.exit = match (&outcome, &error) {
             (RunOutcome::Admitted | RunOutcome::Succeeded, _) => 0,
@@ -944,6 +989,11 @@ fn next_actions(report: &Report, inv: &Invocation) -> Vec<NextAction> {
     }
     actions.truncate(3);
     actions
+}
+
+/// An `ErrorInfo` of `code` saying `message`.
+pub(crate) fn error_info(code: ErrorCode, message: impl Into<String>) -> ErrorInfo {
+    ErrorInfo::new(code, message.into())
 }
 
 fn config(setup: &Setup) -> Value {

@@ -70,10 +70,12 @@ impl SessionError {
     }
 }
 
-/// A running mechanism, described.
+/// A running mechanism, described. Dropping it ends the mechanism: stdin closed, its exit
+/// awaited (killed after a grace period), so no way out of a command leaves it running.
 pub struct Session {
-    runtime: tokio::runtime::Runtime,
+    // Before the runtime: fields drop in order, and the client's tasks live on the runtime.
     client: Client,
+    runtime: tokio::runtime::Runtime,
     /// The `describe` result as received.
     pub describe: Value,
     /// The same, parsed.
@@ -111,8 +113,8 @@ impl Session {
             }));
         }
         Ok(Self {
-            runtime,
             client,
+            runtime,
             describe,
             described,
         })
@@ -156,13 +158,15 @@ impl Session {
             }
         })
     }
+}
 
-    /// Closes the mechanism's stdin and waits for it to exit.
-    pub fn finish(self) {
-        let Session {
-            runtime, client, ..
-        } = self;
-        if let Err(error) = runtime.block_on(client.shutdown()) {
+impl Drop for Session {
+    fn drop(&mut self) {
+        // Unwinding already: blocking could panic again, and the client kills it when dropped.
+        if std::thread::panicking() {
+            return;
+        }
+        if let Err(error) = self.runtime.block_on(self.client.stop()) {
             tracing::warn!(%error, "the mechanism did not shut down cleanly");
         }
     }

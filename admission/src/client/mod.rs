@@ -207,17 +207,21 @@ impl Client {
 
     /// Closes the mechanism's stdin and waits for it to finish and exit; kills it if it has
     /// not exited after a grace period. Returns how it exited.
-    pub async fn shutdown(self) -> Result<ExitStatus, ClientError> {
-        // `_rpc` stays alive to the end: its reader keeps draining stdout, so a mechanism
-        // writing its last answers is not blocked on a full pipe while we wait.
+    pub async fn shutdown(mut self) -> Result<ExitStatus, ClientError> {
+        self.stop().await
+    }
+
+    /// [`Client::shutdown`] in place, for an owner that ends it when dropped. The client (its
+    /// reader draining stdout among the rest) stays alive to the end, so a mechanism writing
+    /// its last answers is not blocked on a full pipe while we wait.
+    pub(crate) async fn stop(&mut self) -> Result<ExitStatus, ClientError> {
         let Client {
-            rpc: _rpc,
             writer,
             child,
             name,
             ..
         } = self;
-        let mut child = child.into_inner();
+        let child = child.get_mut();
         let exited = tokio::time::timeout(SHUTDOWN_GRACE, async {
             writer.close().await;
             child.wait().await

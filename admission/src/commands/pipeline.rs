@@ -122,7 +122,6 @@ pub fn describe(cli: &Cli, out: Output, mechanism: &str) -> Result<u8, CommandEr
         );
     }
     out.result(&text, session.describe.clone());
-    session.finish();
     Ok(0)
 }
 
