@@ -430,24 +430,22 @@ impl Flow<'_> {
             .setup
             .registry
             .entry(mechanism)
-            .map_err(|e| ErrorInfo::new(ErrorCode::InvalidParams, e.to_string()))?;
+            .map_err(with_code(ErrorCode::InvalidParams))?;
         let paths = LaunchPaths {
             workspace: &self.setup.workspace,
             store: &self.setup.store_dir,
             allowed_signers: self.setup.signers_path.as_deref(),
         };
-        Session::start(entry, &paths).map_err(|e| {
-            ErrorInfo::new(e.code().unwrap_or(ErrorCode::InternalError), e.to_string())
-        })
+        Session::start(entry, &paths).map_err(|e| session_error(&e, ErrorCode::InternalError))
     }
 
     fn load_plan(&self, plan_hash: &Digest) -> Result<Plan, ErrorInfo> {
         self.setup
             .store
             .get_artifact(plan_hash)
-            .map_err(|e| ErrorInfo::new(e.code(), format!("plan {plan_hash}: {e}")))?
+            .map_err(|e| error_info(e.code(), format!("plan {plan_hash}: {e}")))?
             .view()
-            .map_err(|e| ErrorInfo::new(ErrorCode::InvalidParams, format!("plan {plan_hash}: {e}")))
+            .map_err(|e| error_info(ErrorCode::InvalidParams, format!("plan {plan_hash}: {e}")))
     }
 
     /// Plans (twice for D0), runs the gates, stores the witness and the admission record.
@@ -462,13 +460,15 @@ impl Flow<'_> {
             .setup
             .registry
             .entry(&loaded.workorder.mechanism)
-            .map_err(|e| ErrorInfo::new(ErrorCode::InvalidParams, e.to_string()))?;
+            .map_err(with_code(ErrorCode::InvalidParams))?;
         let params = PlanParams {
             operation: loaded.workorder.operation.clone(),
             params: loaded.workorder.params.clone(),
             inputs: loaded.inputs.clone(),
         };
-        let response = session.plan(&params).map_err(|e| session_error(&e))?;
+        let response = session
+            .plan(&params)
+            .map_err(|e| session_error(&e, ErrorCode::ExecutionFailed))?;
         // Read in place (G-SCHEMA judges the shape): a plan of many effects is not copied.
         report.plan_hash = response
             .get("plan_hash")
@@ -483,7 +483,9 @@ impl Flow<'_> {
             &loaded.workorder.operation,
             response.get("plan").unwrap_or(&Value::Null),
         ) {
-            let again = session.plan(&params).map_err(|e| session_error(&e))?;
+            let again = session
+                .plan(&params)
+                .map_err(|e| session_error(&e, ErrorCode::ExecutionFailed))?;
             again
                 .get("plan_hash")
                 .and_then(Value::as_str)
@@ -513,9 +515,9 @@ impl Flow<'_> {
         });
         report.gates = outcome.records.clone();
         let Some(witness) = outcome.witness.as_ref() else {
-            return Err(ErrorInfo::new(
+            return Err(error_info(
                 ErrorCode::InvalidParams,
-                "the mechanism's plan response names no plan".to_owned(),
+                "the mechanism's plan response names no plan",
             ));
         };
         let admission_hash = self.store_typed(witness, "admission gates", &[witness.plan_hash])?;
@@ -535,7 +537,7 @@ impl Flow<'_> {
             self.setup
                 .store
                 .set_ref(ADMISSIONS, &witness.plan_hash.hex(), &record)
-                .map_err(|e| ErrorInfo::new(e.code(), e.to_string()))?;
+                .map_err(|e| error_info(e.code(), e.to_string()))?;
         }
         let _ = journal_step(
             exec,
@@ -567,9 +569,9 @@ impl Flow<'_> {
         };
         if admitted.force_ack_required || plan.destructive {
             let Some(ack) = force_ack else {
-                return Err(ErrorInfo::new(
+                return Err(error_info(
                     ErrorCode::ForceAckRequired,
-                    "the plan is destructive and needs a force-ack".to_owned(),
+                    "the plan is destructive and needs a force-ack",
                 ));
             };
             self.check_force_ack(ack, admitted)?;
@@ -601,11 +603,11 @@ impl Flow<'_> {
                         report.witness_hash = Some(result.witness_hash);
                     }
                 }
-                return Err(session_error(&e));
+                return Err(session_error(&e, ErrorCode::ExecutionFailed));
             }
         };
         let result: ExecuteResult = serde_json::from_value(answer).map_err(|e| {
-            ErrorInfo::new(
+            error_info(
                 ErrorCode::InternalError,
                 format!("the execute result is malformed: {e}"),
             )
@@ -626,11 +628,10 @@ impl Flow<'_> {
     /// Every check the server makes on a force-ack, made before asking it to execute.
     fn check_force_ack(&self, ack: &Value, admitted: &Admitted) -> Result<(), ErrorInfo> {
         let Some(signers) = &self.setup.signers else {
-            return Err(ErrorInfo::new(
+            return Err(error_info(
                 ErrorCode::ForceAckInvalid,
                 "no trusted signers are configured (--allowed-signers FILE), so no \
-                          destructive plan can run"
-                    .to_owned(),
+                 destructive plan can run",
             ));
         };
         let expected = Expected {
@@ -644,13 +645,13 @@ impl Flow<'_> {
             OffsetDateTime::now_utc(),
             self.setup.max_ttl,
         )
-        .map_err(|e| ErrorInfo::new(e.code(), e.to_string()))?;
+        .map_err(|e| error_info(e.code(), e.to_string()))?;
         let used = force_ack::nonce_claimed(&self.setup.store, &verified.nonce)
-            .map_err(|e| ErrorInfo::new(e.code(), e.to_string()))?;
+            .map_err(|e| error_info(e.code(), e.to_string()))?;
         // A plan whose recorded result may still hold is the server's to judge: it returns
         // that result and applies nothing, or refuses the replay if the world was reset.
         if used && !self.has_succeeded(&admitted.plan_hash) {
-            return Err(ErrorInfo::new(
+            return Err(error_info(
                 ErrorCode::ForceAckReplayed,
                 format!(
                     "force-ack nonce {} was already used; approve the plan again",
@@ -749,8 +750,7 @@ impl Flow<'_> {
         producer: &str,
         derived: &[Digest],
     ) -> Result<Digest, ErrorInfo> {
-        let artifact = Artifact::from_typed(typed)
-            .map_err(|e| ErrorInfo::new(ErrorCode::InternalError, e.to_string()))?;
+        let artifact = Artifact::from_typed(typed).map_err(with_code(ErrorCode::InternalError))?;
         self.put(&artifact, producer, derived)
     }
 
@@ -760,8 +760,8 @@ impl Flow<'_> {
         producer: &str,
         derived: &[Digest],
     ) -> Result<Digest, ErrorInfo> {
-        let artifact = Artifact::from_value(value.clone())
-            .map_err(|e| ErrorInfo::new(ErrorCode::ForceAckInvalid, e.to_string()))?;
+        let artifact =
+            Artifact::from_value(value.clone()).map_err(with_code(ErrorCode::ForceAckInvalid))?;
         self.put(&artifact, producer, derived)
     }
 
@@ -775,7 +775,7 @@ impl Flow<'_> {
         self.setup
             .store
             .put_artifact(artifact, &provenance)
-            .map_err(|e| ErrorInfo::new(e.code(), e.to_string()))
+            .map_err(|e| error_info(e.code(), e.to_string()))
     }
 
     /// Writes the run record, ends the journal execution and completes the report.
@@ -996,6 +996,11 @@ pub(crate) fn error_info(code: ErrorCode, message: impl Into<String>) -> ErrorIn
     ErrorInfo::new(code, message.into())
 }
 
+/// Makes an error of any kind an `ErrorInfo` of `code`, saying what it says.
+fn with_code<E: std::fmt::Display>(code: ErrorCode) -> impl Fn(E) -> ErrorInfo {
+    move |error| error_info(code, error.to_string())
+}
+
 fn config(setup: &Setup) -> Value {
     json!({
         "store": setup.store_dir.display().to_string(),
@@ -1006,11 +1011,9 @@ fn config(setup: &Setup) -> Value {
     })
 }
 
-fn session_error(error: &SessionError) -> ErrorInfo {
-    ErrorInfo::new(
-        error.code().unwrap_or(ErrorCode::ExecutionFailed),
-        error.to_string(),
-    )
+/// A session's failure, with `otherwise` as its code when it has none of its own.
+fn session_error(error: &SessionError, otherwise: ErrorCode) -> ErrorInfo {
+    error_info(error.code().unwrap_or(otherwise), error.to_string())
 }
 
 fn step(exec: &mut ExecHandle, label: &str, detail: Value) -> Result<(), CommandError> {
