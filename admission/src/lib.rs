@@ -10,6 +10,7 @@ pub mod journal;
 pub mod logging;
 pub mod pipeline;
 pub mod registry;
+mod result_checks;
 pub mod session;
 pub mod verify;
 pub mod workorder;

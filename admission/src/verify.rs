@@ -54,12 +54,10 @@
 use std::fmt;
 use std::path::Path;
 
-use mechanism_server::{StateCheck, Verdict};
-use protocol::artifact::effect::{Effect, GIT_COMMIT};
+use protocol::artifact::effect::GIT_COMMIT;
 use protocol::artifact::kinds::{
     AdmissionDecision, AdmissionWitness, ForceAck, Gate, GateDecision, Plan, ResultArtifact,
-    ResultStatus, ResultWitness, RunOutcome, RunRecord, IN_TOTO_STATEMENT_V1,
-    RESULT_WITNESS_PREDICATE,
+    ResultWitness, RunOutcome, RunRecord, IN_TOTO_STATEMENT_V1, RESULT_WITNESS_PREDICATE,
 };
 use protocol::artifact::{Artifact, ArtifactError, Kind};
 use protocol::force_ack::allowed_signers::AllowedSigners;
@@ -69,6 +67,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::pipeline::{AdmissionRecord, ADMISSIONS};
+use crate::result_checks;
 use protocol::store::refs::RESULTS;
 
 mod ack;
@@ -297,39 +296,6 @@ pub fn verify(
         force_ack_hash: chain.force_ack_hash(),
         checks: chain.checks,
     })
-}
-
-/// The `state.*` checks alone: whether the state `plan` predicts holds now under
-/// `workspace`, as its mechanism checks it (a built-in one; for any other, one skipped
-/// `state.other`). `admission run` makes them after an execute, so it reports success only
-/// when `verify` would confirm it.
-pub fn state_checks(workspace: &Path, plan: &Plan, result: Option<&ResultArtifact>) -> Vec<Check> {
-    match mechanism_builtins::state_checker(&plan.mechanism.id) {
-        Some(checker) => checker
-            .check_state(workspace, plan, result)
-            .into_iter()
-            .map(Check::from)
-            .collect(),
-        None => StateCheck::unchecked(&plan.intended_effects)
-            .map(Check::from)
-            .into_iter()
-            .collect(),
-    }
-}
-
-impl From<StateCheck> for Check {
-    fn from(check: StateCheck) -> Self {
-        let StateCheck {
-            name,
-            verdict,
-            detail,
-        } = check;
-        match verdict {
-            Verdict::Pass => Check::pass(&name, detail),
-            Verdict::Fail(code) => Check::fail(&name, code, detail),
-            Verdict::Skip => Check::skip(&name, detail),
-        }
-    }
 }
 
 /// The `artifact.*` check of a start kind.
@@ -661,14 +627,17 @@ impl<'a> Chain<'a> {
         };
         ack::checks(self.store, signers, &force_ack, &mut checks);
         if let Some((_, result)) = &self.result {
-            checks.push(result_status(result));
+            checks.push(result_checks::status(result));
             if let Some(plan) = &self.plan {
-                checks.push(effects(&plan.intended_effects, &result.effects_applied));
+                checks.push(result_checks::effects(
+                    &plan.intended_effects,
+                    &result.effects_applied,
+                ));
             }
         }
         if let Some(plan) = &self.plan {
             let result = self.result.as_ref().map(|(_, result)| result);
-            checks.extend(state_checks(workspace, plan, result));
+            checks.extend(result_checks::state_checks(workspace, plan, result));
         }
         self.checks.extend(checks);
     }
@@ -863,65 +832,4 @@ fn admission_checks(
             ),
         ));
     }
-}
-
-fn result_status(result: &ResultArtifact) -> Check {
-    const NAME: &str = "result.status";
-    match (result.status, &result.error) {
-        (ResultStatus::Success, _) => Check::pass(NAME, "success"),
-        (ResultStatus::Failure, Some(e)) => Check::fail(
-            NAME,
-            e.code,
-            format!("the execution failed: {} {}", e.code, e.message),
-        ),
-        (ResultStatus::Failure, None) => {
-            Check::fail(NAME, ErrorCode::ExecutionFailed, "the execution failed")
-        }
-    }
-}
-
-/// `result.effects`: the applied effects are the intended ones, one to one.
-fn effects(intended: &[Effect], applied: &[Effect]) -> Check {
-    const NAME: &str = "result.effects";
-    if intended == applied {
-        return Check::pass(
-            NAME,
-            format!("all {} intended effects were applied", intended.len()),
-        );
-    }
-    // Pair them regardless of order, to name exactly what is missing and what is extra.
-    let mut extra: Vec<&Effect> = applied.iter().collect();
-    let mut missing = Vec::new();
-    for effect in intended {
-        match extra.iter().position(|a| *a == effect) {
-            Some(i) => {
-                extra.swap_remove(i);
-            }
-            None => missing.push(effect),
-        }
-    }
-    if missing.is_empty() && extra.is_empty() {
-        return Check::pass(
-            NAME,
-            format!(
-                "all {} intended effects were applied, in another order",
-                intended.len()
-            ),
-        );
-    }
-    let list = |effects: &[&Effect]| {
-        effects
-            .iter()
-            .map(|e| serde_json::to_string(e).unwrap_or_else(|_| e.effect_type.clone()))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    let mut parts = Vec::new();
-    if !missing.is_empty() {
-        parts.push(format!("intended but not applied: {}", list(&missing)));
-    }
-    if !extra.is_empty() {
-        parts.push(format!("applied but not intended: {}", list(&extra)));
-    }
-    Check::fail(NAME, ErrorCode::ExecutionFailed, parts.join("; "))
 }

@@ -1,0 +1,124 @@
+//! Planning and gating: the mechanism plans (twice for D0), the six gates judge the plan,
+//! and the admission witness and record are stored.
+
+use protocol::artifact::kinds::{ErrorInfo, Plan};
+use protocol::verbs::PlanParams;
+use protocol::{Digest, ErrorCode};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::{
+    error_info, journal_step, session_error, with_code, AdmissionRecord, Admitted, Flow, Report,
+    ADMISSIONS,
+};
+use crate::gates::{self, GateInput};
+use crate::journal::ExecHandle;
+use crate::session::Session;
+use crate::workorder::Loaded;
+
+impl Flow<'_> {
+    /// Plans (twice for D0), runs the gates, stores the witness and the admission record.
+    pub(super) fn plan_and_gate(
+        &self,
+        session: &Session,
+        loaded: &Loaded,
+        report: &mut Report,
+        exec: &mut ExecHandle,
+    ) -> Result<Admitted, ErrorInfo> {
+        let entry = self
+            .setup
+            .registry
+            .entry(&loaded.workorder.mechanism)
+            .map_err(with_code(ErrorCode::InvalidParams))?;
+        let params = PlanParams {
+            operation: loaded.workorder.operation.clone(),
+            params: loaded.workorder.params.clone(),
+            inputs: loaded.inputs.clone(),
+        };
+        let response = session
+            .plan(&params)
+            .map_err(|e| session_error(&e, ErrorCode::ExecutionFailed))?;
+        // Read in place (G-SCHEMA judges the shape): a plan of many effects is not copied.
+        report.plan_hash = response
+            .get("plan_hash")
+            .and_then(|h| Digest::deserialize(h).ok());
+        report.preview = response
+            .get("preview")
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        report.plan = response.get("plan").and_then(|p| Plan::deserialize(p).ok());
+        let second_plan_hash = if gates::requires_second_plan(
+            entry,
+            &loaded.workorder.operation,
+            response.get("plan").unwrap_or(&Value::Null),
+        ) {
+            let again = session
+                .plan(&params)
+                .map_err(|e| session_error(&e, ErrorCode::ExecutionFailed))?;
+            again
+                .get("plan_hash")
+                .and_then(Value::as_str)
+                .and_then(|h| h.parse().ok())
+        } else {
+            None
+        };
+        let _ = journal_step(exec, "planned", json!({"plan_hash": report.plan_hash}));
+        // A workspace that cannot be resolved has failed to start the mechanism already.
+        let store_location = self
+            .setup
+            .store
+            .location_within(&self.setup.workspace)
+            .ok()
+            .flatten();
+        let outcome = gates::run(&GateInput {
+            entry,
+            policy_digest: self.setup.registry.policy_digest(),
+            describe: &session.describe,
+            described: &session.described,
+            plan_response: &response,
+            workorder: &loaded.workorder,
+            workorder_digest: loaded.digest,
+            store: &self.setup.store,
+            store_location: store_location.as_ref(),
+            second_plan_hash,
+        });
+        report.gates = outcome.records.clone();
+        let Some(witness) = outcome.witness.as_ref() else {
+            return Err(error_info(
+                ErrorCode::InvalidParams,
+                "the mechanism's plan response names no plan",
+            ));
+        };
+        let admission_hash = self.store_typed(witness, "admission gates", &[witness.plan_hash])?;
+        report.admission_hash = Some(admission_hash);
+        let admitted = outcome.admitted();
+        let record = AdmissionRecord {
+            admission: admission_hash,
+            admitted,
+            force_ack_required: witness.force_ack_required,
+            mechanism: loaded.workorder.mechanism.clone(),
+            workorder: loaded.digest,
+            run_uid: report.uid.clone(),
+            deadline_ms: outcome.deadline_ms,
+        };
+        // Only a plan the admission hashed itself gets a record: G-INTEGRITY fails otherwise.
+        if admitted {
+            self.setup
+                .store
+                .set_ref(ADMISSIONS, &witness.plan_hash.hex(), &record)
+                .map_err(|e| error_info(e.code(), e.to_string()))?;
+        }
+        let _ = journal_step(
+            exec,
+            "gated",
+            json!({"admission": admission_hash, "admitted": admitted, "gates": outcome.records}),
+        );
+        Ok(Admitted {
+            plan_hash: witness.plan_hash,
+            admission_hash,
+            admitted,
+            force_ack_required: witness.force_ack_required,
+            deadline_ms: outcome.deadline_ms,
+        })
+    }
+}

@@ -1,0 +1,473 @@
+//! The admission pipeline: workorder -> plan -> gates -> (pause for a force-ack) -> execute
+//! -> verify -> run record, every step journaled and every outcome recorded.
+//!
+//! Nothing here prints: each entry point returns a [`Report`] the commands render. Whatever
+//! happens after the workorder is read (denial, pause, stale plan, failure) ends in a run
+//! record and next actions; only input that never became a run is a plain error.
+//!
+//! Here, `run_workorder` and `execute_plan` read their input and hand the run on: `gate`
+//! plans and gates, `execute` executes an admitted plan (the one way, for both), `records`
+//! ends every run with its run record, `next_actions` says what to do after it. The checks of
+//! what an execute returned are the crate's `result_checks`, shared with `verify`.
+
+use std::path::{Path, PathBuf};
+
+use protocol::artifact::kinds::{
+    ErrorInfo, GateDecision, GateRecord, NextAction, Plan, RunOutcome, Workorder,
+};
+use protocol::artifact::Artifact;
+use protocol::force_ack::allowed_signers::AllowedSigners;
+use protocol::store::{Provenance, Store};
+use protocol::verbs::ProgressParams;
+use protocol::{Digest, ErrorCode};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use time::OffsetDateTime;
+
+use crate::exit::{self, CommandError};
+use crate::journal::{ExecHandle, Journal, Uid};
+use crate::registry::{LaunchPaths, Registry};
+use crate::session::{Session, SessionError};
+use crate::workorder::{self, Loaded, WorkorderError};
+
+mod execute;
+mod gate;
+mod next_actions;
+mod records;
+
+use records::Ending;
+
+/// The store reference namespace recording each gated plan (read by `approve`, `execute`).
+pub const ADMISSIONS: &str = "admissions";
+
+/// How far ahead a force-ack may expire (the mechanism server's default `--force-ack-max-ttl`).
+pub const DEFAULT_MAX_TTL: time::Duration = time::Duration::hours(1);
+
+/// What every command of the pipeline works with.
+pub struct Setup {
+    /// The store directory.
+    pub store_dir: PathBuf,
+    /// The store.
+    pub store: Store,
+    /// The journal beside it.
+    pub journal: Journal,
+    /// The workspace: the root the mechanisms act in.
+    pub workspace: PathBuf,
+    /// The registry in force.
+    pub registry: Registry,
+    /// The trusted force-ack signers file, passed on to the mechanism too.
+    pub signers_path: Option<PathBuf>,
+    /// The same, parsed.
+    pub signers: Option<AllowedSigners>,
+    /// How far ahead a force-ack may expire.
+    pub max_ttl: time::Duration,
+}
+
+/// What `admission plan` recorded for a gated plan, under `admissions/<plan hex>`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AdmissionRecord {
+    /// The AdmissionWitness.
+    pub admission: Digest,
+    /// Its decision.
+    pub admitted: bool,
+    /// Whether a force-ack is required.
+    pub force_ack_required: bool,
+    /// The mechanism to execute it with.
+    pub mechanism: String,
+    /// The workorder it was planned for.
+    pub workorder: Digest,
+    /// The run that planned it; an `execute` resuming it is its child.
+    pub run_uid: String,
+    /// The execute deadline the gates set, in milliseconds.
+    pub deadline_ms: u64,
+}
+
+/// How far `run_workorder` goes.
+#[derive(Debug, Clone)]
+pub enum Mode {
+    /// Plan and gate only (`admission plan`).
+    Plan,
+    /// Plan, gate, then execute if allowed (`admission run`).
+    Run {
+        /// The force-ack for a destructive plan, as parsed.
+        force_ack: Option<Value>,
+    },
+}
+
+/// Everything a command reports about one run.
+#[derive(Debug, Clone, Default)]
+pub struct Report {
+    /// The journal uid of this execution.
+    pub uid: String,
+    /// The execution it resumed, if any.
+    pub parent: Option<String>,
+    /// The run's outcome; `None` only when it never got past reading its input.
+    pub outcome: Option<RunOutcome>,
+    /// The workorder's id.
+    pub work_order_id: String,
+    /// The mechanism.
+    pub mechanism: String,
+    /// The operation.
+    pub operation: String,
+    /// The plan hash, once planned.
+    pub plan_hash: Option<Digest>,
+    /// The plan, once planned.
+    pub plan: Option<Plan>,
+    /// The preview the mechanism gave.
+    pub preview: Option<String>,
+    /// Every gate's decision.
+    pub gates: Vec<GateRecord>,
+    /// The AdmissionWitness.
+    pub admission_hash: Option<Digest>,
+    /// The force-ack used.
+    pub force_ack_hash: Option<Digest>,
+    /// The ResultArtifact.
+    pub result_hash: Option<Digest>,
+    /// The ResultWitness.
+    pub witness_hash: Option<Digest>,
+    /// The evidence of the result.
+    pub evidence: Option<Value>,
+    /// What went wrong.
+    pub error: Option<ErrorInfo>,
+    /// What to do next.
+    pub next_actions: Vec<NextAction>,
+    /// The run record.
+    pub run_record: Option<Digest>,
+    /// The process exit code this outcome calls for.
+    pub exit: u8,
+}
+
+/// Options that shape the next-action commands (so they can be pasted as they are).
+#[derive(Debug, Clone, Default)]
+pub struct Invocation {
+    /// Global flags to repeat, e.g. `--store DIR --workspace DIR`.
+    pub global_flags: String,
+    /// The workorder path as given.
+    pub workorder: Option<String>,
+}
+
+/// `plan` or `run` of a workorder file.
+pub fn run_workorder(
+    setup: &Setup,
+    path: &Path,
+    mode: &Mode,
+    invocation: &Invocation,
+    progress: &mut dyn FnMut(&ProgressParams),
+) -> Result<Report, CommandError> {
+    let command = match mode {
+        Mode::Plan => "plan",
+        Mode::Run { .. } => "run",
+    };
+    let mut exec = setup
+        .journal
+        .start(
+            command,
+            config(setup),
+            json!({"workorder": path.display().to_string()}),
+            None,
+        )
+        .map_err(journal_error)?;
+    let loaded = match workorder::load(path, &setup.store) {
+        Ok(loaded) => loaded,
+        Err(e) => {
+            // Input that never became a run: no run record, but the journal says why.
+            let _ = exec.fail(json!({"error": {"code": e.code(), "message": e.to_string()}}));
+            return Err(match e {
+                WorkorderError::Store(_) => CommandError::internal(Some(e.code()), e.to_string()),
+                _ => CommandError::bad_input(Some(e.code()), e.to_string()),
+            });
+        }
+    };
+    let mut report = Report {
+        uid: exec.uid().to_string(),
+        work_order_id: loaded.workorder.work_order_id.clone(),
+        mechanism: loaded.workorder.mechanism.clone(),
+        operation: loaded.workorder.operation.clone(),
+        ..Report::default()
+    };
+    step(
+        &mut exec,
+        "workorder",
+        json!({"workorder": loaded.digest, "inputs": loaded.inputs}),
+    )?;
+
+    let flow = Flow {
+        setup,
+        invocation,
+        started_at: now(),
+    };
+    let ending = flow.plan_and_run(&loaded, mode, &mut report, &mut exec, progress);
+    flow.finish(exec, report, ending)
+}
+
+/// `execute PLAN_HASH`: executes a plan gated earlier, as a child of the run that gated it.
+pub fn execute_plan(
+    setup: &Setup,
+    plan_hash: &Digest,
+    force_ack: Option<Value>,
+    invocation: &Invocation,
+    progress: &mut dyn FnMut(&ProgressParams),
+) -> Result<Report, CommandError> {
+    let record: AdmissionRecord = setup
+        .store
+        .get_ref(ADMISSIONS, &plan_hash.hex())
+        .map_err(|e| CommandError::internal(Some(e.code()), e.to_string()))?
+        .ok_or_else(|| {
+            CommandError::new(
+                exit::DENIED,
+                Some(ErrorCode::AdmissionRequired),
+                format!(
+                    "plan {plan_hash} was never gated in this store; run `admission plan \
+                     WORKORDER` or `admission run WORKORDER` first"
+                ),
+            )
+        })?;
+    let parent: Option<Uid> = record.run_uid.parse().ok();
+    // Next actions that plan again name the workorder the parent run was given.
+    let mut invocation = invocation.clone();
+    if invocation.workorder.is_none() {
+        invocation.workorder = parent
+            .as_ref()
+            .and_then(|uid| setup.journal.history(uid).ok())
+            .and_then(|history| history.into_iter().next())
+            .and_then(|(_, doc)| doc.input.get("workorder")?.as_str().map(str::to_owned));
+    }
+    let mut exec = setup
+        .journal
+        .start(
+            "execute",
+            config(setup),
+            json!({"plan_hash": plan_hash, "admission": record.admission}),
+            parent,
+        )
+        .map_err(journal_error)?;
+    let workorder: Workorder = setup
+        .store
+        .get_artifact(&record.workorder)
+        .map_err(|e| e.to_string())
+        .and_then(|a| a.view().map_err(|e| e.to_string()))
+        .map_err(|e| CommandError::internal(Some(ErrorCode::IntegrityMismatch), e.to_string()))?;
+    // The first step makes the execution running, which every ending (pausing too) needs.
+    step(
+        &mut exec,
+        "resumed",
+        json!({"plan_hash": plan_hash, "admission": record.admission, "workorder": record.workorder}),
+    )?;
+    let mut report = Report {
+        uid: exec.uid().to_string(),
+        parent: Some(record.run_uid.clone()),
+        work_order_id: workorder.work_order_id,
+        operation: workorder.operation,
+        mechanism: record.mechanism.clone(),
+        plan_hash: Some(*plan_hash),
+        admission_hash: Some(record.admission),
+        ..Report::default()
+    };
+    let flow = Flow {
+        setup,
+        invocation: &invocation,
+        started_at: now(),
+    };
+    let ending = flow.resume(
+        plan_hash,
+        &record,
+        force_ack.as_ref(),
+        &mut report,
+        &mut exec,
+        progress,
+    );
+    flow.finish(exec, report, ending)
+}
+
+/// A gated plan.
+struct Admitted {
+    plan_hash: Digest,
+    admission_hash: Digest,
+    admitted: bool,
+    force_ack_required: bool,
+    deadline_ms: u64,
+}
+
+/// One run under way: what it works with, how its next actions are phrased, when it began.
+struct Flow<'a> {
+    setup: &'a Setup,
+    invocation: &'a Invocation,
+    started_at: String,
+}
+
+impl Flow<'_> {
+    /// `run_workorder` past reading the workorder: plans and gates with the mechanism, then
+    /// pauses, or executes as `mode` says.
+    fn plan_and_run(
+        &self,
+        loaded: &Loaded,
+        mode: &Mode,
+        report: &mut Report,
+        exec: &mut ExecHandle,
+        progress: &mut dyn FnMut(&ProgressParams),
+    ) -> Ending {
+        let session = match self.start_session(&loaded.workorder.mechanism) {
+            Ok(session) => session,
+            Err(e) => return Ending::error(e),
+        };
+        let admitted = match self.plan_and_gate(&session, loaded, report, exec) {
+            Ok(admitted) => admitted,
+            Err(e) => return Ending::failed(e),
+        };
+        if !admitted.admitted {
+            let code = report
+                .gates
+                .iter()
+                .find(|g| g.decision == GateDecision::Fail)
+                .and_then(|g| g.code)
+                .unwrap_or(ErrorCode::CapabilityDenied);
+            return Ending::denied(error_info(code, "the gates denied the plan"));
+        }
+        let force_ack = match mode {
+            Mode::Plan if admitted.force_ack_required => {
+                return Ending::ok(RunOutcome::AwaitingForceAck)
+            }
+            Mode::Plan => return Ending::ok(RunOutcome::Admitted),
+            Mode::Run { force_ack } => force_ack.as_ref(),
+        };
+        self.execute_admitted(|| Ok(session), &admitted, force_ack, report, exec, progress)
+    }
+
+    /// `execute_plan` past reading the admission record: the plan gated earlier, executed
+    /// unless it was denied or still needs a force-ack.
+    fn resume(
+        &self,
+        plan_hash: &Digest,
+        record: &AdmissionRecord,
+        force_ack: Option<&Value>,
+        report: &mut Report,
+        exec: &mut ExecHandle,
+        progress: &mut dyn FnMut(&ProgressParams),
+    ) -> Ending {
+        match self.load_plan(plan_hash) {
+            Ok(plan) => report.plan = Some(plan),
+            Err(e) => return Ending::error(e),
+        }
+        if !record.admitted {
+            return Ending::denied(error_info(
+                ErrorCode::AdmissionRequired,
+                format!(
+                    "the gates denied plan {plan_hash} (admission {})",
+                    record.admission
+                ),
+            ));
+        }
+        let admitted = Admitted {
+            plan_hash: *plan_hash,
+            admission_hash: record.admission,
+            admitted: true,
+            force_ack_required: record.force_ack_required,
+            deadline_ms: record.deadline_ms,
+        };
+        let session = || self.start_session(&record.mechanism);
+        self.execute_admitted(session, &admitted, force_ack, report, exec, progress)
+    }
+
+    fn start_session(&self, mechanism: &str) -> Result<Session, ErrorInfo> {
+        let entry = self
+            .setup
+            .registry
+            .entry(mechanism)
+            .map_err(with_code(ErrorCode::InvalidParams))?;
+        let paths = LaunchPaths {
+            workspace: &self.setup.workspace,
+            store: &self.setup.store_dir,
+            allowed_signers: self.setup.signers_path.as_deref(),
+        };
+        Session::start(entry, &paths).map_err(|e| session_error(&e, ErrorCode::InternalError))
+    }
+
+    fn load_plan(&self, plan_hash: &Digest) -> Result<Plan, ErrorInfo> {
+        self.setup
+            .store
+            .get_artifact(plan_hash)
+            .map_err(|e| error_info(e.code(), format!("plan {plan_hash}: {e}")))?
+            .view()
+            .map_err(|e| error_info(ErrorCode::InvalidParams, format!("plan {plan_hash}: {e}")))
+    }
+
+    fn store_typed<T: protocol::artifact::Kind>(
+        &self,
+        typed: &T,
+        producer: &str,
+        derived: &[Digest],
+    ) -> Result<Digest, ErrorInfo> {
+        let artifact = Artifact::from_typed(typed).map_err(with_code(ErrorCode::InternalError))?;
+        self.put(&artifact, producer, derived)
+    }
+
+    fn store_value(
+        &self,
+        value: &Value,
+        producer: &str,
+        derived: &[Digest],
+    ) -> Result<Digest, ErrorInfo> {
+        let artifact =
+            Artifact::from_value(value.clone()).map_err(with_code(ErrorCode::ForceAckInvalid))?;
+        self.put(&artifact, producer, derived)
+    }
+
+    fn put(
+        &self,
+        artifact: &Artifact,
+        producer: &str,
+        derived: &[Digest],
+    ) -> Result<Digest, ErrorInfo> {
+        let provenance = Provenance::new(producer).with_derived_from(derived.iter().copied());
+        self.setup
+            .store
+            .put_artifact(artifact, &provenance)
+            .map_err(|e| error_info(e.code(), e.to_string()))
+    }
+}
+
+/// An `ErrorInfo` of `code` saying `message`.
+pub(crate) fn error_info(code: ErrorCode, message: impl Into<String>) -> ErrorInfo {
+    ErrorInfo::new(code, message.into())
+}
+
+/// Makes an error of any kind an `ErrorInfo` of `code`, saying what it says.
+fn with_code<E: std::fmt::Display>(code: ErrorCode) -> impl Fn(E) -> ErrorInfo {
+    move |error| error_info(code, error.to_string())
+}
+
+fn config(setup: &Setup) -> Value {
+    json!({
+        "store": setup.store_dir.display().to_string(),
+        "workspace": setup.workspace.display().to_string(),
+        "registry": setup.registry.origin().to_string(),
+        "policy_digest": setup.registry.policy_digest(),
+        "allowed_signers": setup.signers_path.as_ref().map(|p| p.display().to_string()),
+    })
+}
+
+/// A session's failure, with `otherwise` as its code when it has none of its own.
+fn session_error(error: &SessionError, otherwise: ErrorCode) -> ErrorInfo {
+    error_info(error.code().unwrap_or(otherwise), error.to_string())
+}
+
+fn step(exec: &mut ExecHandle, label: &str, detail: Value) -> Result<(), CommandError> {
+    exec.step(label, detail).map_err(journal_error)
+}
+
+/// A journal step that failed to write is logged, not fatal: the run record still follows.
+fn journal_step(exec: &mut ExecHandle, label: &str, detail: Value) -> Result<(), ()> {
+    exec.step(label, detail).map_err(|e| {
+        tracing::warn!(error = %e, label, "could not journal a step");
+    })
+}
+
+fn journal_error(error: crate::journal::JournalError) -> CommandError {
+    CommandError::internal(None, format!("journal: {error}"))
+}
+
+fn now() -> String {
+    OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}

@@ -1,0 +1,126 @@
+//! The next actions of a run: one to three commands to paste, shaped by its outcome.
+
+use protocol::artifact::kinds::{NextAction, RunOutcome};
+
+use super::{Invocation, Report};
+
+/// One to three commands to paste, most useful first.
+pub(super) fn next_actions(report: &Report, inv: &Invocation) -> Vec<NextAction> {
+    let g = if inv.global_flags.is_empty() {
+        String::new()
+    } else {
+        format!(" {}", inv.global_flags)
+    };
+    let workorder = inv.workorder.as_deref().unwrap_or("WORKORDER");
+    let action = |priority: u8, command: String, why: &str| NextAction {
+        priority,
+        command,
+        why: why.to_owned(),
+    };
+    let mut actions = Vec::new();
+    match report.outcome {
+        Some(RunOutcome::Succeeded) => {
+            if let Some(witness) = report.witness_hash {
+                actions.push(action(
+                    1,
+                    format!("admission{g} verify {witness}"),
+                    "check the whole chain offline, from the witness to the commit",
+                ));
+            }
+            actions.push(action(
+                2,
+                format!("admission{g} show {}", report.uid),
+                "read the run as recorded",
+            ));
+        }
+        Some(RunOutcome::Admitted) => {
+            if let Some(plan) = report.plan_hash {
+                actions.push(action(
+                    1,
+                    format!("admission{g} execute {plan}"),
+                    "execute the admitted plan by its hash",
+                ));
+            }
+            actions.push(action(
+                2,
+                format!("admission{g} show {}", report.uid),
+                "read the plan and the gate decisions",
+            ));
+        }
+        Some(RunOutcome::AwaitingForceAck) => {
+            if let Some(plan) = report.plan_hash {
+                actions.push(action(1, format!("admission{g} approve {plan} --key ~/.ssh/id_ed25519 --approver YOU@EXAMPLE.COM -o force-ack.json"), "an operator approves this exact destructive plan"));
+                actions.push(action(
+                    2,
+                    format!("admission{g} execute {plan} --force-ack force-ack.json"),
+                    "execute it with the approval",
+                ));
+            }
+            actions.push(action(
+                3,
+                format!("admission{g} show {}", report.uid),
+                "read why it is destructive",
+            ));
+        }
+        Some(RunOutcome::Denied) => {
+            let what = report
+                .admission_hash
+                .map_or_else(|| report.uid.clone(), |a| a.to_string());
+            actions.push(action(
+                1,
+                format!("admission{g} show {what}"),
+                "read every gate's decision and reason",
+            ));
+            actions.push(action(
+                2,
+                format!("admission{g} run {workorder}"),
+                "run again after fixing the workorder or the registry",
+            ));
+        }
+        Some(RunOutcome::Stale) => {
+            actions.push(action(
+                1,
+                format!("admission{g} run {workorder}"),
+                "the world changed since planning: plan again",
+            ));
+            actions.push(action(
+                2,
+                format!("admission{g} show {}", report.uid),
+                "read what was planned",
+            ));
+        }
+        _ => {
+            actions.push(action(
+                1,
+                format!("admission{g} show {}", report.uid),
+                "read what happened, step by step",
+            ));
+            if let (Some(plan), Some(_)) = (report.plan_hash, report.admission_hash) {
+                let ack = if report.force_ack_hash.is_some() {
+                    " --force-ack force-ack.json"
+                } else {
+                    ""
+                };
+                actions.push(action(
+                    2,
+                    format!("admission{g} execute {plan}{ack}"),
+                    "execute the admitted plan again: an execution cut short is finished, not repeated",
+                ));
+            }
+            if let Some(result) = report.result_hash {
+                actions.push(action(
+                    2,
+                    format!("admission{g} verify {result}"),
+                    "check what the failed execution left",
+                ));
+            }
+            actions.push(action(
+                3,
+                format!("admission{g} run {workorder}"),
+                "try again once the cause is fixed",
+            ));
+        }
+    }
+    actions.truncate(3);
+    actions
+}
