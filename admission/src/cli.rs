@@ -6,6 +6,8 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 use serde_json::{json, Value};
 
+use protocol::ErrorInfo;
+
 use crate::exit::CommandError;
 
 /// Plan, gate, approve, execute and verify effects through mechanisms.
@@ -214,17 +216,14 @@ impl Output {
 
     /// Reports a failure: on stderr for people; as a JSON object on stdout for machines.
     pub fn error(&self, err: &CommandError) {
-        let code = err.code.map(|c| c.as_str());
+        let ErrorInfo { code, message, .. } = &err.error;
         if self.json {
             println!(
                 "{}",
-                json!({"error": {"code": code, "message": err.message, "exit": err.exit_code()}})
+                json!({"error": {"code": code, "message": message, "exit": err.exit_code()}})
             );
         } else {
-            match code {
-                Some(code) => eprintln!("error: {code}: {}", err.message),
-                None => eprintln!("error: {}", err.message),
-            }
+            eprintln!("error: {code}: {message}");
         }
     }
 }

@@ -1,6 +1,6 @@
 //! Command failures and the exit codes they map to (documented in the README).
 
-use protocol::ErrorCode;
+use protocol::{ErrorCode, ErrorInfo};
 
 /// Exit code: an internal error.
 pub const INTERNAL: u8 = 1;
@@ -15,45 +15,47 @@ pub const EXECUTION_FAILED: u8 = 5;
 /// Exit code: the plan is stale; plan again.
 pub const STALE: u8 = 6;
 
-/// A failed command: what to tell the user, its stable code, and the exit code.
+/// A failed command: the error to report, and the exit code it ends the process with.
 #[derive(Debug, thiserror::Error)]
-#[error("{message}")]
+#[error("{}", error.message)]
 pub struct CommandError {
-    /// The protocol error code, when there is one.
-    pub code: Option<ErrorCode>,
-    /// A sentence for people.
-    pub message: String,
+    /// What went wrong, with its stable code.
+    pub error: ErrorInfo,
     exit: u8,
 }
 
 impl CommandError {
     /// A failure with an explicit exit code.
-    pub fn new(exit: u8, code: Option<ErrorCode>, message: impl Into<String>) -> Self {
+    pub fn new(exit: u8, error: impl Into<ErrorInfo>) -> Self {
         Self {
-            code,
-            message: message.into(),
+            error: error.into(),
             exit,
         }
     }
 
     /// A failure caused by the user's input (exit 2).
-    pub fn bad_input(code: Option<ErrorCode>, message: impl Into<String>) -> Self {
-        Self::new(BAD_INPUT, code, message)
+    pub fn bad_input(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self::new(BAD_INPUT, ErrorInfo::new(code, message))
     }
 
     /// A failure of our own or of the environment (exit 1).
-    pub fn internal(code: Option<ErrorCode>, message: impl Into<String>) -> Self {
-        Self::new(INTERNAL, code, message)
-    }
-
-    /// A failure reported with a protocol code, exiting as that code calls for.
-    pub fn from_code(code: ErrorCode, message: impl Into<String>) -> Self {
-        Self::new(exit_for(code), Some(code), message)
+    pub fn internal(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self::new(INTERNAL, ErrorInfo::new(code, message))
     }
 
     /// The process exit code.
     pub fn exit_code(&self) -> u8 {
         self.exit
+    }
+}
+
+/// An error reported as is, exiting as its code calls for.
+impl From<ErrorInfo> for CommandError {
+    fn from(error: ErrorInfo) -> Self {
+        Self {
+            exit: exit_for(error.code),
+            error,
+        }
     }
 }
 

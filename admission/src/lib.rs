@@ -8,6 +8,7 @@ pub mod exit;
 pub mod gates;
 pub mod journal;
 pub mod logging;
+pub mod outcome;
 pub mod pipeline;
 pub mod registry;
 mod result_checks;

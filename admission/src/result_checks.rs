@@ -14,7 +14,6 @@ use protocol::store::Store;
 use protocol::verbs::ExecuteResult;
 use protocol::{Digest, ErrorCode};
 
-use crate::pipeline::error_info;
 use crate::verify::Check;
 
 /// The result and witness the mechanism stored must be the ones it returned, for this plan
@@ -27,7 +26,7 @@ pub(crate) fn check_returned(
     admission_hash: &Digest,
     plan: &Plan,
 ) -> Result<ResultArtifact, ErrorInfo> {
-    let bad = |message: String| error_info(ErrorCode::IntegrityMismatch, message);
+    let bad = |message: String| ErrorInfo::new(ErrorCode::IntegrityMismatch, message);
     let stored = store
         .get_artifact(&returned.result_hash)
         .map_err(|e| bad(format!("result {}: {e}", returned.result_hash)))?;
@@ -55,14 +54,14 @@ pub(crate) fn check_returned(
     succeeded(&artifact).map_err(|recorded| {
         recorded
             .cloned()
-            .unwrap_or_else(|| error_info(ErrorCode::ExecutionFailed, "the execution failed"))
+            .unwrap_or_else(|| ErrorInfo::new(ErrorCode::ExecutionFailed, "the execution failed"))
     })?;
     // In the plan's order, stricter than `verify`'s `result.effects`, as runs always were.
     if !matches!(
         compare_effects(&plan.intended_effects, &artifact.effects_applied),
         Applied::AsIntended
     ) {
-        return Err(error_info(
+        return Err(ErrorInfo::new(
             ErrorCode::ExecutionFailed,
             "the effects applied differ from the plan's intended effects",
         ));
@@ -80,14 +79,14 @@ pub(crate) fn check_state(
 ) -> Result<(), ErrorInfo> {
     let failed: Vec<String> = state_checks(workspace, plan, Some(result))
         .iter()
-        .filter(|check| !check.ok)
+        .filter(|check| !check.held())
         .map(ToString::to_string)
         .collect();
     if failed.is_empty() {
         return Ok(());
     }
     // Whatever each check's own code, the run's outcome could not be confirmed.
-    Err(error_info(
+    Err(ErrorInfo::new(
         ErrorCode::ExecutionFailed,
         format!(
             "the mechanism reported success, but the state it left does not hold: {}",

@@ -62,10 +62,11 @@ use protocol::artifact::kinds::{
 use protocol::artifact::{Artifact, ArtifactError, Kind};
 use protocol::force_ack::allowed_signers::AllowedSigners;
 use protocol::store::{Store, StoreError};
-use protocol::{Digest, ErrorCode};
+use protocol::{Digest, ErrorCode, ErrorInfo};
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::outcome::Outcome;
 use crate::pipeline::{AdmissionRecord, ADMISSIONS};
 use crate::result_checks;
 use protocol::store::refs::RESULTS;
@@ -75,50 +76,73 @@ mod ack;
 mod tests;
 
 /// One line of a verification report.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Check {
     /// What was checked, e.g. `admission.decision`; the module docs list every name.
     pub name: String,
-    /// Whether it held; also true when skipped, since nothing then contradicts the chain.
-    pub ok: bool,
-    /// True when the check could not be made, e.g. trust without `allowed_signers`.
-    pub skipped: bool,
+    /// Whether it held, failed, or could not be made (e.g. trust without `allowed_signers`).
+    pub outcome: Outcome,
     /// The protocol error code of a failure.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub code: Option<ErrorCode>,
     /// What was found, for people.
     pub detail: String,
 }
 
+/// A check as `verify --json` prints it: `ok` (true unless it failed) and `skipped` beside
+/// the outcome, as readers of earlier reports expect.
+#[derive(Serialize)]
+struct CheckJson<'a> {
+    name: &'a str,
+    outcome: Outcome,
+    ok: bool,
+    skipped: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    code: Option<ErrorCode>,
+    detail: &'a str,
+}
+
+impl Serialize for Check {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        CheckJson {
+            name: &self.name,
+            outcome: self.outcome,
+            ok: self.outcome.held(),
+            skipped: self.outcome == Outcome::Skip,
+            code: self.code,
+            detail: &self.detail,
+        }
+        .serialize(serializer)
+    }
+}
+
 impl Check {
-    /// A check that held.
-    pub(crate) fn pass(name: &str, detail: impl Into<String>) -> Self {
+    fn new(name: &str, outcome: Outcome, code: Option<ErrorCode>, detail: String) -> Self {
         Self {
             name: name.to_owned(),
-            ok: true,
-            skipped: false,
-            code: None,
-            detail: detail.into(),
+            outcome,
+            code,
+            detail,
         }
+    }
+
+    /// A check that held.
+    pub(crate) fn pass(name: &str, detail: impl Into<String>) -> Self {
+        Self::new(name, Outcome::Pass, None, detail.into())
     }
 
     /// A check that failed, with the code a refusal of the same thing would carry.
     pub(crate) fn fail(name: &str, code: ErrorCode, detail: impl Into<String>) -> Self {
-        Self {
-            name: name.to_owned(),
-            ok: false,
-            skipped: false,
-            code: Some(code),
-            detail: detail.into(),
-        }
+        Self::new(name, Outcome::Fail, Some(code), detail.into())
     }
 
     /// A check that could not be made.
     pub(crate) fn skip(name: &str, detail: impl Into<String>) -> Self {
-        Self {
-            skipped: true,
-            ..Self::pass(name, detail)
-        }
+        Self::new(name, Outcome::Skip, None, detail.into())
+    }
+
+    /// Whether nothing contradicts the chain here: it passed, or could not be made.
+    pub fn held(&self) -> bool {
+        self.outcome.held()
     }
 
     /// Passes with `ok` or fails with `code` and `failed`, as `held` says.
@@ -139,10 +163,9 @@ impl Check {
 
 impl fmt::Display for Check {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let verdict = match (self.ok, self.skipped) {
-            (_, true) => "SKIP",
-            (true, false) => "ok",
-            (false, false) => "FAIL",
+        let verdict = match self.outcome {
+            Outcome::Pass => "ok",
+            outcome => outcome.label(),
         };
         write!(f, "{verdict} {}", self.name)?;
         if let Some(code) = self.code {
@@ -178,12 +201,12 @@ pub struct Report {
 impl Report {
     /// True when every check held (skipped ones included).
     pub fn verified(&self) -> bool {
-        !self.checks.is_empty() && self.checks.iter().all(|c| c.ok)
+        !self.checks.is_empty() && self.checks.iter().all(Check::held)
     }
 
     /// The checks that failed.
     pub fn failures(&self) -> impl Iterator<Item = &Check> {
-        self.checks.iter().filter(|c| !c.ok)
+        self.checks.iter().filter(|c| !c.held())
     }
 
     /// The checks called `name`, in report order.
@@ -237,6 +260,12 @@ impl VerifyError {
             Self::Unreadable { source, .. } => source.code(),
             Self::Unsupported { .. } | Self::Malformed { .. } => ErrorCode::InvalidParams,
         }
+    }
+}
+
+impl From<VerifyError> for ErrorInfo {
+    fn from(error: VerifyError) -> Self {
+        ErrorInfo::new(error.code(), error.to_string())
     }
 }
 

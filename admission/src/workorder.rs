@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use protocol::artifact::kinds::Workorder;
 use protocol::artifact::Artifact;
 use protocol::store::{Provenance, Store, StoreError};
-use protocol::{canonical, schema, Digest, ErrorCode};
+use protocol::{canonical, schema, Digest, ErrorCode, ErrorInfo};
 
 /// The largest workorder file read: it holds params and paths, never payloads.
 pub const MAX_WORKORDER_BYTES: u64 = 1024 * 1024;
@@ -69,6 +69,12 @@ impl WorkorderError {
             WorkorderError::Input { code, .. } => *code,
             WorkorderError::Store(e) => e.code(),
         }
+    }
+}
+
+impl From<WorkorderError> for ErrorInfo {
+    fn from(error: WorkorderError) -> Self {
+        ErrorInfo::new(error.code(), error.to_string())
     }
 }
 

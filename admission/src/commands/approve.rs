@@ -24,7 +24,7 @@ use serde_json::{json, Value};
 use time::{Duration, OffsetDateTime};
 
 use crate::cli::{ApproveArgs, Output};
-use crate::exit::CommandError;
+use crate::exit::{self, CommandError};
 use crate::pipeline::{AdmissionRecord, ADMISSIONS};
 
 /// Largest key, payload or signature file read: all are a few kilobytes at most.
@@ -52,10 +52,7 @@ pub fn run(out: Output, store: &Path, args: &ApproveArgs) -> Result<(), CommandE
 /// Clap enforces which arguments each mode needs; this turns a gap into an error, not a panic.
 fn required<'a, T: ?Sized>(value: Option<&'a T>, name: &str) -> Result<&'a T, CommandError> {
     value.ok_or_else(|| {
-        CommandError::bad_input(
-            Some(ErrorCode::InvalidParams),
-            format!("{name} is required here"),
-        )
+        CommandError::bad_input(ErrorCode::InvalidParams, format!("{name} is required here"))
     })
 }
 
@@ -71,12 +68,16 @@ fn build_unsigned(store: &Path, args: &ApproveArgs) -> Result<Value, CommandErro
     };
     let expires_at = OffsetDateTime::now_utc().checked_add(ttl).ok_or_else(|| {
         CommandError::bad_input(
-            Some(ErrorCode::InvalidParams),
+            ErrorCode::InvalidParams,
             format!("--ttl {:?} reaches beyond the year 9999", args.ttl),
         )
     })?;
-    let nonce = force_ack::random_nonce()
-        .map_err(|e| CommandError::internal(None, format!("no random nonce from the OS: {e}")))?;
+    let nonce = force_ack::random_nonce().map_err(|e| {
+        CommandError::internal(
+            ErrorCode::InternalError,
+            format!("no random nonce from the OS: {e}"),
+        )
+    })?;
     Ok(force_ack::new_unsigned(
         &plan, &admission, approver, expires_at, &nonce,
     ))
@@ -84,10 +85,7 @@ fn build_unsigned(store: &Path, args: &ApproveArgs) -> Result<Value, CommandErro
 
 fn parse_digest(text: &str, what: &str) -> Result<Digest, CommandError> {
     text.parse().map_err(|e| {
-        CommandError::bad_input(
-            Some(ErrorCode::InvalidParams),
-            format!("{what} {text:?}: {e}"),
-        )
+        CommandError::bad_input(ErrorCode::InvalidParams, format!("{what} {text:?}: {e}"))
     })
 }
 
@@ -100,7 +98,7 @@ fn check_approver(approver: &str) -> Result<(), CommandError> {
             .any(|c| c.is_control() || c.is_whitespace())
     {
         return Err(CommandError::bad_input(
-            Some(ErrorCode::InvalidParams),
+            ErrorCode::InvalidParams,
             format!(
                 "--approver {approver:?}: give the signer's principal as the trusted \
                  allowed_signers file lists it, e.g. alice@example.com"
@@ -114,10 +112,7 @@ fn check_approver(approver: &str) -> Result<(), CommandError> {
 /// rounded down, so anything shorter would be expired when written.
 fn parse_ttl(text: &str) -> Result<Duration, CommandError> {
     let bad = |why: String| {
-        CommandError::bad_input(
-            Some(ErrorCode::InvalidParams),
-            format!("--ttl {text:?}: {why}"),
-        )
+        CommandError::bad_input(ErrorCode::InvalidParams, format!("--ttl {text:?}: {why}"))
     };
     let ttl = humantime::parse_duration(text)
         .map_err(|e| bad(format!("{e}; write a duration such as 15m, 1h or 1h 30m")))?;
@@ -132,7 +127,7 @@ fn parse_ttl(text: &str) -> Result<Duration, CommandError> {
 fn recorded_admission(store_dir: &Path, plan: &Digest) -> Result<Digest, CommandError> {
     let missing = |why: String| {
         CommandError::bad_input(
-            Some(ErrorCode::AdmissionRequired),
+            ErrorCode::AdmissionRequired,
             format!(
                 "no admission is recorded for plan {plan} ({why}); run `admission plan \
                  WORKORDER` first, which gates the plan and records its admission, or name \
@@ -147,13 +142,12 @@ fn recorded_admission(store_dir: &Path, plan: &Digest) -> Result<Digest, Command
             store_dir.display()
         )));
     }
-    let store = Store::open(store_dir)
-        .map_err(|e| CommandError::internal(Some(e.code()), e.to_string()))?;
+    let store = Store::open(store_dir).map_err(|e| CommandError::new(exit::INTERNAL, e))?;
     match store.get_ref::<AdmissionRecord>(ADMISSIONS, &plan.hex()) {
         Ok(Some(record)) => Ok(record.admission),
         Ok(None) => Err(missing(format!("store {}", store_dir.display()))),
         Err(e @ StoreError::BadRef { .. }) => Err(missing(e.to_string())),
-        Err(e) => Err(CommandError::internal(Some(e.code()), e.to_string())),
+        Err(e) => Err(CommandError::new(exit::INTERNAL, e)),
     }
 }
 
@@ -162,7 +156,7 @@ fn load_key(path: &Path) -> Result<PrivateKey, CommandError> {
     let text = read_bounded(path, "--key")?;
     let key = PrivateKey::from_openssh(&text).map_err(|e| {
         CommandError::bad_input(
-            Some(ErrorCode::InvalidParams),
+            ErrorCode::InvalidParams,
             format!(
                 "--key {}: not an OpenSSH private key ({e}); give the private key file \
                  (-----BEGIN OPENSSH PRIVATE KEY-----), e.g. ~/.ssh/id_ed25519, not the .pub",
@@ -172,7 +166,7 @@ fn load_key(path: &Path) -> Result<PrivateKey, CommandError> {
     })?;
     if key.is_encrypted() {
         return Err(CommandError::bad_input(
-            Some(ErrorCode::InvalidParams),
+            ErrorCode::InvalidParams,
             format!(
                 "--key {}: the key is protected by a passphrase, which approve cannot use; \
                  sign with ssh-keygen instead (it asks for the passphrase or uses ssh-agent): \
@@ -190,8 +184,9 @@ fn load_key(path: &Path) -> Result<PrivateKey, CommandError> {
 
 /// `--payload`: the exact bytes `ssh-keygen -Y sign` must sign, with no newline added.
 fn payload(out: Output, unsigned: &Value, output: Option<&Path>) -> Result<(), CommandError> {
-    let bytes = canonical::to_vec(unsigned)
-        .map_err(|e| CommandError::internal(None, format!("canonical payload: {e}")))?;
+    let bytes = canonical::to_vec(unsigned).map_err(|e| {
+        CommandError::internal(ErrorCode::InternalError, format!("canonical payload: {e}"))
+    })?;
     match output {
         Some(path) => write_file(path, &bytes)?,
         None if !out.is_json() => write_stdout(&bytes)?,
@@ -223,7 +218,7 @@ fn attach(
     let payload = read_bounded(payload_file, "--payload-file")?;
     let not_payload = |why: String| {
         CommandError::bad_input(
-            Some(ErrorCode::ForceAckInvalid),
+            ErrorCode::ForceAckInvalid,
             format!(
                 "--payload-file {}: {why}; print a fresh one with `admission approve --payload`",
                 payload_file.display()
@@ -255,13 +250,13 @@ fn attach(
 
     let armored = String::from_utf8(read_bounded(sig_file, "--attach")?).map_err(|_| {
         CommandError::bad_input(
-            Some(ErrorCode::ForceAckInvalid),
+            ErrorCode::ForceAckInvalid,
             format!("--attach {}: not a text file", sig_file.display()),
         )
     })?;
     let signer = SshSig::from_pem(&armored).map_err(|e| {
         CommandError::bad_input(
-            Some(ErrorCode::ForceAckInvalid),
+            ErrorCode::ForceAckInvalid,
             format!(
                 "--attach {}: not an armored SSH signature ({e}); give the .sig file \
                  `ssh-keygen -Y sign` wrote",
@@ -281,9 +276,18 @@ fn attach(
     // operator can still fix the input, rather than at execute.
     let signer_line = PublicKey::from(signer.public_key().clone())
         .to_openssh()
-        .map_err(|e| CommandError::internal(None, format!("encoding the signer's key: {e}")))?;
-    let anyone = AllowedSigners::parse(&format!("* {signer_line}"))
-        .map_err(|e| CommandError::internal(None, format!("trusting the signer: {e}")))?;
+        .map_err(|e| {
+            CommandError::internal(
+                ErrorCode::InternalError,
+                format!("encoding the signer's key: {e}"),
+            )
+        })?;
+    let anyone = AllowedSigners::parse(&format!("* {signer_line}")).map_err(|e| {
+        CommandError::internal(
+            ErrorCode::InternalError,
+            format!("trusting the signer: {e}"),
+        )
+    })?;
     force_ack::verify(
         &force_ack,
         expected,
@@ -301,8 +305,12 @@ fn write_force_ack(
     force_ack: &Value,
     output: Option<&Path>,
 ) -> Result<(), CommandError> {
-    let mut text = serde_json::to_string_pretty(force_ack)
-        .map_err(|e| CommandError::internal(None, format!("encoding the force-ack: {e}")))?;
+    let mut text = serde_json::to_string_pretty(force_ack).map_err(|e| {
+        CommandError::internal(
+            ErrorCode::InternalError,
+            format!("encoding the force-ack: {e}"),
+        )
+    })?;
     text.push('\n');
     match output {
         Some(path) => write_file(path, text.as_bytes())?,
@@ -340,15 +348,19 @@ fn shown(path: Option<&Path>) -> Value {
 
 fn force_ack_error(err: ForceAckError) -> CommandError {
     match err.code() {
-        ErrorCode::InternalError => CommandError::internal(Some(err.code()), err.to_string()),
-        code => CommandError::bad_input(Some(code), err.to_string()),
+        ErrorCode::InternalError => CommandError::new(exit::INTERNAL, err),
+        code => CommandError::bad_input(code, err.to_string()),
     }
 }
 
 /// Reads a small input file whole, refusing anything larger than [`MAX_INPUT_BYTES`].
 fn read_bounded(path: &Path, what: &str) -> Result<Vec<u8>, CommandError> {
-    let bad =
-        |why: String| CommandError::bad_input(None, format!("{what} {}: {why}", path.display()));
+    let bad = |why: String| {
+        CommandError::bad_input(
+            ErrorCode::InvalidParams,
+            format!("{what} {}: {why}", path.display()),
+        )
+    };
     let mut bytes = Vec::new();
     File::open(path)
         .and_then(|file| file.take(MAX_INPUT_BYTES + 1).read_to_end(&mut bytes))
@@ -360,8 +372,12 @@ fn read_bounded(path: &Path, what: &str) -> Result<Vec<u8>, CommandError> {
 }
 
 fn write_file(path: &Path, bytes: &[u8]) -> Result<(), CommandError> {
-    std::fs::write(path, bytes)
-        .map_err(|e| CommandError::bad_input(None, format!("-o {}: {e}", path.display())))
+    std::fs::write(path, bytes).map_err(|e| {
+        CommandError::bad_input(
+            ErrorCode::InvalidParams,
+            format!("-o {}: {e}", path.display()),
+        )
+    })
 }
 
 fn write_stdout(bytes: &[u8]) -> Result<(), CommandError> {
@@ -369,5 +385,7 @@ fn write_stdout(bytes: &[u8]) -> Result<(), CommandError> {
     stdout
         .write_all(bytes)
         .and_then(|()| stdout.flush())
-        .map_err(|e| CommandError::internal(None, format!("writing to stdout: {e}")))
+        .map_err(|e| {
+            CommandError::internal(ErrorCode::InternalError, format!("writing to stdout: {e}"))
+        })
 }

@@ -10,7 +10,7 @@ use crate::exit::{self, CommandError};
 pub fn run(out: Output, args: &ConformanceArgs) -> Result<u8, CommandError> {
     let (program, rest) = args.command.split_first().ok_or_else(|| {
         CommandError::bad_input(
-            Some(ErrorCode::InvalidParams),
+            ErrorCode::InvalidParams,
             "give the mechanism's command after --",
         )
     })?;
@@ -24,10 +24,10 @@ pub fn run(out: Output, args: &ConformanceArgs) -> Result<u8, CommandError> {
         kill_seed: args.kill_seed,
     };
     let report = conformance::check(&target, &options)
-        .map_err(|e| CommandError::bad_input(None, e.to_string()))?;
+        .map_err(|e| CommandError::bad_input(ErrorCode::InvalidParams, e.to_string()))?;
     let passed = report.failures().next().is_none();
-    let mut value =
-        serde_json::to_value(&report).map_err(|e| CommandError::internal(None, e.to_string()))?;
+    let mut value = serde_json::to_value(&report)
+        .map_err(|e| CommandError::internal(ErrorCode::InternalError, e.to_string()))?;
     value["conformant"] = passed.into();
     out.result(&report.to_text(), value);
     Ok(if passed { 0 } else { exit::EXECUTION_FAILED })

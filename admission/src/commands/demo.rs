@@ -67,7 +67,7 @@ fn demo(cli: &Cli, dir: &Path) -> Result<(String, Value, bool), CommandError> {
         store_dir: store_dir.clone(),
         workspace: workspace.clone(),
         registry: Registry::load(cli.registry.as_deref())
-            .map_err(|e| CommandError::bad_input(Some(ErrorCode::InvalidParams), e.to_string()))?,
+            .map_err(|e| CommandError::bad_input(ErrorCode::InvalidParams, e.to_string()))?,
         signers_path: Some(signers_path.clone()),
         signers: Some(signers.clone()),
         max_ttl: pipeline::DEFAULT_MAX_TTL,
@@ -163,7 +163,7 @@ fn demo(cli: &Cli, dir: &Path) -> Result<(String, Value, bool), CommandError> {
                 r.verified(),
                 format!(
                     "{} of {} checks hold",
-                    r.checks.iter().filter(|c| c.ok).count(),
+                    r.checks.iter().filter(|c| c.held()).count(),
                     r.checks.len()
                 ),
             ),
@@ -176,7 +176,7 @@ fn demo(cli: &Cli, dir: &Path) -> Result<(String, Value, bool), CommandError> {
             if ok { "" } else { "  FAILED" }
         );
         if let Ok(r) = &checked {
-            for c in r.checks.iter().filter(|c| !c.ok) {
+            for c in r.checks.iter().filter(|c| !c.held()) {
                 let _ = writeln!(story, "     ✗ {}: {}", c.name, c.detail);
             }
         }
@@ -395,5 +395,5 @@ fn write_workorder(dir: &Path, example: &Example) -> Result<PathBuf, CommandErro
 }
 
 fn internal(message: String) -> CommandError {
-    CommandError::internal(None, format!("demo: {message}"))
+    CommandError::internal(ErrorCode::InternalError, format!("demo: {message}"))
 }

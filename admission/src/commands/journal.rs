@@ -11,7 +11,7 @@ use protocol::{Digest, ErrorCode};
 use serde_json::{json, Value};
 
 use crate::cli::{Cli, Output};
-use crate::exit::CommandError;
+use crate::exit::{self, CommandError};
 use crate::journal::{Journal, JournalError, Uid};
 use crate::pipeline::{self, AdmissionRecord};
 
@@ -46,13 +46,13 @@ pub fn log(cli: &Cli, out: Output) -> Result<u8, CommandError> {
 pub fn show(cli: &Cli, out: Output, id: &str) -> Result<u8, CommandError> {
     if id.starts_with("sha256:") {
         let digest: Digest = id.parse().map_err(|e| {
-            CommandError::bad_input(Some(ErrorCode::InvalidParams), format!("{id:?}: {e}"))
+            CommandError::bad_input(ErrorCode::InvalidParams, format!("{id:?}: {e}"))
         })?;
         return show_artifact(cli, out, &digest);
     }
     let uid: Uid = id.parse().map_err(|e| {
         CommandError::bad_input(
-            Some(ErrorCode::InvalidParams),
+            ErrorCode::InvalidParams,
             format!("{id:?} is neither a digest (sha256:...) nor a run uid: {e}"),
         )
     })?;
@@ -65,7 +65,7 @@ fn show_run(cli: &Cli, out: Output, uid: &Uid) -> Result<u8, CommandError> {
     let children = journal.children(uid).map_err(journal_error)?;
     let Some((_, latest)) = history.last() else {
         return Err(CommandError::internal(
-            None,
+            ErrorCode::InternalError,
             format!("run {uid} has no snapshot"),
         ));
     };
@@ -211,15 +211,15 @@ fn show_artifact(cli: &Cli, out: Output, digest: &Digest) -> Result<u8, CommandE
     let store = super::pipeline::existing_store(cli)?;
     let artifact = store.get_artifact(digest).map_err(|e| match e {
         StoreError::NotFound(_) => CommandError::bad_input(
-            Some(ErrorCode::UnknownArtifact),
+            ErrorCode::UnknownArtifact,
             format!("{digest} is not in the store {}", cli.store.display()),
         ),
         // A blob is not JSON: say what it is rather than failing.
         StoreError::Artifact { .. } | StoreError::NotCanonical(_) => CommandError::bad_input(
-            Some(ErrorCode::InvalidParams),
+            ErrorCode::InvalidParams,
             format!("{digest} is a blob, not an artifact; print it with `admission cat {digest}`"),
         ),
-        other => CommandError::internal(Some(other.code()), other.to_string()),
+        other => CommandError::new(exit::INTERNAL, other),
     })?;
     let provenance = store.provenance(digest).ok().flatten();
     let mut text = format!("{}  {}\n", artifact.kind(), digest);
@@ -317,7 +317,7 @@ fn plan_history(store: &Store, plan: &Digest) -> String {
 fn open_journal(cli: &Cli) -> Result<Journal, CommandError> {
     if !cli.store.is_dir() {
         return Err(CommandError::bad_input(
-            None,
+            ErrorCode::InvalidParams,
             format!("there is no store at {}", cli.store.display()),
         ));
     }
@@ -326,7 +326,9 @@ fn open_journal(cli: &Cli) -> Result<Journal, CommandError> {
 
 fn journal_error(error: JournalError) -> CommandError {
     match error {
-        JournalError::NotFound { .. } => CommandError::bad_input(None, error.to_string()),
-        other => CommandError::internal(None, format!("journal: {other}")),
+        JournalError::NotFound { .. } => {
+            CommandError::bad_input(ErrorCode::InvalidParams, error.to_string())
+        }
+        other => CommandError::internal(ErrorCode::InternalError, format!("journal: {other}")),
     }
 }

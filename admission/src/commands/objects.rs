@@ -52,7 +52,7 @@ pub fn put(out: Output, store: &Path, file: &Path) -> Result<(), CommandError> {
 /// `admission cat DIGEST`: verified before a byte reaches stdout.
 pub fn cat(store: &Path, digest: &str) -> Result<(), CommandError> {
     let digest: Digest = digest.parse().map_err(|e| {
-        CommandError::bad_input(Some(ErrorCode::InvalidParams), format!("{digest:?}: {e}"))
+        CommandError::bad_input(ErrorCode::InvalidParams, format!("{digest:?}: {e}"))
     })?;
     let store = open_store(store)?;
     let stdout = io::stdout().lock();
@@ -67,8 +67,8 @@ fn open_store(dir: &Path) -> Result<Store, CommandError> {
 fn store_error(err: StoreError) -> CommandError {
     let code = err.code();
     match code {
-        ErrorCode::InternalError => CommandError::internal(Some(code), err.to_string()),
-        _ => CommandError::bad_input(Some(code), err.to_string()),
+        ErrorCode::InternalError => CommandError::internal(code, err.to_string()),
+        _ => CommandError::bad_input(code, err.to_string()),
     }
 }
 
@@ -88,7 +88,7 @@ fn read_json(file: &Path) -> Result<Vec<u8>, CommandError> {
         .map_err(|e| io_error(file, &e))?;
     if bytes.len() as u64 > MAX_JSON_BYTES {
         return Err(CommandError::bad_input(
-            Some(ErrorCode::MessageTooLarge),
+            ErrorCode::MessageTooLarge,
             format!(
                 "{}: larger than {MAX_JSON_BYTES} bytes; store big payloads as blobs",
                 file.display()
@@ -100,11 +100,14 @@ fn read_json(file: &Path) -> Result<Vec<u8>, CommandError> {
 
 fn not_ijson(file: &Path, err: &canonical::CanonError) -> CommandError {
     CommandError::bad_input(
-        Some(ErrorCode::ParseError),
+        ErrorCode::ParseError,
         format!("{}: not I-JSON: {err}", file.display()),
     )
 }
 
 fn io_error(file: &Path, err: &io::Error) -> CommandError {
-    CommandError::bad_input(None, format!("{}: {err}", file.display()))
+    CommandError::bad_input(
+        ErrorCode::InvalidParams,
+        format!("{}: {err}", file.display()),
+    )
 }

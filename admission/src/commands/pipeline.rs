@@ -8,11 +8,11 @@ use protocol::artifact::kinds::GateDecision;
 use protocol::force_ack::allowed_signers::AllowedSigners;
 use protocol::store::Store;
 use protocol::verbs::ProgressParams;
-use protocol::{canonical, Digest, ErrorCode};
+use protocol::{canonical, Digest, ErrorCode, ErrorInfo};
 use serde_json::{json, Value};
 
 use crate::cli::{Cli, Output};
-use crate::exit::CommandError;
+use crate::exit::{self, CommandError};
 use crate::journal::Journal;
 use crate::pipeline::{self, Invocation, Mode, Report, Setup};
 use crate::registry::{LaunchPaths, Registry};
@@ -28,7 +28,7 @@ pub fn read_signers(cli: &Cli) -> Result<Option<AllowedSigners>, CommandError> {
         .map(|path| {
             AllowedSigners::read(path).map_err(|e| {
                 CommandError::bad_input(
-                    Some(ErrorCode::InvalidParams),
+                    ErrorCode::InvalidParams,
                     format!("--allowed-signers {}: {e}", path.display()),
                 )
             })
@@ -40,25 +40,24 @@ pub fn read_signers(cli: &Cli) -> Result<Option<AllowedSigners>, CommandError> {
 pub fn existing_store(cli: &Cli) -> Result<Store, CommandError> {
     if !cli.store.is_dir() {
         return Err(CommandError::bad_input(
-            Some(ErrorCode::UnknownArtifact),
+            ErrorCode::UnknownArtifact,
             format!("there is no store at {}", cli.store.display()),
         ));
     }
-    Store::open(&cli.store).map_err(|e| CommandError::internal(Some(e.code()), e.to_string()))
+    Store::open(&cli.store).map_err(|e| CommandError::new(exit::INTERNAL, e))
 }
 
 /// Opens the store, journal, registry and signers the global flags name.
 pub fn setup(cli: &Cli) -> Result<Setup, CommandError> {
-    let store = Store::open(&cli.store)
-        .map_err(|e| CommandError::internal(Some(e.code()), e.to_string()))?;
+    let store = Store::open(&cli.store).map_err(|e| CommandError::new(exit::INTERNAL, e))?;
     let journal = Journal::open(&cli.store)
-        .map_err(|e| CommandError::internal(None, format!("journal: {e}")))?;
+        .map_err(|e| CommandError::internal(ErrorCode::InternalError, format!("journal: {e}")))?;
     let registry = Registry::load(cli.registry.as_deref())
-        .map_err(|e| CommandError::bad_input(Some(ErrorCode::InvalidParams), e.to_string()))?;
+        .map_err(|e| CommandError::bad_input(ErrorCode::InvalidParams, e.to_string()))?;
     let signers = read_signers(cli)?;
     if !cli.workspace.is_dir() {
         return Err(CommandError::bad_input(
-            Some(ErrorCode::InvalidParams),
+            ErrorCode::InvalidParams,
             format!(
                 "the workspace {} is not a directory",
                 cli.workspace.display()
@@ -83,7 +82,7 @@ pub fn describe(cli: &Cli, out: Output, mechanism: &str) -> Result<u8, CommandEr
     let entry = setup
         .registry
         .entry(mechanism)
-        .map_err(|e| CommandError::bad_input(Some(ErrorCode::InvalidParams), e.to_string()))?;
+        .map_err(|e| CommandError::bad_input(ErrorCode::InvalidParams, e.to_string()))?;
     let session = Session::start(
         entry,
         &LaunchPaths {
@@ -93,7 +92,10 @@ pub fn describe(cli: &Cli, out: Output, mechanism: &str) -> Result<u8, CommandEr
         },
     )
     .map_err(|e| {
-        CommandError::from_code(e.code().unwrap_or(ErrorCode::InternalError), e.to_string())
+        CommandError::from(ErrorInfo::new(
+            e.code().unwrap_or(ErrorCode::InternalError),
+            e.to_string(),
+        ))
     })?;
     let d = &session.described;
     let mut text = format!(
@@ -156,10 +158,7 @@ pub fn execute(
     force_ack: Option<&Path>,
 ) -> Result<u8, CommandError> {
     let plan_hash: Digest = plan_hash.parse().map_err(|e| {
-        CommandError::bad_input(
-            Some(ErrorCode::InvalidParams),
-            format!("{plan_hash:?}: {e}"),
-        )
+        CommandError::bad_input(ErrorCode::InvalidParams, format!("{plan_hash:?}: {e}"))
     })?;
     let force_ack = force_ack.map(read_force_ack).transpose()?;
     let setup = setup(cli)?;
@@ -174,7 +173,7 @@ pub fn execute(
 fn read_force_ack(path: &Path) -> Result<Value, CommandError> {
     let bad = |reason: String| {
         CommandError::bad_input(
-            Some(ErrorCode::ForceAckInvalid),
+            ErrorCode::ForceAckInvalid,
             format!("force-ack {}: {reason}", path.display()),
         )
     };

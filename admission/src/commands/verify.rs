@@ -2,7 +2,7 @@
 
 use std::fmt::Write as _;
 
-use protocol::{Digest, ErrorCode};
+use protocol::{Digest, ErrorCode, ErrorInfo};
 
 use crate::cli::{Cli, Output};
 use crate::exit::{self, CommandError};
@@ -11,12 +11,12 @@ use crate::verify;
 /// Runs every check from `digest`; exit 0 only when all hold, 5 when any fails.
 pub fn run(cli: &Cli, out: Output, digest: &str) -> Result<u8, CommandError> {
     let digest: Digest = digest.parse().map_err(|e| {
-        CommandError::bad_input(Some(ErrorCode::InvalidParams), format!("{digest:?}: {e}"))
+        CommandError::bad_input(ErrorCode::InvalidParams, format!("{digest:?}: {e}"))
     })?;
     let store = super::pipeline::existing_store(cli)?;
     let signers = super::pipeline::read_signers(cli)?;
     let report = verify::verify(&store, &cli.workspace, signers.as_ref(), &digest)
-        .map_err(|e| CommandError::from_code(e.code(), e.to_string()))?;
+        .map_err(ErrorInfo::from)?;
     let mut text = format!("{} {}\n", report.kind, report.start);
     for check in &report.checks {
         let _ = writeln!(text, "  {check}");
@@ -31,8 +31,8 @@ pub fn run(cli: &Cli, out: Output, digest: &str) -> Result<u8, CommandError> {
             "NOT verified: see the failed checks above"
         }
     );
-    let mut value =
-        serde_json::to_value(&report).map_err(|e| CommandError::internal(None, e.to_string()))?;
+    let mut value = serde_json::to_value(&report)
+        .map_err(|e| CommandError::internal(ErrorCode::InternalError, e.to_string()))?;
     value["verified"] = verified.into();
     out.result(&text, value);
     Ok(if verified { 0 } else { exit::EXECUTION_FAILED })

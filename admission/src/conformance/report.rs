@@ -2,27 +2,7 @@
 
 use serde::Serialize;
 
-/// How one check came out.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "UPPERCASE")]
-pub enum Outcome {
-    /// The mechanism does what the protocol requires.
-    Pass,
-    /// It does not; the detail says how.
-    Fail,
-    /// The check could not apply (the detail says why); not a failure.
-    Skip,
-}
-
-impl Outcome {
-    fn label(self) -> &'static str {
-        match self {
-            Outcome::Pass => "PASS",
-            Outcome::Fail => "FAIL",
-            Outcome::Skip => "SKIP",
-        }
-    }
-}
+use crate::outcome::Outcome;
 
 /// One check's finding.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -46,8 +46,9 @@ use serde_json::{json, Value};
 use time::OffsetDateTime;
 
 use super::peer::{excerpt, Launch, NoReply, Peer, Reply};
-use super::report::{Outcome, Report};
+use super::report::Report;
 use super::world::{Saved, Snapshot, World};
+use crate::outcome::Outcome;
 use killed::Kills;
 
 mod killed;

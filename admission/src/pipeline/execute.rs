@@ -10,7 +10,7 @@ use protocol::{Digest, ErrorCode};
 use serde_json::{json, Value};
 use time::OffsetDateTime;
 
-use super::{error_info, journal_step, session_error, Admitted, Ending, Flow, Report};
+use super::{journal_step, session_error, Admitted, Ending, Flow, Report};
 use crate::journal::ExecHandle;
 use crate::result_checks;
 use crate::session::{Session, SessionError};
@@ -57,7 +57,7 @@ impl Flow<'_> {
         };
         if admitted.force_ack_required || plan.destructive {
             let Some(ack) = force_ack else {
-                return Err(error_info(
+                return Err(ErrorInfo::new(
                     ErrorCode::ForceAckRequired,
                     "the plan is destructive and needs a force-ack",
                 ));
@@ -95,7 +95,7 @@ impl Flow<'_> {
             }
         };
         let result: ExecuteResult = serde_json::from_value(answer).map_err(|e| {
-            error_info(
+            ErrorInfo::new(
                 ErrorCode::InternalError,
                 format!("the execute result is malformed: {e}"),
             )
@@ -122,7 +122,7 @@ impl Flow<'_> {
     /// Every check the server makes on a force-ack, made before asking it to execute.
     fn check_force_ack(&self, ack: &Value, admitted: &Admitted) -> Result<(), ErrorInfo> {
         let Some(signers) = &self.setup.signers else {
-            return Err(error_info(
+            return Err(ErrorInfo::new(
                 ErrorCode::ForceAckInvalid,
                 "no trusted signers are configured (--allowed-signers FILE), so no \
                  destructive plan can run",
@@ -139,13 +139,13 @@ impl Flow<'_> {
             OffsetDateTime::now_utc(),
             self.setup.max_ttl,
         )
-        .map_err(|e| error_info(e.code(), e.to_string()))?;
+        .map_err(|e| ErrorInfo::new(e.code(), e.to_string()))?;
         let used = force_ack::nonce_claimed(&self.setup.store, &verified.nonce)
-            .map_err(|e| error_info(e.code(), e.to_string()))?;
+            .map_err(|e| ErrorInfo::new(e.code(), e.to_string()))?;
         // A plan whose recorded result may still hold is the server's to judge: it returns
         // that result and applies nothing, or refuses the replay if the world was reset.
         if used && !self.has_succeeded(&admitted.plan_hash) {
-            return Err(error_info(
+            return Err(ErrorInfo::new(
                 ErrorCode::ForceAckReplayed,
                 format!(
                     "force-ack nonce {} was already used; approve the plan again",

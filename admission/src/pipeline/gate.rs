@@ -8,8 +8,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::{
-    error_info, journal_step, session_error, with_code, AdmissionRecord, Admitted, Flow, Report,
-    ADMISSIONS,
+    journal_step, session_error, with_code, AdmissionRecord, Admitted, Flow, Report, ADMISSIONS,
 };
 use crate::gates::{self, GateInput};
 use crate::journal::ExecHandle;
@@ -84,7 +83,7 @@ impl Flow<'_> {
         });
         report.gates = outcome.records.clone();
         let Some(witness) = outcome.witness.as_ref() else {
-            return Err(error_info(
+            return Err(ErrorInfo::new(
                 ErrorCode::InvalidParams,
                 "the mechanism's plan response names no plan",
             ));
@@ -106,7 +105,7 @@ impl Flow<'_> {
             self.setup
                 .store
                 .set_ref(ADMISSIONS, &witness.plan_hash.hex(), &record)
-                .map_err(|e| error_info(e.code(), e.to_string()))?;
+                .map_err(|e| ErrorInfo::new(e.code(), e.to_string()))?;
         }
         let _ = journal_step(
             exec,

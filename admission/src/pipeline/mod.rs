@@ -173,8 +173,8 @@ pub fn run_workorder(
             // Input that never became a run: no run record, but the journal says why.
             let _ = exec.fail(json!({"error": {"code": e.code(), "message": e.to_string()}}));
             return Err(match e {
-                WorkorderError::Store(_) => CommandError::internal(Some(e.code()), e.to_string()),
-                _ => CommandError::bad_input(Some(e.code()), e.to_string()),
+                WorkorderError::Store(_) => CommandError::new(exit::INTERNAL, e),
+                _ => CommandError::new(exit::BAD_INPUT, e),
             });
         }
     };
@@ -211,16 +211,15 @@ pub fn execute_plan(
     let record: AdmissionRecord = setup
         .store
         .get_ref(ADMISSIONS, &plan_hash.hex())
-        .map_err(|e| CommandError::internal(Some(e.code()), e.to_string()))?
+        .map_err(|e| CommandError::new(exit::INTERNAL, e))?
         .ok_or_else(|| {
-            CommandError::new(
-                exit::DENIED,
-                Some(ErrorCode::AdmissionRequired),
+            CommandError::from(ErrorInfo::new(
+                ErrorCode::AdmissionRequired,
                 format!(
                     "plan {plan_hash} was never gated in this store; run `admission plan \
                      WORKORDER` or `admission run WORKORDER` first"
                 ),
-            )
+            ))
         })?;
     let parent: Option<Uid> = record.run_uid.parse().ok();
     // Next actions that plan again name the workorder the parent run was given.
@@ -246,7 +245,7 @@ pub fn execute_plan(
         .get_artifact(&record.workorder)
         .map_err(|e| e.to_string())
         .and_then(|a| a.view().map_err(|e| e.to_string()))
-        .map_err(|e| CommandError::internal(Some(ErrorCode::IntegrityMismatch), e.to_string()))?;
+        .map_err(|e| CommandError::internal(ErrorCode::IntegrityMismatch, e.to_string()))?;
     // The first step makes the execution running, which every ending (pausing too) needs.
     step(
         &mut exec,
@@ -321,7 +320,7 @@ impl Flow<'_> {
                 .find(|g| g.decision == GateDecision::Fail)
                 .and_then(|g| g.code)
                 .unwrap_or(ErrorCode::CapabilityDenied);
-            return Ending::denied(error_info(code, "the gates denied the plan"));
+            return Ending::denied(ErrorInfo::new(code, "the gates denied the plan"));
         }
         let force_ack = match mode {
             Mode::Plan if admitted.force_ack_required => {
@@ -349,7 +348,7 @@ impl Flow<'_> {
             Err(e) => return Ending::error(e),
         }
         if !record.admitted {
-            return Ending::denied(error_info(
+            return Ending::denied(ErrorInfo::new(
                 ErrorCode::AdmissionRequired,
                 format!(
                     "the gates denied plan {plan_hash} (admission {})",
@@ -386,9 +385,9 @@ impl Flow<'_> {
         self.setup
             .store
             .get_artifact(plan_hash)
-            .map_err(|e| error_info(e.code(), format!("plan {plan_hash}: {e}")))?
+            .map_err(|e| ErrorInfo::new(e.code(), format!("plan {plan_hash}: {e}")))?
             .view()
-            .map_err(|e| error_info(ErrorCode::InvalidParams, format!("plan {plan_hash}: {e}")))
+            .map_err(|e| ErrorInfo::new(ErrorCode::InvalidParams, format!("plan {plan_hash}: {e}")))
     }
 
     fn store_typed<T: protocol::artifact::Kind>(
@@ -422,18 +421,13 @@ impl Flow<'_> {
         self.setup
             .store
             .put_artifact(artifact, &provenance)
-            .map_err(|e| error_info(e.code(), e.to_string()))
+            .map_err(|e| ErrorInfo::new(e.code(), e.to_string()))
     }
-}
-
-/// An `ErrorInfo` of `code` saying `message`.
-pub(crate) fn error_info(code: ErrorCode, message: impl Into<String>) -> ErrorInfo {
-    ErrorInfo::new(code, message.into())
 }
 
 /// Makes an error of any kind an `ErrorInfo` of `code`, saying what it says.
 fn with_code<E: std::fmt::Display>(code: ErrorCode) -> impl Fn(E) -> ErrorInfo {
-    move |error| error_info(code, error.to_string())
+    move |error| ErrorInfo::new(code, error.to_string())
 }
 
 fn config(setup: &Setup) -> Value {
@@ -448,7 +442,7 @@ fn config(setup: &Setup) -> Value {
 
 /// A session's failure, with `otherwise` as its code when it has none of its own.
 fn session_error(error: &SessionError, otherwise: ErrorCode) -> ErrorInfo {
-    error_info(error.code().unwrap_or(otherwise), error.to_string())
+    ErrorInfo::new(error.code().unwrap_or(otherwise), error.to_string())
 }
 
 fn step(exec: &mut ExecHandle, label: &str, detail: Value) -> Result<(), CommandError> {
@@ -463,7 +457,7 @@ fn journal_step(exec: &mut ExecHandle, label: &str, detail: Value) -> Result<(),
 }
 
 fn journal_error(error: crate::journal::JournalError) -> CommandError {
-    CommandError::internal(None, format!("journal: {error}"))
+    CommandError::internal(ErrorCode::InternalError, format!("journal: {error}"))
 }
 
 fn now() -> String {

@@ -126,8 +126,7 @@ impl Flow<'_> {
             _ => exec.fail(summary),
         };
         ended.map_err(journal_error)?;
-        report.run_record =
-            Some(stored.map_err(|e| CommandError::internal(Some(e.code), e.message))?);
+        report.run_record = Some(stored.map_err(|e| CommandError::new(exit::INTERNAL, e))?);
         Ok(report)
     }
 }

@@ -25,6 +25,7 @@ use tempfile::TempDir;
 use time::macros::datetime;
 
 use super::{verify, Report, VerifyError};
+use crate::outcome::Outcome;
 
 const ALICE: &str = "alice@example.com";
 const MAIN: &str = "refs/heads/main";
@@ -374,7 +375,7 @@ fn assert_failures(report: &Report, names: &[&str]) {
 fn failure<'a>(report: &'a Report, name: &'a str, code: ErrorCode) -> &'a super::Check {
     let check = report
         .named(name)
-        .find(|c| !c.ok)
+        .find(|c| !c.held())
         .unwrap_or_else(|| panic!("{name} did not fail:\n{}", show(report)));
     assert_eq!(check.code, Some(code), "{check}");
     check
@@ -385,7 +386,7 @@ fn passed<'a>(report: &'a Report, name: &'a str) -> &'a super::Check {
         .named(name)
         .next()
         .unwrap_or_else(|| panic!("no check {name}:\n{}", show(report)));
-    assert!(check.ok && !check.skipped, "{check}");
+    assert_eq!(check.outcome, Outcome::Pass, "{check}");
     check
 }
 
@@ -475,7 +476,7 @@ fn the_state_of_a_mechanism_that_is_not_built_in_is_not_checked_and_says_so() {
         .collect();
     assert_eq!(state.len(), 1, "\n{}", show(&report));
     assert_eq!(state[0].name, "state.other");
-    assert!(state[0].skipped, "{}", state[0]);
+    assert_eq!(state[0].outcome, Outcome::Skip, "{}", state[0]);
     assert_eq!(
         state[0].detail,
         "no offline state check for 1 fs.write, 1 git.commit"
@@ -510,7 +511,8 @@ fn a_sound_destructive_chain_verifies_and_trust_is_skipped_without_allowed_signe
     let unchecked = verify(&w.store, &w.workspace(), None, &b.witness).unwrap();
     assert_failures(&unchecked, &[]);
     let trust = unchecked.named("force_ack.trust").next().unwrap();
-    assert!(trust.ok && trust.skipped, "{trust}");
+    assert_eq!(trust.outcome, Outcome::Skip, "{trust}");
+    assert!(trust.held());
     assert!(trust.detail.contains("not checked"), "{trust}");
     passed(&unchecked, "force_ack.signature");
 }
@@ -1175,7 +1177,16 @@ fn checks_print_their_verdict_name_and_code() {
     assert_eq!(fail.to_string(), "FAIL a.b [STALE_PLAN]: moved");
     let skip = super::Check::skip("a.b", "not checked");
     assert_eq!(skip.to_string(), "SKIP a.b: not checked");
-    assert!(skip.ok);
+    assert!(skip.held());
+    // `--json` keeps `ok` and `skipped` beside the outcome.
+    assert_eq!(
+        serde_json::to_value(&skip).unwrap(),
+        json!({"name": "a.b", "outcome": "SKIP", "ok": true, "skipped": true, "detail": "not checked"})
+    );
+    assert_eq!(
+        serde_json::to_value(&fail).unwrap(),
+        json!({"name": "a.b", "outcome": "FAIL", "ok": false, "skipped": false, "code": "STALE_PLAN", "detail": "moved"})
+    );
 }
 
 #[test]
