@@ -138,10 +138,8 @@ impl Flow<'_> {
             signers,
             OffsetDateTime::now_utc(),
             self.setup.max_ttl,
-        )
-        .map_err(|e| ErrorInfo::new(e.code(), e.to_string()))?;
-        let used = force_ack::nonce_claimed(&self.setup.store, &verified.nonce)
-            .map_err(|e| ErrorInfo::new(e.code(), e.to_string()))?;
+        )?;
+        let used = force_ack::nonce_claimed(&self.setup.store, &verified.nonce)?;
         // A plan whose recorded result may still hold is the server's to judge: it returns
         // that result and applies nothing, or refuses the replay if the world was reset.
         if used && !self.has_succeeded(&admitted.plan_hash) {

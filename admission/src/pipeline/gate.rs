@@ -104,8 +104,7 @@ impl Flow<'_> {
         if admitted {
             self.setup
                 .store
-                .set_ref(ADMISSIONS, &witness.plan_hash.hex(), &record)
-                .map_err(|e| ErrorInfo::new(e.code(), e.to_string()))?;
+                .set_ref(ADMISSIONS, &witness.plan_hash.hex(), &record)?;
         }
         let _ = journal_step(
             exec,

@@ -421,7 +421,7 @@ impl Flow<'_> {
         self.setup
             .store
             .put_artifact(artifact, &provenance)
-            .map_err(|e| ErrorInfo::new(e.code(), e.to_string()))
+            .map_err(ErrorInfo::from)
     }
 }
 
