@@ -1,0 +1,179 @@
+//! Running the terraform CLI in an environment the mechanism controls: no prompts, no
+//! colours, no version check, its own (empty) CLI configuration, its own data directory,
+//! no provider downloads, and none of the caller's `TF_*` settings but `TF_VAR_*`.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::error::TerraformError;
+use crate::private::Private;
+
+/// The environment variable naming the terraform executable; without it, `terraform` is
+/// looked up on `PATH`.
+pub const TERRAFORM_ENV: &str = "MECHANISM_TERRAFORM";
+
+/// One root module's terraform: the executable, the module and the workspace.
+#[derive(Debug, Clone)]
+pub struct Terraform {
+    program: PathBuf,
+    module: PathBuf,
+    workspace: String,
+    cli_config: PathBuf,
+    data_dir: PathBuf,
+    plugin_dir: PathBuf,
+}
+
+impl Terraform {
+    /// terraform for the module at `module` in `workspace`, with its private files in
+    /// `private`.
+    pub fn new(private: &Private, module: &Path, workspace: &str) -> Self {
+        let program = std::env::var_os(TERRAFORM_ENV)
+            .filter(|p| !p.is_empty())
+            .map_or_else(|| PathBuf::from("terraform"), PathBuf::from);
+        Self {
+            program,
+            module: module.to_owned(),
+            workspace: workspace.to_owned(),
+            cli_config: private.cli_config(),
+            data_dir: private.data_dir(module),
+            plugin_dir: private.plugin_dir(),
+        }
+    }
+
+    /// `terraform init`, which may find providers only in an empty directory: a module
+    /// that needs a provider from a registry fails here, fast and offline.
+    pub fn init(&self) -> Result<(), TerraformError> {
+        let plugin_dir = format!("-plugin-dir={}", self.plugin_dir.display());
+        let args = [
+            "init",
+            "-input=false",
+            "-backend=true",
+            "-no-color",
+            &plugin_dir,
+        ];
+        self.run(&args).map(drop).map_err(|e| match e {
+            Failure::Exited(stderr) => TerraformError::InvalidParams(format!(
+                "terraform init failed (providers are never downloaded: only built-in ones \
+                 can be used): {stderr}"
+            )),
+            Failure::Other(e) => e,
+        })
+    }
+
+    /// `terraform state pull`: the state's bytes, empty when there is none yet.
+    pub fn state_pull(&self) -> Result<Vec<u8>, TerraformError> {
+        self.run(&["state", "pull"]).map_err(Failure::internal)
+    }
+
+    /// `terraform plan -out=PLANFILE` with `vars`, destroying everything when `destroy`.
+    pub fn plan(
+        &self,
+        planfile: &Path,
+        vars: &[String],
+        destroy: bool,
+    ) -> Result<(), TerraformError> {
+        let mut args = vec![
+            "plan".to_owned(),
+            "-input=false".to_owned(),
+            "-no-color".to_owned(),
+            "-lock=true".to_owned(),
+            format!("-out={}", planfile.display()),
+        ];
+        if destroy {
+            args.push("-destroy".to_owned());
+        }
+        args.extend(vars.iter().map(|v| format!("-var={v}")));
+        self.run(&args).map(drop).map_err(|e| match e {
+            Failure::Exited(stderr) => {
+                TerraformError::InvalidParams(format!("terraform plan failed: {stderr}"))
+            }
+            Failure::Other(e) => e,
+        })
+    }
+
+    /// `terraform show -json PLANFILE`.
+    pub fn show(&self, planfile: &Path) -> Result<Vec<u8>, TerraformError> {
+        self.run(&[
+            "show".as_ref(),
+            "-json".as_ref(),
+            "-no-color".as_ref(),
+            planfile.as_os_str(),
+        ])
+        .map_err(Failure::internal)
+    }
+
+    /// `terraform apply PLANFILE`: exactly the saved plan, which terraform itself refuses
+    /// once the state moved on.
+    pub fn apply(&self, planfile: &Path) -> Result<(), TerraformError> {
+        let args = [
+            "apply".as_ref(),
+            "-input=false".as_ref(),
+            "-no-color".as_ref(),
+            planfile.as_os_str(),
+        ];
+        self.run(&args).map(drop).map_err(|e| match e {
+            Failure::Exited(stderr) => TerraformError::ExecutionFailed(format!(
+                "terraform apply failed and cannot roll back: what it changed stays changed \
+                 and recorded in the state, and the next plan converges from there: {stderr}"
+            )),
+            Failure::Other(e) => e,
+        })
+    }
+
+    /// Runs terraform with `args` in the module; its stdout, or why it failed.
+    fn run<S: AsRef<std::ffi::OsStr>>(&self, args: &[S]) -> Result<Vec<u8>, Failure> {
+        let mut command = Command::new(&self.program);
+        command.args(args).current_dir(&self.module);
+        // Only what we set decides the plan: a caller's TF_LOG, TF_CLI_ARGS or
+        // TF_CLI_CONFIG_FILE would change it; TF_VAR_* carry sensitive variables.
+        for (name, _) in std::env::vars_os() {
+            if is_foreign_setting(&name) {
+                command.env_remove(&name);
+            }
+        }
+        command
+            .env("TF_IN_AUTOMATION", "1")
+            .env("TF_INPUT", "0")
+            .env("CHECKPOINT_DISABLE", "1")
+            .env("TF_CLI_CONFIG_FILE", &self.cli_config)
+            .env("TF_DATA_DIR", &self.data_dir)
+            .env("TF_WORKSPACE", &self.workspace);
+        let output = command.output().map_err(|e| {
+            Failure::Other(TerraformError::Internal(format!(
+                "cannot run terraform ({}; set {TERRAFORM_ENV} or put it on PATH): {e}",
+                self.program.display()
+            )))
+        })?;
+        if output.status.success() {
+            Ok(output.stdout)
+        } else {
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            Err(Failure::Exited(stderr.trim().to_owned()))
+        }
+    }
+}
+
+/// A `TF_*` variable of the caller's other than `TF_VAR_*`.
+fn is_foreign_setting(name: &OsString) -> bool {
+    name.to_str()
+        .is_some_and(|n| n.starts_with("TF_") && !n.starts_with("TF_VAR_"))
+}
+
+/// Why a terraform command failed.
+enum Failure {
+    /// It ran and failed, saying this on stderr.
+    Exited(String),
+    /// It did not run.
+    Other(TerraformError),
+}
+
+impl Failure {
+    /// Any failure as an internal error: for commands that fail only when something is broken.
+    fn internal(self) -> TerraformError {
+        match self {
+            Failure::Exited(stderr) => TerraformError::Internal(format!("terraform: {stderr}")),
+            Failure::Other(e) => e,
+        }
+    }
+}

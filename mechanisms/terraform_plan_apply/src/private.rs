@@ -1,0 +1,96 @@
+//! The mechanism's private working area, `<store>/private/terraform_plan_apply`, owner
+//! only: the CLI configuration, terraform's data directories and the plan files. Plan files
+//! hold variable values, sensitive ones included, so each is removed once used and none is
+//! ever put in the object store.
+
+use std::fs;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use protocol::Digest;
+
+use crate::error::TerraformError;
+
+/// Tells plan files of one process apart.
+static PLAN_FILES: AtomicU64 = AtomicU64::new(0);
+
+/// The private working area.
+#[derive(Debug, Clone)]
+pub struct Private {
+    dir: PathBuf,
+}
+
+impl Private {
+    /// Opens (creating) the area under the store root `store`, mode 0700, with an empty
+    /// CLI configuration and an empty plugin directory.
+    pub fn open(store: &Path) -> Result<Self, TerraformError> {
+        let dir = store.join("private").join("terraform_plan_apply");
+        let shown = dir.display().to_string();
+        let io = |what: &str, e: std::io::Error| {
+            TerraformError::Internal(format!("the private area {shown}: {what}: {e}"))
+        };
+        for path in [
+            dir.parent().unwrap_or(store),
+            &dir,
+            &dir.join("plugins"),
+            &dir.join("plans"),
+            &dir.join("data"),
+        ] {
+            fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(path)
+                .map_err(|e| io("create", e))?;
+            fs::set_permissions(path, fs::Permissions::from_mode(0o700))
+                .map_err(|e| io("chmod", e))?;
+        }
+        let area = Self { dir };
+        let config = area.cli_config();
+        if !config.exists() {
+            fs::write(&config, "disable_checkpoint = true\n").map_err(|e| io("write", e))?;
+        }
+        Ok(area)
+    }
+
+    /// The CLI configuration terraform reads instead of the caller's.
+    pub fn cli_config(&self) -> PathBuf {
+        self.dir.join("cli.tfrc")
+    }
+
+    /// An empty directory: the only place `init` may find providers.
+    pub fn plugin_dir(&self) -> PathBuf {
+        self.dir.join("plugins")
+    }
+
+    /// terraform's data directory (`.terraform`) for the module at `module`, so that
+    /// planning writes nothing into the root.
+    pub fn data_dir(&self, module: &Path) -> PathBuf {
+        let key = Digest::of_bytes(module.as_os_str().as_encoded_bytes());
+        self.dir.join("data").join(key.hex())
+    }
+
+    /// A new plan file's name, removed when the returned guard is dropped.
+    pub fn plan_file(&self) -> PlanFile {
+        let n = PLAN_FILES.fetch_add(1, Ordering::Relaxed);
+        let name = format!("{}-{n}.tfplan", std::process::id());
+        PlanFile(self.dir.join("plans").join(name))
+    }
+}
+
+/// A plan file, removed when dropped.
+#[derive(Debug)]
+pub struct PlanFile(PathBuf);
+
+impl PlanFile {
+    /// Its path.
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for PlanFile {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.0);
+    }
+}
