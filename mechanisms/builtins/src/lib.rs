@@ -8,7 +8,7 @@ use clap::Parser;
 use mechanism_server::{CheckState, Options};
 
 /// The names of the built-in mechanisms.
-pub const BUILTIN: &[&str] = &[git_apply_patch::ID];
+pub const BUILTIN: &[&str] = &[git_apply_patch::ID, terraform_plan_apply::ID];
 
 /// The state checks of the built-in mechanism `id`, if it is one.
 pub fn state_checker(id: &str) -> Option<&'static dyn CheckState> {
@@ -22,7 +22,7 @@ pub fn state_checker(id: &str) -> Option<&'static dyn CheckState> {
 #[derive(Debug, Parser)]
 #[command(name = "mechanism-server", version, about)]
 struct Args {
-    /// The mechanism to serve (built in: git_apply_patch).
+    /// The mechanism to serve (built in: git_apply_patch, terraform_plan_apply).
     mechanism: String,
     #[command(flatten)]
     options: Options,
@@ -39,6 +39,9 @@ where
     match args.mechanism.as_str() {
         git_apply_patch::ID => {
             mechanism_server::serve(git_apply_patch::GitApplyPatch, &args.options)
+        }
+        terraform_plan_apply::ID => {
+            mechanism_server::serve(terraform_plan_apply::TerraformPlanApply, &args.options)
         }
         unknown => {
             eprintln!(
