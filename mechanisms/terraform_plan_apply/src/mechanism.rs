@@ -166,22 +166,7 @@ impl Mechanism for TerraformPlanApply {
         prepared.terraform.apply(prepared.plan_file.path())?;
         let after = StateFacts::read(&prepared.terraform.state_pull()?)?;
         ctx.progress(1, 1, "applied");
-        let facts = json!({"state": after.to_json(), "outputs": after.outputs});
-        let subjects = after
-            .digest
-            .iter()
-            .map(|d| {
-                let digest = BTreeMap::from([("sha256".to_owned(), d.hex())]);
-                (prepared.state_resource.clone(), digest)
-            })
-            .collect();
-        Ok(Executed {
-            effects_applied: plan.intended_effects.clone(),
-            evidence: facts.clone(),
-            subjects,
-            state_before: plan.state.clone(),
-            state_after: facts,
-        })
+        Ok(executed(plan, &after, &prepared.state_resource))
     }
 
     /// Whether the state is still the one the recorded execution of `plan` left.
@@ -196,6 +181,60 @@ impl Mechanism for TerraformPlanApply {
         terraform.init()?;
         let now = StateFacts::read(&terraform.state_pull()?)?;
         Ok(now.digest.map(|d| d.to_string()) == Some(recorded))
+    }
+
+    /// An interrupted apply: nothing applied while the state is the planned one; finished
+    /// once the same request plans no change on the state it left; otherwise partly
+    /// applied, which terraform cannot roll back, so it is reported, never recorded as done.
+    fn recover(&self, env: &Env, plan: &Plan) -> Result<Option<Executed>, ErrorInfo> {
+        let params: Params = parse_params(&plan.params)?;
+        let module = paths::resolve(&env.root, &params.dir)?;
+        let private = Private::open(env.store.root())?;
+        let terraform = Terraform::new(&private, &module.path, &params.terraform_workspace);
+        terraform.init()?;
+        let now = StateFacts::read(&terraform.state_pull()?)?;
+        if now.to_json() == plan.state["state"] {
+            return Ok(None);
+        }
+        let request = PlanRequest {
+            operation: plan.operation.clone(),
+            params: plan.params.clone(),
+            inputs: BTreeMap::new(),
+            preview: false,
+        };
+        let again = self.plan(env, &request)?;
+        let lineage = &plan.state["state"]["lineage"];
+        let same_lineage = lineage.is_null() || *lineage == json!(now.lineage);
+        if again.intended_effects.is_empty() && same_lineage {
+            let resource = module.resource(&state_file(&params.terraform_workspace));
+            return Ok(Some(executed(plan, &now, &resource)));
+        }
+        Err(TerraformError::ExecutionFailed(
+            "an interrupted terraform apply left the state partly changed; terraform cannot \
+             roll back, and the next plan converges from there"
+                .to_owned(),
+        )
+        .into())
+    }
+}
+
+/// What executing `plan` did, given the state `after` it left at `state_resource`.
+fn executed(plan: &Plan, after: &StateFacts, state_resource: &str) -> Executed {
+    let facts = json!({"state": after.to_json(), "outputs": after.outputs});
+    let subjects = after
+        .digest
+        .iter()
+        .map(|d| {
+            let digest = BTreeMap::from([("sha256".to_owned(), d.hex())]);
+            (state_resource.to_owned(), digest)
+        })
+        .collect();
+    Executed {
+        effects_applied: plan.intended_effects.clone(),
+        evidence: facts.clone(),
+        subjects,
+        state_before: plan.state.clone(),
+        state_after: facts,
     }
 }
 
