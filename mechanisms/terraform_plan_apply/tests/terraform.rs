@@ -408,3 +408,47 @@ fn a_dir_outside_the_root_is_refused() {
     }
     harness.finish().unwrap();
 }
+
+#[test]
+fn vars_and_the_workspace_reach_terraform() {
+    let (mut harness, operator) = start();
+    write_module(
+        &harness,
+        "variable \"name\" {\n  type = string\n}\nvariable \"count_of\" {\n  type = number\n}\n\
+         variable \"on\" {\n  type = bool\n}\n\
+         resource \"terraform_data\" \"v\" {\n  input = \"${var.name}-${var.count_of}-${var.on}\"\n}\n",
+    );
+    let params = json!({"dir": "infra", "terraform_workspace": "staging",
+        "vars": {"name": "n", "count_of": 3, "on": true}});
+    let planned = harness
+        .call("plan", json!({"operation": "apply", "params": params}))
+        .unwrap();
+    let plan = &planned["plan"];
+    let hash: Digest = planned["plan_hash"].as_str().unwrap().parse().unwrap();
+    assert_eq!(plan["state"]["workspace"], "staging");
+    assert!(plan["touches"].as_array().unwrap().contains(&json!(
+        {"resource": "infra/terraform.tfstate.d/staging/terraform.tfstate", "access": "write"}
+    )));
+    execute(&mut harness, &operator, &hash, plan).unwrap();
+    let state = harness
+        .root()
+        .join("infra/terraform.tfstate.d/staging/terraform.tfstate");
+    let state: Value = serde_json::from_slice(&std::fs::read(state).unwrap()).unwrap();
+    let input = &state["resources"][0]["instances"][0]["attributes"]["input"]["value"];
+    assert_eq!(input, "n-3-true", "{state}");
+    harness.finish().unwrap();
+}
+
+#[test]
+fn a_failed_apply_says_terraform_cannot_roll_back() {
+    let (mut harness, operator) = start();
+    write_module(
+        &harness,
+        "resource \"terraform_data\" \"f\" {\n  provisioner \"local-exec\" {\n    command = \"false\"\n  }\n}\n",
+    );
+    let (hash, plan, _) = plan_op(&mut harness, "apply");
+    let failed = execute(&mut harness, &operator, &hash, &plan).unwrap_err();
+    assert_eq!(failed.code(), Some(ErrorCode::ExecutionFailed), "{failed}");
+    assert!(failed.to_string().contains("cannot roll back"), "{failed}");
+    harness.finish().unwrap();
+}
