@@ -19,3 +19,73 @@ fn an_unknown_mechanism_exits_2_naming_the_built_in_ones() {
         "{stderr}"
     );
 }
+
+/// terraform_plan_apply in its own process: a sensitive variable comes from `TF_VAR_*` and
+/// reaches terraform, but never the store; a caller's other `TF_*` settings (here one that
+/// would break every command) are not passed on.
+#[test]
+fn terraform_takes_sensitive_variables_from_the_environment_and_stores_none() {
+    const SECRET: &str = "from-the-environment-s3cr3t";
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let (root, store) = (dir.path().join("root"), dir.path().join("store"));
+    std::fs::create_dir_all(root.join("infra")).expect("module dir");
+    std::fs::write(
+        root.join("infra/main.tf"),
+        "variable \"secret\" {\n  type = string\n  sensitive = true\n}\n\
+         resource \"terraform_data\" \"s\" {\n  input = var.secret\n}\n",
+    )
+    .expect("main.tf");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_mechanism-server"));
+    cmd.arg("terraform_plan_apply")
+        .arg("--root")
+        .arg(&root)
+        .arg("--store")
+        .arg(&store)
+        .env("TF_VAR_secret", SECRET)
+        .env("TF_CLI_ARGS", "-no-such-flag");
+    let mut server = tests::server::Server::spawn_command(cmd);
+    let planned = server.result(
+        "plan",
+        serde_json::json!({"operation": "apply", "params": {"dir": "infra"}}),
+    );
+    let plan = &planned["plan"];
+    assert_eq!(
+        plan["intended_effects"][0]["after"], "(sensitive)",
+        "{plan}"
+    );
+    let hash = planned["plan_hash"]
+        .as_str()
+        .expect("hash")
+        .parse()
+        .expect("digest");
+    let admission = tests::fixtures::admit(&store, &hash, plan);
+    let executed = server.result(
+        "execute",
+        serde_json::json!({"plan_hash": hash, "admission": admission}),
+    );
+    assert_eq!(executed["result"]["status"], "success", "{executed}");
+    let state = std::fs::read_to_string(root.join("infra/terraform.tfstate")).expect("state");
+    assert!(
+        state.contains(SECRET),
+        "terraform got the variable: {state}"
+    );
+    let mut stack = vec![store];
+    let mut files = 0;
+    while let Some(path) = stack.pop() {
+        if path.is_dir() {
+            let entries = std::fs::read_dir(&path).expect("read_dir");
+            stack.extend(entries.map(|e| e.expect("entry").path()));
+        } else {
+            files += 1;
+            let bytes = std::fs::read(&path).expect("read");
+            let text = String::from_utf8_lossy(&bytes);
+            assert!(
+                !text.contains(SECRET),
+                "{} holds the secret",
+                path.display()
+            );
+        }
+    }
+    assert!(files > 3, "the store holds the plan, witness and result");
+    assert!(server.close().success());
+}
