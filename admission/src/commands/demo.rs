@@ -2,12 +2,15 @@
 //!
 //! It builds a repository with history, an operator key and `allowed_signers`, then runs a
 //! non-destructive patch straight through, runs a destructive one that pauses, approves it
-//! and executes it, and verifies both chains offline. The mechanism is a real subprocess
-//! speaking the protocol over stdio, exactly as in `admission run`.
+//! and executes it, and verifies both chains offline. Then, when terraform runs, the same
+//! for a Terraform root module: two `terraform_data` resources created, then destroyed after
+//! a force-ack; without terraform that chapter is skipped, saying why. The mechanisms are
+//! real subprocesses speaking the protocol over stdio, exactly as in `admission run`.
 
 use std::fmt::Write as _;
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::process::Command;
 
 use git2::{IndexAddOption, Repository, RepositoryInitOptions, Signature, Time};
 use protocol::artifact::kinds::RunOutcome;
@@ -15,8 +18,9 @@ use protocol::force_ack::allowed_signers::AllowedSigners;
 use protocol::force_ack::ssh_key::{rand_core::OsRng, Algorithm, LineEnding, PrivateKey};
 use protocol::force_ack::{self, NAMESPACE};
 use protocol::store::Store;
-use protocol::ErrorCode;
+use protocol::{Digest, ErrorCode};
 use serde_json::{json, Value};
+use terraform_plan_apply::{ID as TERRAFORM_ID, TERRAFORM_ENV};
 use time::OffsetDateTime;
 
 use crate::cli::{Cli, Output};
@@ -122,17 +126,7 @@ fn demo(cli: &Cli, dir: &Path) -> Result<(String, Value, bool), CommandError> {
     // The operator approves that exact plan, with an SSH signature.
     let (three, ack_path) = match (two.plan_hash, two.admission_hash, two.outcome) {
         (Some(plan), Some(admission), Some(RunOutcome::AwaitingForceAck)) => {
-            let nonce = force_ack::random_nonce().map_err(|e| internal(e.to_string()))?;
-            let expires = OffsetDateTime::now_utc() + time::Duration::minutes(15);
-            let mut ack = force_ack::new_unsigned(&plan, &admission, APPROVER, expires, &nonce);
-            let signature = force_ack::sign(&ack, &key).map_err(|e| internal(e.to_string()))?;
-            ack["signature"] = Value::String(signature);
-            let ack_path = dir.join("force-ack.json");
-            fs::write(
-                &ack_path,
-                serde_json::to_vec_pretty(&ack).unwrap_or_default(),
-            )
-            .map_err(|e| internal(e.to_string()))?;
+            let (ack, ack_path) = approve(&key, &plan, &admission, &dir.join("force-ack.json"))?;
             let _ = writeln!(
                 story,
                 "   {APPROVER} approves plan {} with an SSH signature (namespace {NAMESPACE}, valid 15 minutes), as `admission approve --key` does.",
@@ -157,29 +151,7 @@ fn demo(cli: &Cli, dir: &Path) -> Result<(String, Value, bool), CommandError> {
         let Some(witness) = report.witness_hash else {
             continue;
         };
-        let checked = verify::verify(&setup.store, &workspace, Some(&signers), &witness);
-        let (ok, line) = match &checked {
-            Ok(r) => (
-                r.verified(),
-                format!(
-                    "{} of {} checks hold",
-                    r.checks.iter().filter(|c| c.held()).count(),
-                    r.checks.len()
-                ),
-            ),
-            Err(e) => (false, e.to_string()),
-        };
-        let _ = writeln!(
-            story,
-            "   witness {}: {line}{}",
-            short(&witness.to_string()),
-            if ok { "" } else { "  FAILED" }
-        );
-        if let Ok(r) = &checked {
-            for c in r.checks.iter().filter(|c| !c.held()) {
-                let _ = writeln!(story, "     ✗ {}: {}", c.name, c.detail);
-            }
-        }
+        let ok = tell_verify(&mut story, &setup, &signers, &witness);
         verified.push((witness, ok));
     }
     let head = Repository::open(&repo_dir)
@@ -194,6 +166,9 @@ fn demo(cli: &Cli, dir: &Path) -> Result<(String, Value, bool), CommandError> {
         && three.as_ref().and_then(|r| r.outcome) == Some(RunOutcome::Succeeded)
         && verified.len() == 2
         && verified.iter().all(|(_, ok)| *ok);
+    let (terraform, terraform_ok) =
+        terraform_chapter(&setup, dir, &key, &signers, &invocation, &mut story)?;
+    let ok = ok && terraform_ok;
     if ok {
         let _ = writeln!(
             story,
@@ -217,8 +192,192 @@ fn demo(cli: &Cli, dir: &Path) -> Result<(String, Value, bool), CommandError> {
         ],
         "force_ack": ack_path.map(|p| p.display().to_string()),
         "verified": verified.iter().map(|(w, ok)| json!({"witness": w, "verified": ok})).collect::<Vec<_>>(),
+        "terraform": terraform,
     });
     Ok((story, summary, ok))
+}
+
+/// Verifies the chain of `witness` offline and tells how it went; returns whether it holds.
+fn tell_verify(
+    story: &mut String,
+    setup: &Setup,
+    signers: &AllowedSigners,
+    witness: &Digest,
+) -> bool {
+    let checked = verify::verify(&setup.store, &setup.workspace, Some(signers), witness);
+    let (ok, line) = match &checked {
+        Ok(r) => (
+            r.verified(),
+            format!(
+                "{} of {} checks hold",
+                r.checks.iter().filter(|c| c.held()).count(),
+                r.checks.len()
+            ),
+        ),
+        Err(e) => (false, e.to_string()),
+    };
+    let _ = writeln!(
+        story,
+        "   witness {}: {line}{}",
+        short(&witness.to_string()),
+        if ok { "" } else { "  FAILED" }
+    );
+    if let Ok(r) = &checked {
+        for c in r.checks.iter().filter(|c| !c.held()) {
+            let _ = writeln!(story, "     ✗ {}: {}", c.name, c.detail);
+        }
+    }
+    ok
+}
+
+/// The operator's signed force-ack for `plan` admitted by `admission`, valid 15 minutes,
+/// also written to `path` as `admission approve` would.
+fn approve(
+    key: &PrivateKey,
+    plan: &Digest,
+    admission: &Digest,
+    path: &Path,
+) -> Result<(Value, PathBuf), CommandError> {
+    let nonce = force_ack::random_nonce().map_err(|e| internal(e.to_string()))?;
+    let expires = OffsetDateTime::now_utc() + time::Duration::minutes(15);
+    let mut ack = force_ack::new_unsigned(plan, admission, APPROVER, expires, &nonce);
+    let signature = force_ack::sign(&ack, key).map_err(|e| internal(e.to_string()))?;
+    ack["signature"] = Value::String(signature);
+    fs::write(path, serde_json::to_vec_pretty(&ack).unwrap_or_default())
+        .map_err(|e| internal(e.to_string()))?;
+    Ok((ack, path.to_owned()))
+}
+
+/// The Terraform chapter, when terraform runs: two `terraform_data` resources created,
+/// then destroyed after a force-ack, both chains verified. Returns its JSON summary and
+/// whether it went as it should (a skipped chapter did).
+fn terraform_chapter(
+    setup: &Setup,
+    dir: &Path,
+    key: &PrivateKey,
+    signers: &AllowedSigners,
+    invocation: &Invocation,
+    story: &mut String,
+) -> Result<(Value, bool), CommandError> {
+    let program = std::env::var_os(TERRAFORM_ENV)
+        .filter(|p| !p.is_empty())
+        .map_or_else(|| PathBuf::from("terraform"), PathBuf::from);
+    let version = match Command::new(&program).arg("version").output() {
+        Ok(out) if out.status.success() => String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .to_owned(),
+        Ok(out) => {
+            return Ok(skipped(
+                story,
+                format!("`{} version` failed ({})", program.display(), out.status),
+            ))
+        }
+        Err(e) => {
+            return Ok(skipped(
+                story,
+                format!("{} is not on PATH ({e})", program.display()),
+            ))
+        }
+    };
+    let module = setup.workspace.join(BEACONS_DIR);
+    fs::create_dir_all(&module).map_err(|e| internal(e.to_string()))?;
+    fs::write(module.join("main.tf"), BEACONS_TF).map_err(|e| internal(e.to_string()))?;
+    let _ = writeln!(
+        story,
+        "\nTerraform ({version}): a root module `{BEACONS_DIR}` with two `terraform_data` resources and local state."
+    );
+    let mut quiet = |_: &protocol::verbs::ProgressParams| {};
+    let run = |name: &str, text: &str, quiet: &mut dyn FnMut(&protocol::verbs::ProgressParams)| {
+        let path = dir.join(format!("{name}.json"));
+        fs::write(&path, text).map_err(|e| internal(e.to_string()))?;
+        pipeline::run_workorder(
+            setup,
+            &path,
+            &Mode::Run { force_ack: None },
+            invocation,
+            quiet,
+        )
+    };
+
+    let created = run("beacons-create", BEACONS_CREATE, &mut quiet)?;
+    let _ = writeln!(
+        story,
+        "\n5. `admission run beacons-create.json`: creates terraform_data.north and terraform_data.south."
+    );
+    tell_run(story, &created);
+
+    let paused = run("beacons-destroy", BEACONS_DESTROY, &mut quiet)?;
+    let _ = writeln!(
+        story,
+        "\n6. `admission run beacons-destroy.json`: destroys every resource of the module."
+    );
+    tell_run(story, &paused);
+    let (destroyed, ack_path) = match (paused.plan_hash, paused.admission_hash, paused.outcome) {
+        (Some(plan), Some(admission), Some(RunOutcome::AwaitingForceAck)) => {
+            let (ack, ack_path) =
+                approve(key, &plan, &admission, &dir.join("beacons-force-ack.json"))?;
+            let _ = writeln!(
+                story,
+                "   {APPROVER} approves plan {} with an SSH signature, as `admission approve --key` does.",
+                short(&plan.to_string())
+            );
+            let destroyed =
+                pipeline::execute_plan(setup, &plan, Some(ack), invocation, &mut quiet)?;
+            let _ = writeln!(
+                story,
+                "\n7. `admission execute {} --force-ack beacons-force-ack.json`:",
+                short(&plan.to_string())
+            );
+            tell_run(story, &destroyed);
+            (Some(destroyed), Some(ack_path))
+        }
+        _ => (None, None),
+    };
+
+    let _ = writeln!(story, "\n8. `admission verify`, offline:");
+    let mut verified = Vec::new();
+    for report in [Some(&created), destroyed.as_ref()].into_iter().flatten() {
+        if let Some(witness) = report.witness_hash {
+            let ok = tell_verify(story, setup, signers, &witness);
+            verified.push((witness, ok));
+        }
+    }
+    let left = state_resources(&module.join("terraform.tfstate"));
+    let ok = created.outcome == Some(RunOutcome::Succeeded)
+        && paused.outcome == Some(RunOutcome::AwaitingForceAck)
+        && destroyed.as_ref().and_then(|r| r.outcome) == Some(RunOutcome::Succeeded)
+        && verified.len() == 2
+        && verified.iter().all(|(_, ok)| *ok)
+        && left == Some(0);
+    let summary = json!({
+        "ran": true,
+        "skipped": null,
+        "terraform_version": version,
+        "module": module.display().to_string(),
+        "runs": [
+            super::pipeline::report_json(&created),
+            super::pipeline::report_json(&paused),
+            destroyed.as_ref().map(super::pipeline::report_json),
+        ],
+        "force_ack": ack_path.map(|p| p.display().to_string()),
+        "verified": verified.iter().map(|(w, ok)| json!({"witness": w, "verified": ok})).collect::<Vec<_>>(),
+        "resources_left": left,
+    });
+    Ok((summary, ok))
+}
+
+/// Tells that the Terraform chapter was skipped and why; the demo still succeeds.
+fn skipped(story: &mut String, why: String) -> (Value, bool) {
+    let _ = writeln!(story, "\nThe Terraform chapter was skipped: {why}.");
+    (json!({"ran": false, "skipped": why}), true)
+}
+
+/// How many resources the state file at `path` holds, if it can be read.
+fn state_resources(path: &Path) -> Option<usize> {
+    let state: Value = serde_json::from_slice(&fs::read(path).ok()?).ok()?;
+    state["resources"].as_array().map(Vec::len)
 }
 
 fn tell_run(story: &mut String, report: &Report) {
@@ -244,6 +403,18 @@ fn tell_run(story: &mut String, report: &Report) {
         let _ = writeln!(story, "   gates: {passed}/{} PASS", report.gates.len());
     }
     match report.outcome {
+        Some(RunOutcome::Succeeded) if report.mechanism == TERRAFORM_ID => {
+            let state = report.evidence.as_ref().map(|e| &e["state"]);
+            let serial = state
+                .and_then(|s| s["serial"].as_u64())
+                .map_or_else(|| "?".to_owned(), |n| n.to_string());
+            let digest = state.and_then(|s| s["digest"].as_str()).unwrap_or("?");
+            let _ = writeln!(
+                story,
+                "   executed: terraform applied the saved plan; state serial {serial}, {}",
+                short(digest)
+            );
+        }
         Some(RunOutcome::Succeeded) => {
             let commit = report
                 .evidence
@@ -304,6 +475,13 @@ const DROP_NOTES: Example = Example {
     workorder: include_str!("../../../examples/demo/drop-notes.json"),
     patch: include_str!("../../../examples/demo/drop-notes.diff"),
 };
+
+/// The Terraform chapter's module directory, in the workspace.
+const BEACONS_DIR: &str = "beacons";
+/// Its configuration and workorders, exactly as shipped in `examples/demo/`.
+const BEACONS_TF: &str = include_str!("../../../examples/demo/beacons/main.tf");
+const BEACONS_CREATE: &str = include_str!("../../../examples/demo/beacons-create.json");
+const BEACONS_DESTROY: &str = include_str!("../../../examples/demo/beacons-destroy.json");
 
 /// A workorder (naming its patch `<name>.diff`) and the patch.
 struct Example {

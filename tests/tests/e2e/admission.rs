@@ -1140,6 +1140,32 @@ fn the_demo_runs_and_verifies() {
     assert!(text.contains("checks hold"), "{text}");
     assert!(!text.contains("NOT verified"), "{text}");
     assert!(text.contains("proven"), "{text}");
+    assert!(
+        text.contains("8. `admission verify`, offline:"),
+        "no Terraform chapter (it needs terraform on PATH): {text}"
+    );
+}
+
+#[test]
+fn the_demo_without_terraform_skips_its_chapter_and_succeeds() {
+    let s = Scratch::new();
+    let empty = s.path("empty-path");
+    fs::create_dir_all(&empty).unwrap();
+    let out = s
+        .admission()
+        .arg("demo")
+        .env("PATH", &empty)
+        .env_remove("MECHANISM_TERRAFORM")
+        .assert()
+        .code(0);
+    let text = stdout(out.get_output());
+    let skipped: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("Terraform chapter was skipped"))
+        .collect();
+    assert_eq!(skipped.len(), 1, "{text}");
+    assert!(skipped[0].contains("terraform is not on PATH"), "{text}");
+    assert!(text.contains("proven"), "{text}");
 }
 
 // 10. verify of a chain that no longer holds.

@@ -44,6 +44,32 @@ fn every_artifact_of_a_demo_validates_against_its_schema() {
     let store = PathBuf::from(summary["store"].as_str().expect("store path"));
     let kept = PathBuf::from(summary["kept"].as_str().expect("kept directory"));
 
+    // The Terraform chapter ran (it needs terraform on PATH): created, destroyed after a
+    // force-ack, both chains verified, and the state holds no resource.
+    let terraform = &summary["terraform"];
+    assert_eq!(
+        terraform["ran"], true,
+        "the Terraform chapter needs terraform on PATH: {terraform:#}"
+    );
+    let outcomes: Vec<&Value> = (0..3).map(|i| &terraform["runs"][i]["outcome"]).collect();
+    assert_eq!(
+        outcomes,
+        ["succeeded", "awaiting_force_ack", "succeeded"],
+        "{terraform:#}"
+    );
+    let verified = terraform["verified"]
+        .as_array()
+        .expect("verified witnesses");
+    assert_eq!(verified.len(), 2, "{terraform:#}");
+    assert!(
+        verified.iter().all(|v| v["verified"] == true),
+        "{terraform:#}"
+    );
+    let module = PathBuf::from(terraform["module"].as_str().expect("module path"));
+    let state: Value =
+        serde_json::from_slice(&fs::read(module.join("terraform.tfstate")).unwrap()).unwrap();
+    assert_eq!(state["resources"], json!([]), "{state:#}");
+
     let mut objects = Vec::new();
     files_under(&store.join("objects"), &mut objects);
     let mut kinds = std::collections::BTreeSet::new();

@@ -11,3 +11,4 @@ mod foreign_client;
 mod fs_write;
 mod jsonrpc;
 mod objects;
+mod terraform;
