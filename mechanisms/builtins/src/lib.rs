@@ -1,7 +1,9 @@
 //! The built-in mechanisms, by name: the command line of the `mechanism-server` executable
 //! that serves one of them, `mechanism-server MECHANISM --root DIR --store DIR
-//! [--force-ack-signers FILE]`, and their offline state checks for `admission verify`.
+//! [--force-ack-signers FILE]` (and `[--terraform PATH]` for terraform_plan_apply), and
+//! their offline state checks for `admission verify`.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -26,6 +28,10 @@ struct Args {
     mechanism: String,
     #[command(flatten)]
     options: Options,
+    /// The terraform executable (terraform_plan_apply only); default: $MECHANISM_TERRAFORM,
+    /// else terraform on PATH.
+    #[arg(long, value_name = "PATH")]
+    terraform: Option<PathBuf>,
 }
 
 /// Parses `args` (the program name first) and serves the mechanism they name until stdin
@@ -37,11 +43,19 @@ where
 {
     let args = Args::parse_from(args);
     match args.mechanism.as_str() {
+        git_apply_patch::ID if args.terraform.is_some() => {
+            eprintln!("error: --terraform is an option of terraform_plan_apply only");
+            ExitCode::from(2)
+        }
         git_apply_patch::ID => {
             mechanism_server::serve(git_apply_patch::GitApplyPatch, &args.options)
         }
         terraform_plan_apply::ID => {
-            mechanism_server::serve(terraform_plan_apply::TerraformPlanApply, &args.options)
+            let mechanism = match args.terraform {
+                Some(program) => terraform_plan_apply::TerraformPlanApply::with_terraform(program),
+                None => terraform_plan_apply::TerraformPlanApply::new(),
+            };
+            mechanism_server::serve(mechanism, &args.options)
         }
         unknown => {
             eprintln!(

@@ -89,3 +89,81 @@ fn terraform_takes_sensitive_variables_from_the_environment_and_stores_none() {
     assert!(files > 3, "the store holds the plan, witness and result");
     assert!(server.close().success());
 }
+
+#[test]
+fn git_apply_patch_refuses_the_terraform_option_with_exit_2() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let out = Command::new(env!("CARGO_BIN_EXE_mechanism-server"))
+        .current_dir(dir.path())
+        .args(["git_apply_patch", "--root", ".", "--store", "store"])
+        .args(["--terraform", "/usr/bin/terraform"])
+        .output()
+        .expect("mechanism-server runs");
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("--terraform is an option of terraform_plan_apply only"),
+        "{stderr}"
+    );
+}
+
+/// The terraform the tests run: `MECHANISM_TERRAFORM`, else `terraform` found on `PATH`;
+/// fails the test, naming it, when there is none.
+fn terraform_path() -> std::path::PathBuf {
+    let found = std::env::var_os("MECHANISM_TERRAFORM")
+        .map(std::path::PathBuf::from)
+        .or_else(|| {
+            std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
+                .map(|dir| dir.join("terraform"))
+                .find(|p| p.is_file())
+        });
+    found.expect("this test needs terraform: set MECHANISM_TERRAFORM or put it on PATH")
+}
+
+/// `--terraform PATH` names the executable: it runs with neither `PATH` nor
+/// `MECHANISM_TERRAFORM` leading to terraform, and a missing one is named in the error.
+#[test]
+fn terraform_runs_the_executable_the_terraform_option_names() {
+    let program = terraform_path();
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let (root, store) = (dir.path().join("root"), dir.path().join("store"));
+    std::fs::create_dir_all(&root).expect("root");
+    std::fs::write(
+        root.join("main.tf"),
+        "resource \"terraform_data\" \"a\" {\n  input = \"x\"\n}\n",
+    )
+    .expect("main.tf");
+    let serve = |terraform: &std::path::Path| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_mechanism-server"));
+        cmd.arg("terraform_plan_apply")
+            .arg("--root")
+            .arg(&root)
+            .arg("--store")
+            .arg(&store)
+            .arg("--terraform")
+            .arg(terraform)
+            .env("PATH", dir.path())
+            .env_remove("MECHANISM_TERRAFORM");
+        tests::server::Server::spawn_command(cmd)
+    };
+    let request = serde_json::json!({"operation": "apply", "params": {"dir": "."}});
+
+    let mut server = serve(&program);
+    let planned = server.result("plan", request.clone());
+    assert_eq!(
+        planned["plan"]["intended_effects"][0]["type"], "terraform.create",
+        "{planned}"
+    );
+    assert!(server.close().success());
+
+    let missing = dir.path().join("no-terraform-here");
+    let mut server = serve(&missing);
+    let failed = server.call("plan", request);
+    assert_eq!(
+        failed["error"]["data"]["code"], "INTERNAL_ERROR",
+        "{failed}"
+    );
+    let message = failed["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("no-terraform-here"), "{message}");
+    assert!(server.close().success());
+}

@@ -26,11 +26,17 @@ pub struct Terraform {
 
 impl Terraform {
     /// terraform for the module at `module` in `workspace`, with its private files in
-    /// `private`.
-    pub fn new(private: &Private, module: &Path, workspace: &str) -> Self {
-        let program = std::env::var_os(TERRAFORM_ENV)
-            .filter(|p| !p.is_empty())
-            .map_or_else(|| PathBuf::from("terraform"), PathBuf::from);
+    /// `private`: the executable `program`, else the one [`TERRAFORM_ENV`] names, else
+    /// `terraform` on `PATH`.
+    pub fn new(program: Option<&Path>, private: &Private, module: &Path, workspace: &str) -> Self {
+        let program = program.map_or_else(
+            || {
+                std::env::var_os(TERRAFORM_ENV)
+                    .filter(|p| !p.is_empty())
+                    .map_or_else(|| PathBuf::from("terraform"), PathBuf::from)
+            },
+            Path::to_path_buf,
+        );
         Self {
             program,
             module: module.to_owned(),
@@ -141,7 +147,7 @@ impl Terraform {
             .env("TF_WORKSPACE", &self.workspace);
         let output = command.output().map_err(|e| {
             Failure::Other(TerraformError::Internal(format!(
-                "cannot run terraform ({}; set {TERRAFORM_ENV} or put it on PATH): {e}",
+                "cannot run terraform ({}; pass --terraform, set {TERRAFORM_ENV} or put it on PATH): {e}",
                 self.program.display()
             )))
         })?;

@@ -3,7 +3,8 @@
 //! values appear only as digests; the plan pins the state (lineage, serial, digest), the
 //! configuration and the terraform version, so a plan whose world moved on is stale.
 //!
-//! terraform is the executable `MECHANISM_TERRAFORM` names, or `terraform` on `PATH`.
+//! terraform is the executable given to [`TerraformPlanApply::with_terraform`] (`--terraform`),
+//! else the one `MECHANISM_TERRAFORM` names, else `terraform` on `PATH`.
 
 mod cli;
 mod error;

@@ -3,6 +3,7 @@
 //! runtime's re-plan made and found to give the admitted plan.
 
 use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 
 use mechanism_server::{
     parse_params, Env, ErrorInfo, ExecContext, Executed, Mechanism, PlanRequest, Proposal,
@@ -30,8 +31,31 @@ pub const APPLY: &str = "apply";
 pub const DESTROY: &str = "destroy";
 
 /// Plans a terraform root module and applies exactly that plan.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct TerraformPlanApply;
+#[derive(Debug, Default, Clone)]
+pub struct TerraformPlanApply {
+    /// The terraform executable; `None`: [`crate::TERRAFORM_ENV`], else `terraform` on `PATH`.
+    terraform: Option<PathBuf>,
+}
+
+impl TerraformPlanApply {
+    /// The mechanism running the terraform [`crate::TERRAFORM_ENV`] names, else `terraform` on
+    /// `PATH`.
+    pub const fn new() -> Self {
+        Self { terraform: None }
+    }
+
+    /// The mechanism running the terraform executable at `program`.
+    pub fn with_terraform(program: impl Into<PathBuf>) -> Self {
+        Self {
+            terraform: Some(program.into()),
+        }
+    }
+
+    /// terraform for the module at `module` in `workspace`.
+    fn terraform(&self, private: &Private, module: &Path, workspace: &str) -> Terraform {
+        Terraform::new(self.terraform.as_deref(), private, module, workspace)
+    }
+}
 
 /// The params of both operations.
 #[derive(Debug, Deserialize)]
@@ -107,7 +131,7 @@ impl Mechanism for TerraformPlanApply {
         check_workspace(&params.terraform_workspace)?;
         let module = paths::resolve(&env.root, &params.dir)?;
         let private = Private::open(env.store.root())?;
-        let terraform = Terraform::new(&private, &module.path, &params.terraform_workspace);
+        let terraform = self.terraform(&private, &module.path, &params.terraform_workspace);
         terraform.init()?;
         let configuration = state::configuration_digest(&module.path)?;
         let before = StateFacts::read(&terraform.state_pull()?)?;
@@ -177,7 +201,7 @@ impl Mechanism for TerraformPlanApply {
         let params: Params = parse_params(&plan.params)?;
         let module = paths::resolve(&env.root, &params.dir)?;
         let private = Private::open(env.store.root())?;
-        let terraform = Terraform::new(&private, &module.path, &params.terraform_workspace);
+        let terraform = self.terraform(&private, &module.path, &params.terraform_workspace);
         terraform.init()?;
         let now = StateFacts::read(&terraform.state_pull()?)?;
         Ok(now.digest.map(|d| d.to_string()) == Some(recorded))
@@ -190,7 +214,7 @@ impl Mechanism for TerraformPlanApply {
         let params: Params = parse_params(&plan.params)?;
         let module = paths::resolve(&env.root, &params.dir)?;
         let private = Private::open(env.store.root())?;
-        let terraform = Terraform::new(&private, &module.path, &params.terraform_workspace);
+        let terraform = self.terraform(&private, &module.path, &params.terraform_workspace);
         terraform.init()?;
         let now = StateFacts::read(&terraform.state_pull()?)?;
         if now.to_json() == plan.state["state"] {

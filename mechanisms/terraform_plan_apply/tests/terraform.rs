@@ -42,8 +42,10 @@ fn start() -> (Harness, Operator) {
     let keys = tempfile::tempdir().unwrap().keep();
     let operator = Operator::new(&keys);
     let signers = operator.allowed_signers.clone();
-    let harness =
-        Harness::start_with(TerraformPlanApply, |o| o.force_ack_signers = Some(signers)).unwrap();
+    let harness = Harness::start_with(TerraformPlanApply::new(), |o| {
+        o.force_ack_signers = Some(signers)
+    })
+    .unwrap();
     (harness, operator)
 }
 
