@@ -133,7 +133,8 @@ impl Mechanism for TerraformPlanApply {
         let private = Private::open(env.store.root())?;
         let terraform = self.terraform(&private, &module.path, &params.terraform_workspace);
         terraform.init()?;
-        let configuration = state::configuration_digest(&module.path)?;
+        let configuration =
+            state::configuration_digest(&env.root, &module.path, &private.data_dir(&module.path))?;
         let before = StateFacts::read(&terraform.state_pull()?)?;
         let plan_file = private.plan_file();
         terraform.plan(plan_file.path(), &vars, destroy)?;

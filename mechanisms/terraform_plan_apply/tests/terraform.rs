@@ -454,3 +454,68 @@ fn a_failed_apply_says_terraform_cannot_roll_back() {
     assert!(failed.to_string().contains("cannot roll back"), "{failed}");
     harness.finish().unwrap();
 }
+
+/// A root module calling the local module `./net`.
+const CALLER: &str = r#"
+module "net" {
+  source = "./net"
+}
+"#;
+
+#[test]
+fn a_local_modules_files_are_part_of_the_plan() {
+    let (mut harness, operator) = start();
+    write_module(&harness, CALLER);
+    let net = harness.root().join("infra/net");
+    std::fs::create_dir_all(&net).unwrap();
+    std::fs::write(
+        net.join("main.tf"),
+        "resource \"terraform_data\" \"n\" {\n  input = \"n\"\n}\n",
+    )
+    .unwrap();
+    let (hash, plan, _) = plan_op(&mut harness, "apply");
+    assert_eq!(
+        effects(&plan),
+        [(
+            "terraform.create".to_owned(),
+            "module.net.terraform_data.n".to_owned()
+        )]
+    );
+
+    // A file of the module that changes no resource still changes the configuration.
+    std::fs::write(
+        net.join("variables.tf"),
+        "variable \"unused\" {\n  default = 1\n}\n",
+    )
+    .unwrap();
+    let (changed, replanned, _) = plan_op(&mut harness, "apply");
+    assert_eq!(effects(&replanned), effects(&plan));
+    assert_ne!(changed, hash, "the module's new file is part of the plan");
+    let stale = execute(&mut harness, &operator, &hash, &plan).unwrap_err();
+    assert_eq!(stale.code(), Some(ErrorCode::StalePlan), "{stale}");
+    assert!(!harness.root().join("infra/terraform.tfstate").exists());
+    let executed = execute(&mut harness, &operator, &changed, &replanned).unwrap();
+    assert_eq!(executed["result"]["status"], "success", "{executed}");
+    harness.finish().unwrap();
+}
+
+#[test]
+fn a_local_module_outside_the_root_is_refused() {
+    let (mut harness, _) = start();
+    write_module(&harness, CALLER);
+    let outside = tempfile::tempdir().unwrap();
+    std::fs::write(
+        outside.path().join("main.tf"),
+        "resource \"terraform_data\" \"n\" {}\n",
+    )
+    .unwrap();
+    std::os::unix::fs::symlink(outside.path(), harness.root().join("infra/net")).unwrap();
+    let refused = harness
+        .call(
+            "plan",
+            json!({"operation": "apply", "params": {"dir": "infra"}}),
+        )
+        .unwrap_err();
+    assert_eq!(refused.code(), Some(ErrorCode::PathRefused), "{refused}");
+    harness.finish().unwrap();
+}
