@@ -47,6 +47,21 @@ impl Terraform {
         }
     }
 
+    /// The executable.
+    pub fn program(&self) -> &Path {
+        &self.program
+    }
+
+    /// The workspace.
+    pub fn workspace(&self) -> &str {
+        &self.workspace
+    }
+
+    /// terraform's data directory, in the private area.
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
     /// `terraform init`, which may find providers only in an empty directory: a module
     /// that needs a provider from a registry fails here, fast and offline.
     pub fn init(&self) -> Result<(), TerraformError> {

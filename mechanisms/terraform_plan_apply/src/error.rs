@@ -12,6 +12,9 @@ pub enum TerraformError {
     /// have to download, a syntax error).
     #[error("{0}")]
     InvalidParams(String),
+    /// Another plan or apply of the same module and workspace holds its lock.
+    #[error("{0}")]
+    Busy(String),
     /// terraform could not apply the plan (wholly).
     #[error("{0}")]
     ExecutionFailed(String),
@@ -25,6 +28,7 @@ impl From<TerraformError> for ErrorInfo {
         let code = match &error {
             TerraformError::PathRefused(_) => ErrorCode::PathRefused,
             TerraformError::InvalidParams(_) => ErrorCode::InvalidParams,
+            TerraformError::Busy(_) => ErrorCode::Busy,
             TerraformError::ExecutionFailed(_) => ErrorCode::ExecutionFailed,
             TerraformError::Internal(_) => ErrorCode::InternalError,
         };

@@ -9,6 +9,7 @@
 mod cli;
 mod error;
 mod mechanism;
+mod opened;
 mod paths;
 mod plan_json;
 mod private;

@@ -3,7 +3,7 @@
 //! runtime's re-plan made and found to give the admitted plan.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use mechanism_server::{
     parse_params, Env, ErrorInfo, ExecContext, Executed, Mechanism, PlanRequest, Proposal,
@@ -18,10 +18,11 @@ use serde_json::{json, Value};
 
 use crate::cli::Terraform;
 use crate::error::TerraformError;
+use crate::opened::Opened;
 use crate::paths::{self, ModuleDir};
 use crate::plan_json::{Kind, PlanJson};
 use crate::private::{PlanFile, Private};
-use crate::state::{self, StateFacts};
+use crate::state::StateFacts;
 
 /// The mechanism id.
 pub const ID: &str = "terraform_plan_apply";
@@ -51,9 +52,19 @@ impl TerraformPlanApply {
         }
     }
 
-    /// terraform for the module at `module` in `workspace`.
-    fn terraform(&self, private: &Private, module: &Path, workspace: &str) -> Terraform {
-        Terraform::new(self.terraform.as_deref(), private, module, workspace)
+    /// The private area, and the module `params` name, locked and initialised.
+    fn open(&self, env: &Env, params: &Params) -> Result<(Private, Opened), TerraformError> {
+        check_workspace(&params.terraform_workspace)?;
+        let module = paths::resolve(&env.root, &params.dir)?;
+        let private = Private::open(env.store.root())?;
+        let terraform = Terraform::new(
+            self.terraform.as_deref(),
+            &private,
+            &module.path,
+            &params.terraform_workspace,
+        );
+        let opened = Opened::open(&env.root, &private, module, terraform)?;
+        Ok((private, opened))
     }
 }
 
@@ -72,9 +83,10 @@ fn default_workspace() -> String {
     "default".to_owned()
 }
 
-/// What the re-plan hands to execute: terraform for the module, and the plan file.
+/// What the re-plan hands to execute: the module, locked until execute ends, and the plan
+/// file.
 pub struct Prepared {
-    terraform: Terraform,
+    opened: Opened,
     plan_file: PlanFile,
     state_resource: String,
 }
@@ -128,28 +140,26 @@ impl Mechanism for TerraformPlanApply {
         };
         let params: Params = parse_params(&request.params)?;
         let vars = var_args(&params.vars)?;
-        check_workspace(&params.terraform_workspace)?;
-        let module = paths::resolve(&env.root, &params.dir)?;
-        let private = Private::open(env.store.root())?;
-        let terraform = self.terraform(&private, &module.path, &params.terraform_workspace);
-        terraform.init()?;
-        let configuration =
-            state::configuration_digest(&env.root, &module.path, &private.data_dir(&module.path))?;
-        let before = StateFacts::read(&terraform.state_pull()?)?;
+        let (private, mut opened) = self.open(env, &params)?;
         let plan_file = private.plan_file();
-        terraform.plan(plan_file.path(), &vars, destroy)?;
-        let shown = PlanJson::read(&terraform.show(plan_file.path())?)?;
+        let before = opened.retrying_init(&env.root, |terraform| {
+            let before = StateFacts::read(&terraform.state_pull()?)?;
+            terraform.plan(plan_file.path(), &vars, destroy)?;
+            Ok(before)
+        })?;
+        let shown = PlanJson::read(&opened.terraform.show(plan_file.path())?)?;
 
+        let module = opened.module.clone();
         let state_resource = module.resource(&state_file(&params.terraform_workspace));
         let facts = json!({
             "dir": module.relative,
             "workspace": params.terraform_workspace,
             "terraform_version": shown.terraform_version,
-            "configuration": configuration.to_string(),
+            "configuration": opened.configuration.to_string(),
             "state": before.to_json(),
         });
         let prepared = Prepared {
-            terraform,
+            opened,
             plan_file,
             state_resource: state_resource.clone(),
         };
@@ -188,8 +198,9 @@ impl Mechanism for TerraformPlanApply {
         // terraform apply is not atomic and cannot be undone: past this point it runs to
         // its end, and a failure is reported, never rolled back.
         ctx.point_of_no_return()?;
-        prepared.terraform.apply(prepared.plan_file.path())?;
-        let after = StateFacts::read(&prepared.terraform.state_pull()?)?;
+        let terraform = &prepared.opened.terraform;
+        terraform.apply(prepared.plan_file.path())?;
+        let after = StateFacts::read(&terraform.state_pull()?)?;
         ctx.progress(1, 1, "applied");
         Ok(executed(plan, &after, &prepared.state_resource))
     }
@@ -200,11 +211,8 @@ impl Mechanism for TerraformPlanApply {
             return Ok(false);
         };
         let params: Params = parse_params(&plan.params)?;
-        let module = paths::resolve(&env.root, &params.dir)?;
-        let private = Private::open(env.store.root())?;
-        let terraform = self.terraform(&private, &module.path, &params.terraform_workspace);
-        terraform.init()?;
-        let now = StateFacts::read(&terraform.state_pull()?)?;
+        let (_, mut opened) = self.open(env, &params)?;
+        let now = opened.retrying_init(&env.root, |t| StateFacts::read(&t.state_pull()?))?;
         Ok(now.digest.map(|d| d.to_string()) == Some(recorded))
     }
 
@@ -213,14 +221,14 @@ impl Mechanism for TerraformPlanApply {
     /// applied, which terraform cannot roll back, so it is reported, never recorded as done.
     fn recover(&self, env: &Env, plan: &Plan) -> Result<Option<Executed>, ErrorInfo> {
         let params: Params = parse_params(&plan.params)?;
-        let module = paths::resolve(&env.root, &params.dir)?;
-        let private = Private::open(env.store.root())?;
-        let terraform = self.terraform(&private, &module.path, &params.terraform_workspace);
-        terraform.init()?;
-        let now = StateFacts::read(&terraform.state_pull()?)?;
+        let (_, mut opened) = self.open(env, &params)?;
+        let now = opened.retrying_init(&env.root, |t| StateFacts::read(&t.state_pull()?))?;
         if now.to_json() == plan.state["state"] {
             return Ok(None);
         }
+        let module = opened.module.clone();
+        // The plan below takes the module's lock itself.
+        drop(opened);
         let request = PlanRequest {
             operation: plan.operation.clone(),
             params: plan.params.clone(),

@@ -4,7 +4,7 @@
 //! ever put in the object store.
 
 use std::fs;
-use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -36,6 +36,7 @@ impl Private {
             &dir.join("plugins"),
             &dir.join("plans"),
             &dir.join("data"),
+            &dir.join("locks"),
         ] {
             fs::DirBuilder::new()
                 .recursive(true)
@@ -70,11 +71,53 @@ impl Private {
         self.dir.join("data").join(key.hex())
     }
 
+    /// Takes the lock of the module at `module` in `workspace`, held until the returned
+    /// guard is dropped: plans and applies of one module and workspace run one at a time.
+    /// `BUSY` when another holds it still after a short while.
+    pub fn lock(&self, module: &Path, workspace: &str) -> Result<ModuleLock, TerraformError> {
+        let mut key = module.as_os_str().as_encoded_bytes().to_vec();
+        key.push(0);
+        key.extend_from_slice(workspace.as_bytes());
+        let path = self
+            .dir
+            .join("locks")
+            .join(format!("{}.lock", Digest::of_bytes(&key).hex()));
+        let io = |e: std::io::Error| {
+            TerraformError::Internal(format!("the lock {}: {e}", path.display()))
+        };
+        let file = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(io)?;
+        if mechanism_server::flock::lock_exclusive(&file).map_err(io)? {
+            Ok(ModuleLock(file))
+        } else {
+            Err(TerraformError::Busy(format!(
+                "another plan or apply of {} (workspace {workspace}) is running",
+                module.display()
+            )))
+        }
+    }
+
     /// A new plan file's name, removed when the returned guard is dropped.
     pub fn plan_file(&self) -> PlanFile {
         let n = PLAN_FILES.fetch_add(1, Ordering::Relaxed);
         let name = format!("{}-{n}.tfplan", std::process::id());
         PlanFile(self.dir.join("plans").join(name))
+    }
+}
+
+/// The lock of one module and workspace, released when dropped.
+#[derive(Debug)]
+pub struct ModuleLock(fs::File);
+
+impl Drop for ModuleLock {
+    fn drop(&mut self) {
+        // Explicitly: a child forked meanwhile shares the file until it execs.
+        let _ = self.0.unlock();
     }
 }
 
@@ -92,5 +135,24 @@ impl PlanFile {
 impl Drop for PlanFile {
     fn drop(&mut self) {
         let _ = fs::remove_file(&self.0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_module_and_workspace_is_locked_by_one_holder_at_a_time() {
+        let store = tempfile::tempdir().unwrap();
+        let private = Private::open(store.path()).unwrap();
+        let module = Path::new("/root/infra");
+        let held = private.lock(module, "default").unwrap();
+        let busy = private.lock(module, "default").unwrap_err();
+        assert!(matches!(busy, TerraformError::Busy(_)), "{busy}");
+        private.lock(module, "staging").unwrap();
+        private.lock(Path::new("/root/other"), "default").unwrap();
+        drop(held);
+        private.lock(module, "default").unwrap();
     }
 }

@@ -519,3 +519,41 @@ fn a_local_module_outside_the_root_is_refused() {
     assert_eq!(refused.code(), Some(ErrorCode::PathRefused), "{refused}");
     harness.finish().unwrap();
 }
+
+#[test]
+fn init_runs_again_only_when_the_configuration_changed() {
+    let real = terraform();
+    let dir = tempfile::tempdir().unwrap();
+    let (log, wrapper) = (dir.path().join("calls"), dir.path().join("terraform"));
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\necho \"$1\" >> '{}'\nexec '{}' \"$@\"\n",
+            log.display(),
+            real.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        &wrapper,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let mut harness = Harness::start(TerraformPlanApply::with_terraform(&wrapper)).unwrap();
+    let inits = || {
+        let calls = std::fs::read_to_string(&log).unwrap_or_default();
+        calls.lines().filter(|l| *l == "init").count()
+    };
+    write_module(&harness, TWO);
+    plan_op(&mut harness, "apply");
+    plan_op(&mut harness, "apply");
+    assert_eq!(
+        inits(),
+        1,
+        "the second plan reuses the initialised data directory"
+    );
+    write_module(&harness, &TWO.replace("\"alpha\"", "\"alpha2\""));
+    plan_op(&mut harness, "apply");
+    assert_eq!(inits(), 2, "a new configuration is initialised again");
+    harness.finish().unwrap();
+}
