@@ -12,10 +12,15 @@ use mechanism_server::{CheckState, Options};
 /// The names of the built-in mechanisms.
 pub const BUILTIN: &[&str] = &[git_apply_patch::ID, terraform_plan_apply::ID];
 
+/// terraform_plan_apply, for its state checks (which never run terraform).
+static TERRAFORM: terraform_plan_apply::TerraformPlanApply =
+    terraform_plan_apply::TerraformPlanApply::new();
+
 /// The state checks of the built-in mechanism `id`, if it is one.
 pub fn state_checker(id: &str) -> Option<&'static dyn CheckState> {
     match id {
         git_apply_patch::ID => Some(&git_apply_patch::GitApplyPatch),
+        terraform_plan_apply::ID => Some(&TERRAFORM),
         _ => None,
     }
 }

@@ -3,10 +3,11 @@
 //! runtime's re-plan made and found to give the admitted plan.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use mechanism_server::{
-    parse_params, Env, ErrorInfo, ExecContext, Executed, Mechanism, PlanRequest, Proposal,
+    parse_params, CheckState, Env, ErrorInfo, ExecContext, Executed, Mechanism, PlanRequest,
+    Proposal, StateCheck,
 };
 use protocol::artifact::effect::{Access, Effect, Touch};
 use protocol::artifact::kinds::{Costs, Determinism, Plan, RecipeStep, ResultArtifact};
@@ -89,6 +90,17 @@ pub struct Prepared {
     opened: Opened,
     plan_file: PlanFile,
     state_resource: String,
+}
+
+impl CheckState for TerraformPlanApply {
+    fn check_state(
+        &self,
+        root: &Path,
+        plan: &Plan,
+        result: Option<&ResultArtifact>,
+    ) -> Vec<StateCheck> {
+        crate::check::checks(root, plan, result)
+    }
 }
 
 impl Mechanism for TerraformPlanApply {
@@ -359,7 +371,7 @@ fn preview(shown: &PlanJson) -> String {
 }
 
 /// The local state file of `workspace`, relative to the module.
-fn state_file(workspace: &str) -> String {
+pub fn state_file(workspace: &str) -> String {
     if workspace == "default" {
         "terraform.tfstate".to_owned()
     } else {

@@ -4,8 +4,10 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use mechanism_server::protocol::artifact::kinds::{Plan, ResultArtifact};
 use mechanism_server::protocol::{Digest, ErrorCode};
 use mechanism_server::testing::Harness;
+use mechanism_server::{CheckState, Verdict};
 use serde_json::{json, Value};
 use terraform_plan_apply::{TerraformPlanApply, TERRAFORM_ENV};
 use tests::fixtures::Operator;
@@ -555,5 +557,75 @@ fn init_runs_again_only_when_the_configuration_changed() {
     write_module(&harness, &TWO.replace("\"alpha\"", "\"alpha2\""));
     plan_op(&mut harness, "apply");
     assert_eq!(inits(), 2, "a new configuration is initialised again");
+    harness.finish().unwrap();
+}
+
+/// The verdicts of the offline state checks of `plan` with its recorded `executed` result.
+fn state_checks(harness: &Harness, plan: &Value, executed: &Value) -> Vec<(String, Verdict)> {
+    let plan: Plan = serde_json::from_value(plan.clone()).unwrap();
+    let result: ResultArtifact = serde_json::from_value(executed["result"].clone()).unwrap();
+    TerraformPlanApply::new()
+        .check_state(&harness.root(), &plan, Some(&result))
+        .into_iter()
+        .map(|c| (c.name, c.verdict))
+        .collect()
+}
+
+#[test]
+fn the_state_check_passes_after_apply_and_on_a_descendant_and_fails_on_another_lineage() {
+    let (mut harness, operator) = start();
+    write_module(&harness, TWO);
+    let (hash, plan, _) = plan_op(&mut harness, "apply");
+    let executed = execute(&mut harness, &operator, &hash, &plan).unwrap();
+    let pass = |name: &str| (format!("state.terraform.{name}"), Verdict::Pass);
+    let all_pass = vec![
+        pass("lineage"),
+        pass("serial"),
+        pass("digest"),
+        pass("resources"),
+    ];
+    assert_eq!(state_checks(&harness, &plan, &executed), all_pass);
+
+    // The same serial with other bytes is not the state the execution left.
+    let path = harness.root().join("infra/terraform.tfstate");
+    let original = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, original.replace("\"alpha\"", "\"tampered\"")).unwrap();
+    let checks = state_checks(&harness, &plan, &executed);
+    assert_eq!(
+        checks[2],
+        (
+            "state.terraform.digest".to_owned(),
+            Verdict::Fail(ErrorCode::IntegrityMismatch)
+        ),
+        "{checks:?}"
+    );
+    std::fs::write(&path, &original).unwrap();
+
+    // Applied further: the recorded state is an ancestor.
+    write_module(&harness, &TWO.replace("\"alpha\"", "\"alpha2\""));
+    let (later, later_plan, _) = plan_op(&mut harness, "apply");
+    execute(&mut harness, &operator, &later, &later_plan).unwrap();
+    let skip = |name: &str| (format!("state.terraform.{name}"), Verdict::Skip);
+    assert_eq!(
+        state_checks(&harness, &plan, &executed),
+        vec![
+            pass("lineage"),
+            pass("serial"),
+            skip("digest"),
+            skip("resources")
+        ]
+    );
+
+    // Replaced: a state of another lineage.
+    std::fs::remove_file(&path).unwrap();
+    let (fresh, fresh_plan, _) = plan_op(&mut harness, "apply");
+    execute(&mut harness, &operator, &fresh, &fresh_plan).unwrap();
+    assert_eq!(
+        state_checks(&harness, &plan, &executed),
+        vec![(
+            "state.terraform.lineage".to_owned(),
+            Verdict::Fail(ErrorCode::IntegrityMismatch)
+        )]
+    );
     harness.finish().unwrap();
 }
