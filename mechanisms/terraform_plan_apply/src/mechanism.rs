@@ -160,6 +160,7 @@ impl Mechanism for TerraformPlanApply {
             Ok(before)
         })?;
         let shown = PlanJson::read(&opened.terraform.show(plan_file.path())?)?;
+        refuse_sensitive_params(&params.vars, &shown.sensitive_variables)?;
 
         let module = opened.module.clone();
         let state_resource = module.resource(&state_file(&params.terraform_workspace));
@@ -169,6 +170,9 @@ impl Mechanism for TerraformPlanApply {
             "terraform_version": shown.terraform_version,
             "configuration": opened.configuration.to_string(),
             "state": before.to_json(),
+            // Their values come from TF_VAR_* in the mechanism's environment, never from
+            // params, and appear nowhere in the plan.
+            "sensitive_variables_from_environment": shown.sensitive_variables,
         });
         let prepared = Prepared {
             opened,
@@ -403,6 +407,21 @@ fn var_args(vars: &BTreeMap<String, Value>) -> Result<Vec<String>, TerraformErro
             Ok(format!("{name}={text}"))
         })
         .collect()
+}
+
+/// Refuses a value for a sensitive variable in params: params are stored in the plan, in
+/// clear, so a secret must come from `TF_VAR_<name>` in the mechanism's environment.
+fn refuse_sensitive_params(
+    vars: &BTreeMap<String, Value>,
+    sensitive: &[String],
+) -> Result<(), TerraformError> {
+    match vars.keys().find(|name| sensitive.contains(name)) {
+        Some(name) => Err(TerraformError::InvalidParams(format!(
+            "variable {name:?} is sensitive: params are stored in the plan in clear, so its \
+             value must come from TF_VAR_{name} in the mechanism's environment"
+        ))),
+        None => Ok(()),
+    }
 }
 
 /// A terraform identifier: a letter or `_`, then letters, digits, `_` and `-`.

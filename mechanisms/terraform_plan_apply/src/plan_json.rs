@@ -90,6 +90,8 @@ pub struct PlanJson {
     pub terraform_version: String,
     /// The changes, no-ops and reads left out.
     pub changes: Vec<Change>,
+    /// The root module's variables marked sensitive, sorted.
+    pub sensitive_variables: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -99,6 +101,8 @@ struct Show {
     resource_changes: Vec<ResourceChange>,
     #[serde(default)]
     output_changes: Map<String, Value>,
+    #[serde(default)]
+    configuration: Value,
 }
 
 #[derive(Deserialize)]
@@ -136,9 +140,18 @@ impl PlanJson {
         for (name, output) in &show.output_changes {
             changes.extend(change(format!("output.{name}"), output));
         }
+        let mut sensitive_variables: Vec<String> = show.configuration["root_module"]["variables"]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .filter(|(_, variable)| variable["sensitive"] == Value::Bool(true))
+            .map(|(name, _)| name.clone())
+            .collect();
+        sensitive_variables.sort();
         Ok(Self {
             terraform_version: show.terraform_version,
             changes,
+            sensitive_variables,
         })
     }
 }

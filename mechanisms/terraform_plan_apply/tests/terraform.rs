@@ -352,6 +352,53 @@ fn a_sensitive_value_never_reaches_the_store() {
     harness.finish().unwrap();
 }
 
+#[test]
+fn a_sensitive_variable_comes_from_the_environment_and_never_from_params() {
+    const SECRET: &str = "p4ram-secret";
+    let (mut harness, _operator) = start();
+    write_module(
+        &harness,
+        "variable \"secret\" {\n  type = string\n  sensitive = true\n  default = \"d\"\n}\n\
+         variable \"plain\" {\n  type = string\n  default = \"p\"\n}\n\
+         resource \"terraform_data\" \"s\" {\n  input = \"${var.secret}-${var.plain}\"\n}\n",
+    );
+    // The plan names the sensitive variables, whose values it never holds.
+    let (_, plan, _) = plan_op(&mut harness, "apply");
+    assert_eq!(
+        plan["state"]["sensitive_variables_from_environment"],
+        json!(["secret"]),
+        "{plan}"
+    );
+    // A value for one in params would be stored in the plan in clear: refused, nothing stored.
+    let before = stored_files(&harness);
+    let refused = harness
+        .call(
+            "plan",
+            json!({"operation": "apply", "params": {"dir": "infra", "vars": {"plain": "x", "secret": SECRET}}}),
+        )
+        .unwrap_err();
+    assert_eq!(refused.code(), Some(ErrorCode::InvalidParams), "{refused}");
+    assert!(refused.to_string().contains("TF_VAR_secret"), "{refused}");
+    assert_eq!(stored_files(&harness), before);
+    // A plain variable in params is fine.
+    harness
+        .call(
+            "plan",
+            json!({"operation": "apply", "params": {"dir": "infra", "vars": {"plain": "x"}}}),
+        )
+        .unwrap();
+    harness.finish().unwrap();
+}
+
+/// The object store's files (its private area left out).
+fn stored_files(harness: &Harness) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    walk(&harness.store(), &mut files);
+    files.retain(|f| !f.starts_with(harness.store().join("private")));
+    files.sort();
+    files
+}
+
 fn walk(dir: &Path, files: &mut Vec<PathBuf>) {
     for entry in std::fs::read_dir(dir).unwrap() {
         let path = entry.unwrap().path();
