@@ -27,7 +27,8 @@ pub mod testing;
 
 pub use cli::{serve, serve_stdio, Options};
 pub use mechanism::{
-    parse_params, Env, ExecContext, Executed, Mechanism, PlanRequest, Proposal, Result,
+    parse_params, partly_applied, Env, ExecContext, Executed, Mechanism, PlanRequest, Proposal,
+    Result,
 };
 /// The wire types every mechanism uses: effects, plans, operations, digests, error codes.
 pub use protocol;

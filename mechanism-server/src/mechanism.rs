@@ -216,6 +216,29 @@ pub struct Executed {
     pub state_after: Value,
 }
 
+/// The `data` member under which a failed execution names the effects that landed.
+const EFFECTS_APPLIED: &str = "effects_applied";
+
+/// A failure past the point of no return that left `effects` in place (a system that cannot
+/// roll back, such as terraform): the runtime records them as the failed result's
+/// `effects_applied`, so the record says what changed.
+pub fn partly_applied(error: ErrorInfo, effects: Vec<Effect>) -> ErrorInfo {
+    match serde_json::to_value(effects) {
+        Ok(effects) => error.with_data(EFFECTS_APPLIED, effects),
+        Err(_) => error,
+    }
+}
+
+/// The effects a failed execution reported in place, as [`partly_applied`] put them.
+pub(crate) fn effects_in_place(error: &ErrorInfo) -> Vec<Effect> {
+    error
+        .data
+        .as_ref()
+        .and_then(|data| data.get(EFFECTS_APPLIED))
+        .and_then(|effects| serde_json::from_value(effects.clone()).ok())
+        .unwrap_or_default()
+}
+
 /// The result of a mechanism's method.
 pub type Result<T, E = ErrorInfo> = std::result::Result<T, E>;
 

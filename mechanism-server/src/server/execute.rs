@@ -564,15 +564,17 @@ fn record_failure<M: Mechanism>(
     journal: Journal,
     error: &ErrorInfo,
 ) -> RpcResult {
+    // Nothing landed, unless a mechanism that cannot roll back says what did.
+    let landed = crate::mechanism::effects_in_place(error);
     let result = ResultArtifact {
         plan_hash,
         status: ResultStatus::Failure,
-        effects_applied: Vec::new(),
+        effects_applied: landed.clone(),
         evidence: json!({}),
         error: Some(ErrorInfo::new(error.code, error.message.clone())),
     };
     let executed = Executed {
-        effects_applied: Vec::new(),
+        effects_applied: landed,
         evidence: json!({}),
         subjects: Vec::new(),
         state_before: plan.state.clone(),

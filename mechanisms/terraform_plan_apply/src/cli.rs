@@ -6,6 +6,7 @@ use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use crate::applied::ApplyLog;
 use crate::error::TerraformError;
 use crate::private::Private;
 
@@ -124,26 +125,44 @@ impl Terraform {
         .map_err(Failure::internal)
     }
 
-    /// `terraform apply PLANFILE`: exactly the saved plan, which terraform itself refuses
-    /// once the state moved on.
-    pub fn apply(&self, planfile: &Path) -> Result<(), TerraformError> {
+    /// `terraform apply -json PLANFILE`: exactly the saved plan, which terraform itself
+    /// refuses once the state moved on. Returns what it reported, and whether it failed.
+    pub fn apply(&self, planfile: &Path) -> Result<(ApplyLog, bool), TerraformError> {
         let args = [
             "apply".as_ref(),
             "-input=false".as_ref(),
             "-no-color".as_ref(),
+            "-json".as_ref(),
             planfile.as_os_str(),
         ];
-        self.run(&args).map(drop).map_err(|e| match e {
-            Failure::Exited(stderr) => TerraformError::ExecutionFailed(format!(
-                "terraform apply failed and cannot roll back: what it changed stays changed \
-                 and recorded in the state, and the next plan converges from there: {stderr}"
-            )),
-            Failure::Other(e) => e,
-        })
+        let output = self
+            .command(&args)
+            .output()
+            .map_err(|e| self.cannot_run(&e))?;
+        let mut log = ApplyLog::read(&output.stdout);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        if !stderr.trim().is_empty() {
+            log.errors.push(stderr.trim().to_owned());
+        }
+        Ok((log, !output.status.success()))
     }
 
     /// Runs terraform with `args` in the module; its stdout, or why it failed.
     fn run<S: AsRef<std::ffi::OsStr>>(&self, args: &[S]) -> Result<Vec<u8>, Failure> {
+        let output = self
+            .command(args)
+            .output()
+            .map_err(|e| Failure::Other(self.cannot_run(&e)))?;
+        if output.status.success() {
+            Ok(output.stdout)
+        } else {
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            Err(Failure::Exited(stderr.trim().to_owned()))
+        }
+    }
+
+    /// terraform with `args`, in the module, in the environment we control.
+    fn command<S: AsRef<std::ffi::OsStr>>(&self, args: &[S]) -> Command {
         let mut command = Command::new(&self.program);
         command.args(args).current_dir(&self.module);
         // Only what we set decides the plan: a caller's TF_LOG, TF_CLI_ARGS or
@@ -160,18 +179,14 @@ impl Terraform {
             .env("TF_CLI_CONFIG_FILE", &self.cli_config)
             .env("TF_DATA_DIR", &self.data_dir)
             .env("TF_WORKSPACE", &self.workspace);
-        let output = command.output().map_err(|e| {
-            Failure::Other(TerraformError::Internal(format!(
-                "cannot run terraform ({}; pass --terraform, set {TERRAFORM_ENV} or put it on PATH): {e}",
-                self.program.display()
-            )))
-        })?;
-        if output.status.success() {
-            Ok(output.stdout)
-        } else {
-            let stderr = String::from_utf8_lossy(&output.stderr);
-            Err(Failure::Exited(stderr.trim().to_owned()))
-        }
+        command
+    }
+
+    fn cannot_run(&self, error: &std::io::Error) -> TerraformError {
+        TerraformError::Internal(format!(
+            "cannot run terraform ({}; pass --terraform, set {TERRAFORM_ENV} or put it on PATH): {error}",
+            self.program.display()
+        ))
     }
 }
 

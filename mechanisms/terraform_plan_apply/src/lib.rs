@@ -6,6 +6,7 @@
 //! terraform is the executable given to [`TerraformPlanApply::with_terraform`] (`--terraform`),
 //! else the one `MECHANISM_TERRAFORM` names, else `terraform` on `PATH`.
 
+mod applied;
 mod check;
 mod cli;
 mod error;

@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use mechanism_server::{
-    parse_params, CheckState, Env, ErrorInfo, ExecContext, Executed, Mechanism, PlanRequest,
-    Proposal, StateCheck,
+    parse_params, partly_applied, CheckState, Env, ErrorInfo, ExecContext, Executed, Mechanism,
+    PlanRequest, Proposal, StateCheck,
 };
 use protocol::artifact::effect::{Access, Effect, Touch};
 use protocol::artifact::kinds::{Costs, Determinism, Plan, RecipeStep, ResultArtifact};
@@ -17,6 +17,7 @@ use protocol::ErrorCode;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use crate::applied::ApplyLog;
 use crate::cli::Terraform;
 use crate::error::TerraformError;
 use crate::opened::Opened;
@@ -215,7 +216,10 @@ impl Mechanism for TerraformPlanApply {
         // its end, and a failure is reported, never rolled back.
         ctx.point_of_no_return()?;
         let terraform = &prepared.opened.terraform;
-        terraform.apply(prepared.plan_file.path())?;
+        let (log, failed) = terraform.apply(prepared.plan_file.path())?;
+        if failed {
+            return Err(apply_failed(plan, &log));
+        }
         let after = StateFacts::read(&terraform.state_pull()?)?;
         ctx.progress(1, 1, "applied");
         Ok(executed(plan, &after, &prepared.state_resource))
@@ -285,6 +289,54 @@ fn executed(plan: &Plan, after: &StateFacts, state_resource: &str) -> Executed {
         state_before: plan.state.clone(),
         state_after: facts,
     }
+}
+
+/// A failed apply: EXECUTION_FAILED naming what terraform said, carrying the planned changes
+/// it completed (they stay: terraform cannot roll back) and naming any it left half done.
+fn apply_failed(plan: &Plan, log: &ApplyLog) -> ErrorInfo {
+    let actions = |effect: &Effect| -> Vec<String> {
+        effect
+            .detail
+            .get("actions")
+            .and_then(|a| serde_json::from_value(a.clone()).ok())
+            .unwrap_or_default()
+    };
+    let address = |effect: &Effect| {
+        effect
+            .detail
+            .get("address")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let landed: Vec<Effect> = plan
+        .intended_effects
+        .iter()
+        .filter(|e| log.landed(&address(e), &actions(e)))
+        .cloned()
+        .collect();
+    let half: Vec<String> = plan
+        .intended_effects
+        .iter()
+        .filter(|e| log.partly_landed(&address(e), &actions(e)))
+        .map(address)
+        .collect();
+    let mut message = format!(
+        "terraform apply failed and cannot roll back: {} of {} planned change(s) landed and \
+         stay, recorded in the state; the next plan converges from there",
+        landed.len(),
+        plan.intended_effects.len()
+    );
+    if !half.is_empty() {
+        message.push_str(&format!(
+            "; half done (destroyed, not created again): {}",
+            half.join(", ")
+        ));
+    }
+    if !log.errors.is_empty() {
+        message.push_str(&format!(": {}", log.errors.join("; ")));
+    }
+    partly_applied(ErrorInfo::new(ErrorCode::ExecutionFailed, message), landed)
 }
 
 /// The state digest the recorded successful execution of `plan` reported, if any.

@@ -5,8 +5,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use mechanism_server::protocol::artifact::kinds::{Plan, ResultArtifact};
+use mechanism_server::protocol::store::Store;
 use mechanism_server::protocol::{Digest, ErrorCode};
-use mechanism_server::testing::Harness;
+use mechanism_server::testing::{Harness, HarnessError};
 use mechanism_server::{CheckState, Verdict};
 use serde_json::{json, Value};
 use terraform_plan_apply::{TerraformPlanApply, TERRAFORM_ENV};
@@ -491,16 +492,43 @@ fn vars_and_the_workspace_reach_terraform() {
 }
 
 #[test]
-fn a_failed_apply_says_terraform_cannot_roll_back() {
+fn a_failed_apply_says_terraform_cannot_roll_back_and_records_what_landed() {
     let (mut harness, operator) = start();
     write_module(
         &harness,
-        "resource \"terraform_data\" \"f\" {\n  provisioner \"local-exec\" {\n    command = \"false\"\n  }\n}\n",
+        "resource \"terraform_data\" \"ok\" {\n  input = \"fine\"\n}\n\
+         resource \"terraform_data\" \"f\" {\n  depends_on = [terraform_data.ok]\n  \
+         provisioner \"local-exec\" {\n    command = \"false\"\n  }\n}\n",
     );
     let (hash, plan, _) = plan_op(&mut harness, "apply");
     let failed = execute(&mut harness, &operator, &hash, &plan).unwrap_err();
     assert_eq!(failed.code(), Some(ErrorCode::ExecutionFailed), "{failed}");
-    assert!(failed.to_string().contains("cannot roll back"), "{failed}");
+    let text = failed.to_string();
+    assert!(text.contains("cannot roll back"), "{failed}");
+    assert!(text.contains("1 of 2 planned change(s) landed"), "{failed}");
+    assert!(
+        text.contains("local-exec"),
+        "terraform's own diagnostic: {failed}"
+    );
+
+    // The failed result records the change that landed and stays, and only that one.
+    let HarnessError::Rpc { error, .. } = &failed else {
+        panic!("{failed}")
+    };
+    let result_hash: Digest = error.data.as_ref().unwrap()["result"]["result_hash"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let store = Store::open(harness.store()).unwrap();
+    let result: ResultArtifact = store.get_artifact(&result_hash).unwrap().view().unwrap();
+    let landed: Vec<&str> = result
+        .effects_applied
+        .iter()
+        .map(|e| e.detail["address"].as_str().unwrap())
+        .collect();
+    assert_eq!(landed, ["terraform_data.ok"]);
+    assert!(result.error.is_some());
     harness.finish().unwrap();
 }
 
