@@ -355,3 +355,20 @@ impl ExecContext {
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_effects_a_failure_left_in_place_travel_in_its_data() {
+        let landed = vec![Effect::new("fs.write", "a.txt").with("bytes", 3)];
+        let error = partly_applied(
+            ErrorInfo::new(ErrorCode::ExecutionFailed, "half"),
+            landed.clone(),
+        );
+        assert_eq!(effects_in_place(&error), landed);
+        assert_eq!(error.code, ErrorCode::ExecutionFailed);
+        assert!(effects_in_place(&ErrorInfo::new(ErrorCode::ExecutionFailed, "none")).is_empty());
+    }
+}
