@@ -37,6 +37,10 @@ struct Args {
     /// else terraform on PATH.
     #[arg(long, value_name = "PATH")]
     terraform: Option<PathBuf>,
+    /// Where terraform init finds providers that are not built in: a filesystem mirror or
+    /// plugin cache (terraform_plan_apply only); default: none, nothing is ever downloaded.
+    #[arg(long, value_name = "DIR")]
+    terraform_plugin_dir: Option<PathBuf>,
 }
 
 /// Parses `args` (the program name first) and serves the mechanism they name until stdin
@@ -48,18 +52,23 @@ where
 {
     let args = Args::parse_from(args);
     match args.mechanism.as_str() {
-        git_apply_patch::ID if args.terraform.is_some() => {
-            eprintln!("error: --terraform is an option of terraform_plan_apply only");
+        git_apply_patch::ID if args.terraform.is_some() || args.terraform_plugin_dir.is_some() => {
+            eprintln!(
+                "error: --terraform and --terraform-plugin-dir are options of terraform_plan_apply only"
+            );
             ExitCode::from(2)
         }
         git_apply_patch::ID => {
             mechanism_server::serve(git_apply_patch::GitApplyPatch, &args.options)
         }
         terraform_plan_apply::ID => {
-            let mechanism = match args.terraform {
+            let mut mechanism = match args.terraform {
                 Some(program) => terraform_plan_apply::TerraformPlanApply::with_terraform(program),
                 None => terraform_plan_apply::TerraformPlanApply::new(),
             };
+            if let Some(dir) = args.terraform_plugin_dir {
+                mechanism = mechanism.with_plugin_dir(dir);
+            }
             mechanism_server::serve(mechanism, &args.options)
         }
         unknown => {

@@ -102,7 +102,9 @@ fn git_apply_patch_refuses_the_terraform_option_with_exit_2() {
     assert_eq!(out.status.code(), Some(2), "{out:?}");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.contains("--terraform is an option of terraform_plan_apply only"),
+        stderr.contains(
+            "--terraform and --terraform-plugin-dir are options of terraform_plan_apply only"
+        ),
         "{stderr}"
     );
 }
@@ -165,5 +167,46 @@ fn terraform_runs_the_executable_the_terraform_option_names() {
     );
     let message = failed["error"]["message"].as_str().unwrap_or_default();
     assert!(message.contains("no-terraform-here"), "{message}");
+    assert!(server.close().success());
+}
+
+/// `--terraform-plugin-dir DIR` is where init looks for providers that are not built in, and
+/// the only place: a provider missing there fails the plan offline, naming the directory.
+#[test]
+fn terraform_finds_providers_only_in_the_plugin_dir_it_is_given() {
+    let program = terraform_path();
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let (root, store) = (dir.path().join("root"), dir.path().join("store"));
+    let mirror = dir.path().join("operator-mirror");
+    std::fs::create_dir_all(&root).expect("root");
+    std::fs::create_dir_all(&mirror).expect("mirror");
+    std::fs::write(
+        root.join("main.tf"),
+        "terraform {\n  required_providers {\n    null = { source = \"hashicorp/null\" }\n  }\n}\n\
+         resource \"null_resource\" \"n\" {}\n",
+    )
+    .expect("main.tf");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_mechanism-server"));
+    cmd.arg("terraform_plan_apply")
+        .arg("--root")
+        .arg(&root)
+        .arg("--store")
+        .arg(&store)
+        .arg("--terraform")
+        .arg(&program)
+        .arg("--terraform-plugin-dir")
+        .arg(&mirror);
+    let mut server = tests::server::Server::spawn_command(cmd);
+    let failed = server.call(
+        "plan",
+        serde_json::json!({"operation": "apply", "params": {"dir": "."}}),
+    );
+    assert_eq!(
+        failed["error"]["data"]["code"], "INVALID_PARAMS",
+        "{failed}"
+    );
+    let message = failed["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("never downloaded"), "{message}");
+    assert!(message.contains("operator-mirror"), "{message}");
     assert!(server.close().success());
 }

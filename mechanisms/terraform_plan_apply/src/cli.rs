@@ -28,8 +28,14 @@ pub struct Terraform {
 impl Terraform {
     /// terraform for the module at `module` in `workspace`, with its private files in
     /// `private`: the executable `program`, else the one [`TERRAFORM_ENV`] names, else
-    /// `terraform` on `PATH`.
-    pub fn new(program: Option<&Path>, private: &Private, module: &Path, workspace: &str) -> Self {
+    /// `terraform` on `PATH`; providers only from `plugin_dir`, else from nowhere.
+    pub fn new(
+        program: Option<&Path>,
+        plugin_dir: Option<&Path>,
+        private: &Private,
+        module: &Path,
+        workspace: &str,
+    ) -> Self {
         let program = program.map_or_else(
             || {
                 std::env::var_os(TERRAFORM_ENV)
@@ -44,13 +50,18 @@ impl Terraform {
             workspace: workspace.to_owned(),
             cli_config: private.cli_config(),
             data_dir: private.data_dir(module),
-            plugin_dir: private.plugin_dir(),
+            plugin_dir: plugin_dir.map_or_else(|| private.plugin_dir(), Path::to_path_buf),
         }
     }
 
     /// The executable.
     pub fn program(&self) -> &Path {
         &self.program
+    }
+
+    /// Where `init` finds providers.
+    pub fn plugin_dir(&self) -> &Path {
+        &self.plugin_dir
     }
 
     /// The workspace.
@@ -76,8 +87,9 @@ impl Terraform {
         ];
         self.run(&args).map(drop).map_err(|e| match e {
             Failure::Exited(stderr) => TerraformError::InvalidParams(format!(
-                "terraform init failed (providers are never downloaded: only built-in ones \
-                 can be used): {stderr}"
+                "terraform init failed (providers are never downloaded: only built-in ones, \
+                 or those in the plugin directory {}, can be used): {stderr}",
+                self.plugin_dir.display()
             )),
             Failure::Other(e) => e,
         })

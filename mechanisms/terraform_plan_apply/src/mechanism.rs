@@ -38,20 +38,35 @@ pub const DESTROY: &str = "destroy";
 pub struct TerraformPlanApply {
     /// The terraform executable; `None`: [`crate::TERRAFORM_ENV`], else `terraform` on `PATH`.
     terraform: Option<PathBuf>,
+    /// Where `init` finds providers that are not built in; `None`: nowhere (an empty
+    /// directory of the private area).
+    plugin_dir: Option<PathBuf>,
 }
 
 impl TerraformPlanApply {
     /// The mechanism running the terraform [`crate::TERRAFORM_ENV`] names, else `terraform` on
     /// `PATH`.
     pub const fn new() -> Self {
-        Self { terraform: None }
+        Self {
+            terraform: None,
+            plugin_dir: None,
+        }
     }
 
     /// The mechanism running the terraform executable at `program`.
     pub fn with_terraform(program: impl Into<PathBuf>) -> Self {
         Self {
             terraform: Some(program.into()),
+            plugin_dir: None,
         }
+    }
+
+    /// The same mechanism, with `init` finding providers in `dir` (a filesystem mirror or
+    /// plugin cache the operator keeps, laid out as `terraform init -plugin-dir` reads it);
+    /// nothing is ever downloaded.
+    pub fn with_plugin_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.plugin_dir = Some(dir.into());
+        self
     }
 
     /// The private area, and the module `params` name, locked and initialised.
@@ -61,6 +76,7 @@ impl TerraformPlanApply {
         let private = Private::open(env.store.root())?;
         let terraform = Terraform::new(
             self.terraform.as_deref(),
+            self.plugin_dir.as_deref(),
             &private,
             &module.path,
             &params.terraform_workspace,

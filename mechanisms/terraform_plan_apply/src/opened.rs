@@ -86,11 +86,13 @@ impl Opened {
         })
     }
 
-    /// What `init` was for: the executable, the workspace and the configuration.
+    /// What `init` was for: the executable, its plugin directory, the workspace and the
+    /// configuration.
     fn stamp(&self) -> String {
         format!(
-            "{}\n{}\n{}\n",
+            "{}\n{}\n{}\n{}\n",
             self.terraform.program().display(),
+            self.terraform.plugin_dir().display(),
             self.terraform.workspace(),
             self.configuration
         )
