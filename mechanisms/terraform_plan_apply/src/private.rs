@@ -47,11 +47,28 @@ impl Private {
                 .map_err(|e| io("chmod", e))?;
         }
         let area = Self { dir };
+        area.remove_orphan_plan_files();
         let config = area.cli_config();
         if !config.exists() {
             fs::write(&config, "disable_checkpoint = true\n").map_err(|e| io("write", e))?;
         }
         Ok(area)
+    }
+
+    /// Removes the plan files of processes that are gone (killed mid-plan): they hold
+    /// variable values, sensitive ones included, and nothing will ever use them.
+    fn remove_orphan_plan_files(&self) {
+        let Ok(entries) = fs::read_dir(self.dir.join("plans")) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let pid = name.to_str().and_then(|n| n.split('-').next());
+            let alive = pid.is_some_and(|pid| Path::new("/proc").join(pid).exists());
+            if !alive {
+                let _ = fs::remove_file(entry.path());
+            }
+        }
     }
 
     /// The CLI configuration terraform reads instead of the caller's.
@@ -141,6 +158,20 @@ impl Drop for PlanFile {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn plan_files_of_processes_that_are_gone_are_removed_on_open() {
+        let store = tempfile::tempdir().unwrap();
+        let private = Private::open(store.path()).unwrap();
+        let mine = private.plan_file();
+        fs::write(mine.path(), "live").unwrap();
+        // No process has a pid this large (the kernel's limit is 2^22).
+        let orphan = private.dir.join("plans").join("4294967295-0.tfplan");
+        fs::write(&orphan, "secret").unwrap();
+        Private::open(store.path()).unwrap();
+        assert!(!orphan.exists());
+        assert!(mine.path().exists(), "a live process's plan file stays");
+    }
 
     #[test]
     fn one_module_and_workspace_is_locked_by_one_holder_at_a_time() {
