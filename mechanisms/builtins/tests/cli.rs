@@ -206,7 +206,7 @@ fn terraform_finds_providers_only_in_the_plugin_dir_it_is_given() {
         "{failed}"
     );
     let message = failed["error"]["message"].as_str().unwrap_or_default();
-    assert!(message.contains("never downloaded"), "{message}");
+    assert!(message.contains("nothing is ever downloaded"), "{message}");
     assert!(message.contains("operator-mirror"), "{message}");
     assert!(server.close().success());
 }

@@ -87,8 +87,8 @@ impl Terraform {
         ];
         self.run(&args).map(drop).map_err(|e| match e {
             Failure::Exited(stderr) => TerraformError::InvalidParams(format!(
-                "terraform init failed (providers are never downloaded: only built-in ones, \
-                 or those in the plugin directory {}, can be used): {stderr}",
+                "terraform init failed (nothing is ever downloaded: only local modules and \
+                 providers built in or in the plugin directory {} can be used): {stderr}",
                 self.plugin_dir.display()
             )),
             Failure::Other(e) => e,
@@ -191,6 +191,22 @@ impl Terraform {
             .env("TF_CLI_CONFIG_FILE", &self.cli_config)
             .env("TF_DATA_DIR", &self.data_dir)
             .env("TF_WORKSPACE", &self.workspace);
+        // Nothing is downloaded, modules included: every HTTP(S) request goes to a proxy
+        // that is not there (the discard port), and git may use local repositories only.
+        for name in ["NO_PROXY", "no_proxy"] {
+            command.env_remove(name);
+        }
+        for name in [
+            "HTTP_PROXY",
+            "HTTPS_PROXY",
+            "ALL_PROXY",
+            "http_proxy",
+            "https_proxy",
+            "all_proxy",
+        ] {
+            command.env(name, NO_NETWORK_PROXY);
+        }
+        command.env("GIT_ALLOW_PROTOCOL", "file");
         command
     }
 
@@ -201,6 +217,9 @@ impl Terraform {
         ))
     }
 }
+
+/// A proxy address where nothing listens, so that any download fails at once.
+const NO_NETWORK_PROXY: &str = "http://127.0.0.1:9";
 
 /// A `TF_*` variable of the caller's other than `TF_VAR_*`.
 fn is_foreign_setting(name: &OsString) -> bool {

@@ -412,32 +412,55 @@ fn walk(dir: &Path, files: &mut Vec<PathBuf>) {
 }
 
 #[test]
-fn a_provider_to_download_fails_fast_and_writes_nothing() {
-    let (mut harness, _) = start();
-    write_module(
-        &harness,
-        "terraform {\n  required_providers {\n    null = { source = \"hashicorp/null\" }\n  }\n}\n\
-         resource \"null_resource\" \"x\" {}\n",
-    );
-    let refused = harness
-        .call(
-            "plan",
-            json!({"operation": "apply", "params": {"dir": "infra"}}),
-        )
-        .unwrap_err();
-    assert_eq!(refused.code(), Some(ErrorCode::InvalidParams), "{refused}");
-    assert!(
-        refused.to_string().contains("never downloaded"),
-        "{refused}"
-    );
-    let names: Vec<_> = std::fs::read_dir(harness.root().join("infra"))
-        .unwrap()
-        .collect();
-    assert_eq!(names.len(), 1, "only main.tf: {names:?}");
-    let mut objects = Vec::new();
-    walk(&harness.store().join("objects"), &mut objects);
-    assert_eq!(objects, Vec::<PathBuf>::new());
-    harness.finish().unwrap();
+fn anything_to_download_is_refused_and_nothing_is_written() {
+    // Providers come only from terraform itself (or an operator's plugin directory), modules
+    // only from the root: a registry provider, a git, an HTTP and a registry module.
+    let cases = [
+        (
+            "a registry provider",
+            "terraform {\n  required_providers {\n    null = { source = \"hashicorp/null\" }\n  }\n}\n\
+             resource \"null_resource\" \"x\" {}\n",
+        ),
+        (
+            "a git module",
+            "module \"m\" {\n  source = \"git::https://example.invalid/m.git\"\n}\n",
+        ),
+        (
+            "an HTTP module",
+            "module \"m\" {\n  source = \"https://example.invalid/m.zip\"\n}\n",
+        ),
+        (
+            "a registry module",
+            "module \"m\" {\n  source = \"hashicorp/consul/aws\"\n  version = \"0.1.0\"\n}\n",
+        ),
+    ];
+    for (case, config) in cases {
+        let (mut harness, _) = start();
+        write_module(&harness, config);
+        let refused = harness
+            .call(
+                "plan",
+                json!({"operation": "apply", "params": {"dir": "infra"}}),
+            )
+            .unwrap_err();
+        assert_eq!(
+            refused.code(),
+            Some(ErrorCode::InvalidParams),
+            "{case}: {refused}"
+        );
+        assert!(
+            refused.to_string().contains("nothing is ever downloaded"),
+            "{case}: {refused}"
+        );
+        let names: Vec<_> = std::fs::read_dir(harness.root().join("infra"))
+            .unwrap()
+            .collect();
+        assert_eq!(names.len(), 1, "{case}: only main.tf: {names:?}");
+        let mut objects = Vec::new();
+        walk(&harness.store().join("objects"), &mut objects);
+        assert_eq!(objects, Vec::<PathBuf>::new(), "{case}");
+        harness.finish().unwrap();
+    }
 }
 
 #[test]
