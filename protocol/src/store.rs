@@ -18,11 +18,15 @@
 //! space, and it is not swept on open because another process may be writing it right now.
 //!
 //! Every read re-hashes the bytes: a mismatch is [`StoreError::IntegrityMismatch`], never data.
+//! The one exception is an artifact this process has already read and verified: objects are
+//! immutable by construction, so [`Store::get_artifact`] answers it from a bounded in-memory
+//! cache shared by the store's clones ([`cache`]). [`Store::verify`] always re-hashes.
 //!
 //! Several processes may put into one store at once. Two puts of the same object write the
 //! same bytes, so whichever rename lands last leaves the same content; the sidecar is created
 //! with a no-clobber rename, so the first record to land is kept.
 
+mod cache;
 mod nonces;
 mod provenance;
 pub mod refs;
@@ -31,6 +35,7 @@ mod verified;
 use std::fs::{self, File};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use tempfile::NamedTempFile;
 
@@ -38,6 +43,8 @@ use crate::artifact::{Artifact, ArtifactError};
 use crate::digest::{Digest, Hasher};
 use crate::error::ErrorCode;
 
+use cache::ArtifactCache;
+pub use cache::{CACHE_MAX_BYTES, CACHE_MAX_ENTRIES};
 pub use nonces::{check_nonce, NonceClaim};
 pub use provenance::{Provenance, ProvenanceRecord, BLOB_KIND};
 pub use verified::VerifiedReader;
@@ -178,6 +185,8 @@ pub struct Store {
     root: PathBuf,
     objects: PathBuf,
     tmp: PathBuf,
+    /// Artifacts read and verified by this process; never refs or nonces, which change.
+    cache: Arc<ArtifactCache>,
 }
 
 /// The store's place among the resources of a root it lies inside. Nothing a mechanism
@@ -225,6 +234,7 @@ impl Store {
             objects: root.join("objects").join("sha256"),
             tmp: root.join("tmp"),
             root,
+            cache: Arc::new(ArtifactCache::new(CACHE_MAX_ENTRIES, CACHE_MAX_BYTES)),
         };
         create_dir_durable(&store.root.join("objects"))?;
         create_dir_durable(&store.objects)?;
@@ -307,7 +317,18 @@ impl Store {
     }
 
     /// Reads, verifies and strictly parses the artifact stored under `digest`.
+    ///
+    /// A copy of [`Store::get_artifact_shared`]'s answer, for callers that want to own it.
     pub fn get_artifact(&self, digest: &Digest) -> Result<Artifact> {
+        self.get_artifact_shared(digest).map(Arc::unwrap_or_clone)
+    }
+
+    /// The artifact stored under `digest`, read, verified and strictly parsed the first time
+    /// this process asks, then answered from the cache of verified artifacts.
+    pub fn get_artifact_shared(&self, digest: &Digest) -> Result<Arc<Artifact>> {
+        if let Some(hit) = self.cache.get(digest) {
+            return Ok(hit);
+        }
         let bytes = self.read_blob(digest, MAX_ARTIFACT_BYTES)?;
         let artifact = Artifact::from_bytes(&bytes).map_err(|source| StoreError::Artifact {
             digest: *digest,
@@ -319,6 +340,8 @@ impl Store {
         if artifact.digest() != *digest {
             return Err(StoreError::NotCanonical(*digest));
         }
+        let artifact = Arc::new(artifact);
+        self.cache.insert(Arc::clone(&artifact), bytes.len() as u64);
         Ok(artifact)
     }
 

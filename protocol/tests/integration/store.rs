@@ -243,6 +243,55 @@ fn a_flipped_byte_is_an_integrity_mismatch_on_every_read() {
 }
 
 #[test]
+fn a_second_read_is_answered_from_the_cache_the_clones_share() {
+    let (_dir, store) = new_store();
+    let artifact = sample_artifact();
+    let a = store.put_artifact(&artifact, &prov("t")).unwrap();
+    let first = store.get_artifact_shared(&a).unwrap();
+    assert_eq!(*first, artifact);
+    // A clone of the store shares the cache: the same allocation comes back.
+    let again = store.clone().get_artifact_shared(&a).unwrap();
+    assert!(std::sync::Arc::ptr_eq(&first, &again));
+    assert_eq!(store.get_artifact(&a).unwrap(), artifact);
+}
+
+#[test]
+fn a_corrupt_artifact_is_caught_on_first_read_and_a_verified_one_is_trusted_after() {
+    let (dir, store) = new_store();
+    let artifact = sample_artifact();
+    let a = store.put_artifact(&artifact, &prov("t")).unwrap();
+    let b = store
+        .put_artifact(
+            &Artifact::from_value(json!({"kind": "mechanism.test/v0", "other": true})).unwrap(),
+            &prov("t"),
+        )
+        .unwrap();
+
+    // Corrupt before this process ever read it: the first read hashes the file and refuses.
+    flip_byte(&store.path_of(&b), 3);
+    let err = store.get_artifact(&b).unwrap_err();
+    assert_eq!(err.code(), ErrorCode::IntegrityMismatch, "{err}");
+    // A failed read is not cached: it fails again.
+    let err = store.get_artifact_shared(&b).unwrap_err();
+    assert_eq!(err.code(), ErrorCode::IntegrityMismatch, "{err}");
+
+    // Corrupt after a verified read: objects are immutable by construction, so this
+    // process trusts its verified copy, while `verify` and any other process re-hash.
+    assert_eq!(store.get_artifact(&a).unwrap(), artifact);
+    flip_byte(&store.path_of(&a), 5);
+    assert_eq!(store.get_artifact(&a).unwrap(), artifact);
+    assert_eq!(
+        store.verify(&a).unwrap_err().code(),
+        ErrorCode::IntegrityMismatch
+    );
+    let fresh = Store::open(dir.path().join("store")).unwrap();
+    assert_eq!(
+        fresh.get_artifact(&a).unwrap_err().code(),
+        ErrorCode::IntegrityMismatch
+    );
+}
+
+#[test]
 fn a_put_repairs_a_corrupt_object_and_keeps_its_provenance() {
     let (_dir, store) = new_store();
     let d = store
