@@ -316,7 +316,7 @@ pub(super) fn load_plan<M: Mechanism>(
     let artifact = state
         .env
         .store
-        .get_artifact(plan_hash)
+        .get_artifact_shared(plan_hash)
         .map_err(|e| match e {
             StoreError::NotFound(_) => ErrorInfo::new(
                 ErrorCode::UnknownPlan,
@@ -395,8 +395,11 @@ fn status<M: Mechanism>(params: &Params<'_>, state: &State<M>) -> RpcResult {
         });
     }
     // Only a plan of this mechanism is "planned": any other object, or a corrupt one, is
-    // answered as load_plan answers execute.
-    load_plan(state, &params.plan_hash)?;
+    // answered as load_plan answers execute. A plan checked once stays one: it is immutable.
+    if !state.known_plans.contains(&params.plan_hash) {
+        load_plan(state, &params.plan_hash)?;
+        state.known_plans.insert(params.plan_hash);
+    }
     to_value(&StatusResult {
         state: PlanState::Planned,
         result_hash: None,

@@ -10,7 +10,7 @@ mod execute;
 mod handlers;
 mod records;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, Write};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -89,6 +89,33 @@ pub(crate) struct State<M> {
     store_location: Option<StoreLocation>,
     /// Plans executing now, with their latest progress.
     running: Arc<Mutex<HashMap<Digest, Option<Progress>>>>,
+    /// Plans `status` found to be plans of this mechanism. A stored plan is immutable, so it
+    /// need not be parsed again; see [`KnownPlans`].
+    known_plans: KnownPlans,
+}
+
+/// The most plans [`KnownPlans`] remembers before it forgets them all.
+const MAX_KNOWN_PLANS: usize = 4096;
+
+/// A bounded set of plan hashes already checked to be plans of this mechanism.
+#[derive(Default)]
+struct KnownPlans(Mutex<HashSet<Digest>>);
+
+impl KnownPlans {
+    /// Whether `plan` was checked before.
+    fn contains(&self, plan: &Digest) -> bool {
+        self.0.lock().is_ok_and(|known| known.contains(plan))
+    }
+
+    /// Remembers a checked plan; starts over when full, so the set stays bounded.
+    fn insert(&self, plan: Digest) {
+        if let Ok(mut known) = self.0.lock() {
+            if known.len() >= MAX_KNOWN_PLANS {
+                known.clear();
+            }
+            known.insert(plan);
+        }
+    }
 }
 
 impl<M: Mechanism> State<M> {
@@ -136,6 +163,7 @@ impl<M: Mechanism> State<M> {
             records,
             store_location,
             running: Arc::default(),
+            known_plans: KnownPlans::default(),
         })
     }
 
@@ -152,4 +180,26 @@ pub(crate) fn rpc_error(error: ErrorInfo) -> jsonrpsee::types::ErrorObjectOwned 
     let mut data = error.data.unwrap_or_default();
     data.insert("code".to_owned(), error.code.as_str().into());
     jsonrpsee::types::ErrorObjectOwned::owned(error.code.number(), error.message, Some(data))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn known_plans_stay_bounded() {
+        let known = KnownPlans::default();
+        for i in 0..=MAX_KNOWN_PLANS {
+            let plan = Digest::of_bytes(&i.to_le_bytes());
+            known.insert(plan);
+            assert!(known.contains(&plan));
+            let len = known.0.lock().map(|k| k.len()).unwrap_or_default();
+            assert!(
+                len <= MAX_KNOWN_PLANS,
+                "{len} plans after {} inserts",
+                i + 1
+            );
+        }
+        assert!(!known.contains(&Digest::of_bytes(&0usize.to_le_bytes())));
+    }
 }
