@@ -20,7 +20,7 @@
 //! Every read re-hashes the bytes: a mismatch is [`StoreError::IntegrityMismatch`], never data.
 //! The one exception is an artifact this process has already read and verified: objects are
 //! immutable by construction, so [`Store::get_artifact`] answers it from a bounded in-memory
-//! cache shared by the store's clones ([`cache`]). [`Store::verify`] always re-hashes.
+//! cache shared by the store's clones. [`Store::verify`] always re-hashes.
 //!
 //! Several processes may put into one store at once. Two puts of the same object write the
 //! same bytes, so whichever rename lands last leaves the same content; the sidecar is created
