@@ -42,7 +42,7 @@
 use std::collections::BTreeSet;
 use std::fmt;
 
-use protocol::artifact::effect::Access;
+use protocol::artifact::effect::{unsafe_resource, Access};
 use protocol::artifact::kinds::{Gate, GateRecord, Grant};
 use protocol::ErrorCode;
 
@@ -210,28 +210,6 @@ fn wildcard_match<P, T>(
         row = next;
     }
     row[text.len()]
-}
-
-/// Why `resource` is not a safe path relative to the workspace, if it is not.
-pub fn unsafe_resource(resource: &str) -> Option<&'static str> {
-    if resource.is_empty() {
-        return Some("is empty");
-    }
-    if resource.starts_with('/') {
-        return Some("is absolute");
-    }
-    if resource.contains('\\') {
-        return Some("contains a backslash");
-    }
-    if resource.contains('\0') {
-        return Some("contains a NUL byte");
-    }
-    resource.split('/').find_map(|component| match component {
-        "" => Some("has an empty component"),
-        "." => Some("has a . component"),
-        ".." => Some("climbs out with .."),
-        _ => None,
-    })
 }
 
 /// Grants with their globs parsed once per gate run rather than once per resource.
@@ -460,18 +438,6 @@ mod tests {
         ] {
             assert!(ResourceGlob::parse(bad).is_err(), "{bad:?}");
         }
-    }
-
-    #[test]
-    fn unsafe_resources_are_named() {
-        assert_eq!(unsafe_resource("repo/a.txt"), None);
-        assert_eq!(unsafe_resource("/etc/passwd"), Some("is absolute"));
-        assert_eq!(unsafe_resource("repo/../x"), Some("climbs out with .."));
-        assert_eq!(unsafe_resource(".."), Some("climbs out with .."));
-        assert_eq!(unsafe_resource("a//b"), Some("has an empty component"));
-        assert_eq!(unsafe_resource("./a"), Some("has a . component"));
-        assert_eq!(unsafe_resource("a\\b"), Some("contains a backslash"));
-        assert_eq!(unsafe_resource(""), Some("is empty"));
     }
 
     #[test]

@@ -28,7 +28,7 @@ mod integrity;
 mod provenance;
 mod schema;
 
-pub use capability::{unsafe_resource, GlobError, ResourceGlob};
+pub use capability::{GlobError, ResourceGlob};
 
 /// At most this many reasons are listed in one gate record; the rest are counted.
 pub const MAX_LISTED: usize = 8;

@@ -32,7 +32,9 @@ use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 
 use git2::{Oid, Repository, RepositoryOpenFlags};
-use protocol::artifact::effect::{Effect, FS_DELETE, FS_MODE, FS_WRITE, GIT_COMMIT};
+use protocol::artifact::effect::{
+    unsafe_resource, Effect, FS_DELETE, FS_MODE, FS_WRITE, GIT_COMMIT,
+};
 use protocol::ErrorCode;
 use serde_json::Value;
 
@@ -402,28 +404,6 @@ fn on_branch(repo: &Repository, at: &str, ref_name: &str, to: Oid) -> Check {
     }
 }
 
-/// Why `resource` is not a plain path relative to the workspace, if it is not.
-fn unsafe_resource(resource: &str) -> Option<&'static str> {
-    if resource.is_empty() {
-        return Some("is empty");
-    }
-    if resource.starts_with('/') {
-        return Some("is absolute");
-    }
-    if resource.contains('\\') {
-        return Some("contains a backslash");
-    }
-    if resource.contains('\0') {
-        return Some("contains a NUL byte");
-    }
-    resource.split('/').find_map(|component| match component {
-        "" => Some("has an empty component"),
-        "." => Some("has a . component"),
-        ".." => Some("climbs out with .."),
-        _ => None,
-    })
-}
-
 /// Opens the repository at `<workspace>/<resource>`, refusing anything outside the workspace.
 fn open(workspace: &Path, resource: &str) -> Result<(Repository, PathBuf), (ErrorCode, String)> {
     // "." is the workspace itself; every other resource must be a plain relative path.
@@ -492,21 +472,4 @@ fn open(workspace: &Path, resource: &str) -> Result<(Repository, PathBuf), (Erro
         }
     }
     Ok((repo, dir))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn unsafe_repository_paths_are_named() {
-        assert_eq!(unsafe_resource("repo/a"), None);
-        assert_eq!(unsafe_resource("/etc"), Some("is absolute"));
-        assert_eq!(unsafe_resource("repo/../x"), Some("climbs out with .."));
-        assert_eq!(unsafe_resource("a//b"), Some("has an empty component"));
-        assert_eq!(unsafe_resource("./a"), Some("has a . component"));
-        assert_eq!(unsafe_resource("a\\b"), Some("contains a backslash"));
-        assert_eq!(unsafe_resource("a\0b"), Some("contains a NUL byte"));
-        assert_eq!(unsafe_resource(""), Some("is empty"));
-    }
 }

@@ -67,3 +67,45 @@ pub struct Touch {
     /// How it is reached.
     pub access: Access,
 }
+
+/// Why `resource` is not a safe path relative to the root, if it is not: every effect and
+/// touch must name one (no absolute path, no `.` or `..` component, no empty component, no
+/// backslash or NUL).
+pub fn unsafe_resource(resource: &str) -> Option<&'static str> {
+    if resource.is_empty() {
+        return Some("is empty");
+    }
+    if resource.starts_with('/') {
+        return Some("is absolute");
+    }
+    if resource.contains('\\') {
+        return Some("contains a backslash");
+    }
+    if resource.contains('\0') {
+        return Some("contains a NUL byte");
+    }
+    resource.split('/').find_map(|component| match component {
+        "" => Some("has an empty component"),
+        "." => Some("has a . component"),
+        ".." => Some("climbs out with .."),
+        _ => None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unsafe_resources_are_named_with_the_reason() {
+        assert_eq!(unsafe_resource("repo/a.txt"), None);
+        assert_eq!(unsafe_resource("/etc/passwd"), Some("is absolute"));
+        assert_eq!(unsafe_resource("repo/../x"), Some("climbs out with .."));
+        assert_eq!(unsafe_resource(".."), Some("climbs out with .."));
+        assert_eq!(unsafe_resource("a//b"), Some("has an empty component"));
+        assert_eq!(unsafe_resource("./a"), Some("has a . component"));
+        assert_eq!(unsafe_resource("a\\b"), Some("contains a backslash"));
+        assert_eq!(unsafe_resource("a\0b"), Some("contains a NUL byte"));
+        assert_eq!(unsafe_resource(""), Some("is empty"));
+    }
+}
