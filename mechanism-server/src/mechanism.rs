@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use protocol::artifact::effect::{Access, Effect, Touch};
-use protocol::artifact::kinds::{Costs, Determinism, Grant, Plan, RecipeStep};
+use protocol::artifact::kinds::{Costs, Determinism, Grant, MechanismRef, Plan, RecipeStep};
 use protocol::store::Store;
 use protocol::verbs::{Operation, ProgressParams};
 use protocol::{Digest, ErrorCode, ErrorInfo};
@@ -198,6 +198,33 @@ impl<P> Proposal<P> {
             access,
         });
         self.intended_effects.push(effect);
+    }
+
+    /// The plan artifact the runtime makes of this proposal for `request` of `mechanism`:
+    /// mechanism, operation, params and inputs added, destructive when there is a reason,
+    /// `determinism` unless the proposal says otherwise. Also returns the preview and what
+    /// the mechanism prepared.
+    pub fn into_plan(
+        self,
+        mechanism: MechanismRef,
+        request: &PlanRequest,
+        determinism: Determinism,
+    ) -> (Plan, Option<String>, P) {
+        let plan = Plan {
+            mechanism,
+            operation: request.operation.clone(),
+            params: request.params.clone(),
+            inputs: request.inputs.clone(),
+            state: self.state,
+            intended_effects: self.intended_effects,
+            touches: self.touches,
+            destructive: !self.destructive_reasons.is_empty(),
+            destructive_reasons: self.destructive_reasons,
+            determinism: self.determinism.unwrap_or(determinism),
+            estimated_costs: self.estimated_costs,
+            exec_recipe: self.exec_recipe,
+        };
+        (plan, self.preview, self.prepared)
     }
 }
 

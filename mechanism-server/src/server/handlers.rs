@@ -229,9 +229,8 @@ fn plan<M: Mechanism>(state: &State<M>, params: PlanParams) -> RpcResult {
     })
 }
 
-/// The mechanism's proposal for `request`, made the plan artifact: the mechanism, operation,
-/// params and inputs added, destructive when there is a reason, the operation's determinism
-/// unless the proposal says otherwise. Returns the plan, its preview and what the mechanism
+/// The mechanism's proposal for `request`, made the plan artifact (`Proposal::into_plan`)
+/// with the operation's determinism unless the proposal says otherwise. Returns the plan, its preview and what the mechanism
 /// prepared for execute.
 /// A refusal of the mechanism's is answered as `on_refusal` maps it.
 pub(super) fn propose<M: Mechanism>(
@@ -260,22 +259,9 @@ pub(super) fn propose<M: Mechanism>(
             format!("no operation {:?}", request.operation),
         ));
     };
-    let plan = Plan {
-        mechanism: state.mechanism_ref(),
-        operation: request.operation.clone(),
-        params: request.params.clone(),
-        inputs: request.inputs.clone(),
-        state: proposal.state,
-        intended_effects: proposal.intended_effects,
-        touches: proposal.touches,
-        destructive: !proposal.destructive_reasons.is_empty(),
-        destructive_reasons: proposal.destructive_reasons,
-        determinism,
-        estimated_costs: proposal.estimated_costs,
-        exec_recipe: proposal.exec_recipe,
-    };
+    let (plan, preview, prepared) = proposal.into_plan(state.mechanism_ref(), request, determinism);
     refuse_store_changes(state, &plan)?;
-    Ok((plan, proposal.preview, proposal.prepared))
+    Ok((plan, preview, prepared))
 }
 
 /// Refuses a plan that would change the object store, when the store lies inside the root:

@@ -36,11 +36,11 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use git_apply_patch::{plan, ApplyParams, GitApplyPatch, Person, APPLY, PATCH_INPUT};
-use mechanism_server::protocol::artifact::kinds::{MechanismRef, Plan};
+use mechanism_server::protocol::artifact::kinds::{Determinism, MechanismRef};
 use mechanism_server::protocol::artifact::Artifact;
 use mechanism_server::protocol::store::{Provenance, Store};
 use mechanism_server::protocol::Digest;
-use mechanism_server::{testing, Env, Mechanism, PlanRequest, Proposal};
+use mechanism_server::{testing, Env, Mechanism, PlanRequest};
 
 const NAME: &str = "Bench";
 const EMAIL: &str = "bench@example.com";
@@ -319,7 +319,11 @@ impl Fixture {
     fn plan_and_execute(&self) -> String {
         let request = self.request(true);
         let proposal = GitApplyPatch.plan(&self.env, &request).expect("plan");
-        let plan = plan_artifact(&request, proposal);
+        let mechanism = MechanismRef {
+            id: GitApplyPatch.id().to_owned(),
+            version: GitApplyPatch.version().to_owned(),
+        };
+        let (plan, _, _) = proposal.into_plan(mechanism, &request, Determinism::D0);
         let replan = GitApplyPatch
             .plan(&self.env, &self.request(false))
             .expect("re-plan");
@@ -366,29 +370,6 @@ impl Fixture {
         assert_eq!(theirs.trim(), ours, "git made another commit than ours");
         assert_eq!(self.git(&["status", "--porcelain"]), "", "git left changes");
         self.reset();
-    }
-}
-
-/// The plan artifact the runtime makes of a proposal.
-fn plan_artifact<P>(request: &PlanRequest, proposal: Proposal<P>) -> Plan {
-    Plan {
-        mechanism: MechanismRef {
-            id: GitApplyPatch.id().to_owned(),
-            version: GitApplyPatch.version().to_owned(),
-        },
-        operation: request.operation.clone(),
-        params: request.params.clone(),
-        inputs: request.inputs.clone(),
-        state: proposal.state,
-        intended_effects: proposal.intended_effects,
-        touches: proposal.touches,
-        destructive: !proposal.destructive_reasons.is_empty(),
-        destructive_reasons: proposal.destructive_reasons,
-        determinism: proposal
-            .determinism
-            .unwrap_or(mechanism_server::protocol::artifact::kinds::Determinism::D0),
-        estimated_costs: proposal.estimated_costs,
-        exec_recipe: proposal.exec_recipe,
     }
 }
 
