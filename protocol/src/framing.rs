@@ -497,7 +497,8 @@ fn excerpt(bytes: &[u8]) -> String {
     format!("{shown:?}{more}")
 }
 
-/// Writes one message per call in a fixed framing, flushing after each.
+/// Writes messages in a fixed framing: one flushed frame per [`FrameWriter::write_frame`], or
+/// several queued with [`FrameWriter::queue_frame`] and sent by one [`FrameWriter::flush`].
 #[derive(Debug)]
 pub struct FrameWriter<W> {
     inner: W,
@@ -535,6 +536,29 @@ impl<W: Write> FrameWriter<W> {
             }
         };
         self.inner.write_all(&frame)?;
+        self.flush()
+    }
+
+    /// Writes `payload` as one frame, refused as [`FrameWriter::write_frame`] refuses, without
+    /// flushing and without copying it: meant for a buffered `inner` owned by one writer, so
+    /// a burst of responses costs one write to the stream instead of one each.
+    pub fn queue_frame(&mut self, payload: &[u8]) -> Result<(), FrameError> {
+        match self.framing {
+            Framing::Lines => {
+                check_line_safe(payload)?;
+                self.inner.write_all(payload)?;
+                self.inner.write_all(b"\n")?;
+            }
+            Framing::ContentLength => {
+                write!(self.inner, "Content-Length: {}\r\n\r\n", payload.len())?;
+                self.inner.write_all(payload)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends every frame queued so far.
+    pub fn flush(&mut self) -> Result<(), FrameError> {
         self.inner.flush()?;
         Ok(())
     }
@@ -1028,6 +1052,35 @@ mod tests {
             .unwrap();
         assert_eq!(rec.writes, vec![b"{}\n".to_vec()]);
         assert_eq!(rec.flushes, 1);
+    }
+
+    #[test]
+    fn queued_frames_read_back_and_go_out_on_one_flush() {
+        let payloads = [b"{}".to_vec(), b"[1,2]".to_vec(), br#"{"a":"b"}"#.to_vec()];
+        for framing in [Framing::Lines, Framing::ContentLength] {
+            let mut buffered = io::BufWriter::new(Vec::new());
+            let mut writer = FrameWriter::new(&mut buffered, framing);
+            for payload in &payloads {
+                writer.queue_frame(payload).unwrap();
+            }
+            assert!(
+                writer.inner.get_ref().is_empty(),
+                "{framing:?}: nothing leaves before the flush"
+            );
+            // A refused payload leaves the queue as it was.
+            if framing == Framing::Lines {
+                let err = writer.queue_frame(b"{\"a\":\n1}").unwrap_err();
+                assert!(matches!(err, FrameError::NotLineSafe(_)));
+            }
+            writer.flush().unwrap();
+            let out = buffered.into_inner().unwrap();
+            assert_eq!(out, write_all(framing, &payloads), "{framing:?}");
+            assert_eq!(
+                read_all(&mut FrameReader::new(&out[..])),
+                payloads,
+                "{framing:?}"
+            );
+        }
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! JSON-RPC 2.0 envelopes: telling requests, notifications and responses apart, and error
 //! objects that always carry the stable string code in `error.data.code`.
 
+use serde::Serialize;
 use serde_json::{json, Map, Value};
 
 use crate::error::ErrorCode;
@@ -132,6 +133,44 @@ pub fn error_response(id: Value, code: ErrorCode, message: &str) -> Value {
     json!({ "jsonrpc": "2.0", "id": id, "error": error_object(code, message, None) })
 }
 
+/// A complete error response, serialised straight to bytes: the same JSON as
+/// [`error_response`] without building a [`Value`] first, for a server's hot path.
+pub fn encode_error_response(id: &Value, code: ErrorCode, message: &str) -> Vec<u8> {
+    #[derive(Serialize)]
+    struct Response<'a> {
+        jsonrpc: &'static str,
+        id: &'a Value,
+        error: Error<'a>,
+    }
+    #[derive(Serialize)]
+    struct Error<'a> {
+        code: i32,
+        message: &'a str,
+        data: Data<'a>,
+    }
+    #[derive(Serialize)]
+    struct Data<'a> {
+        code: &'a str,
+    }
+    let response = Response {
+        jsonrpc: "2.0",
+        id,
+        error: Error {
+            code: code.number(),
+            message,
+            data: Data {
+                code: code.as_str(),
+            },
+        },
+    };
+    // Strings, an integer and an already-valid `Value`: nothing here can fail to serialise.
+    serde_json::to_vec(&response).unwrap_or_else(|_| {
+        error_response(id.clone(), code, message)
+            .to_string()
+            .into_bytes()
+    })
+}
+
 /// A complete success response.
 pub fn success_response(id: Value, result: Value) -> Value {
     json!({ "jsonrpc": "2.0", "id": id, "result": result })
@@ -228,5 +267,26 @@ mod tests {
             Some(ErrorCode::StalePlan)
         );
         assert_eq!(response["id"], 9);
+    }
+
+    #[test]
+    fn encoded_error_responses_are_the_error_responses() {
+        for (id, code, message) in [
+            (json!(9), ErrorCode::StalePlan, "stale"),
+            (
+                Value::Null,
+                ErrorCode::ParseError,
+                "invalid JSON: \"quoted\"\n",
+            ),
+            (
+                json!("a-string-id"),
+                ErrorCode::MethodNotFound,
+                "no method \"x\"",
+            ),
+        ] {
+            let encoded: Value = serde_json::from_slice(&encode_error_response(&id, code, message))
+                .expect("encoded response is JSON");
+            assert_eq!(encoded, error_response(id, code, message));
+        }
     }
 }

@@ -1,11 +1,14 @@
 //! The stdio loop around the jsonrpsee `RpcModule`: framing, parse errors, batches,
 //! notifications, cancellation and concurrency are handled here; dispatch is jsonrpsee's.
 //!
-//! Frames are read on a thread of their own (the framing code is synchronous) and each
-//! message is served on its own task, so `status` answers while `execute` runs. Each frame
-//! is parsed, and its requests registered for `$/cancelRequest`, in the order frames are
-//! read, so a cancel always finds a request read before it, even one not yet started.
-//! Responses and notifications go through one writer task, one whole frame at a time.
+//! Frames are read on a thread of their own (the framing code is synchronous). A single
+//! message that cannot wait on anything (a refusal, a notification, an unknown method, a verb
+//! jsonrpsee runs synchronously such as `status` or `describe`) is answered at once, in read
+//! order; any other frame is served on a task of its own, so `status` answers while
+//! `execute` runs. Each frame is parsed, and its requests registered for `$/cancelRequest`,
+//! in the order frames are read, so a cancel always finds a request read before it, even one
+//! not yet started. Responses and notifications go through one writer thread, one whole
+//! frame at a time; a burst of them goes out in one write.
 //!
 //! What the JSON-RPC spec leaves open is decided here: anything that is not strict I-JSON
 //! within [`canonical::MAX_NESTING_DEPTH`] is a `PARSE_ERROR` with id null, except a
@@ -15,10 +18,11 @@
 //! before it are still answered and recorded.
 
 use std::collections::HashMap;
-use std::io::{BufRead, Write};
+use std::io::{BufRead, BufWriter, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
+use jsonrpsee::core::server::MethodCallback;
 use jsonrpsee::RpcModule;
 use protocol::canonical::{self, CanonError};
 use protocol::framing::{FrameError, FrameReader, FrameWriter, Framing};
@@ -97,25 +101,47 @@ where
                 if let Ok(mut slot) = framing.lock() {
                     slot.get_or_insert(f);
                 }
-                // Parsed and registered here, in read order, so a `$/cancelRequest` always
-                // finds a request read before it; served on a task of its own.
-                let frame = parse_frame(&module, &bytes, &inflight);
-                let module = Arc::clone(&module);
-                let out = out_tx.clone();
-                let inflight = Arc::clone(&inflight);
-                tasks.spawn(async move {
-                    if let Some(reply) = handle_frame(&module, frame, &out, &inflight).await {
-                        let _ = out.send(reply.into_bytes());
+                match parse_frame(&bytes) {
+                    Frame::Reply(reply) => {
+                        let _ = out_tx.send(reply);
                     }
-                });
+                    // Answered here, in read order and without a task: everything that
+                    // cannot block (refusals, notifications, `$/cancelRequest`, unknown
+                    // methods, and verbs jsonrpsee runs synchronously, such as `status`).
+                    Frame::Single(message) if answers_at_once(&module, &message) => {
+                        let entry = Entry::unregistered(message);
+                        let raw = std::str::from_utf8(&bytes).ok();
+                        if let Some(reply) =
+                            handle_message(&module, entry, raw, &out_tx, &inflight).await
+                        {
+                            let _ = out_tx.send(reply);
+                        }
+                    }
+                    // Registered here, in read order, so a `$/cancelRequest` always finds a
+                    // request read before it; served on a task of its own.
+                    frame => {
+                        let frame = register(&module, frame, &inflight);
+                        let module = Arc::clone(&module);
+                        let out = out_tx.clone();
+                        let inflight = Arc::clone(&inflight);
+                        tasks.spawn(async move {
+                            let raw = std::str::from_utf8(&bytes).ok();
+                            if let Some(reply) =
+                                handle_frame(&module, frame, raw, &out, &inflight).await
+                            {
+                                let _ = out.send(reply);
+                            }
+                        });
+                    }
+                }
             }
             Event::BadFrame { error, framing: f } => {
                 if let Ok(mut slot) = framing.lock() {
                     slot.get_or_insert(f);
                 }
                 let code = error.code();
-                let reply = jsonrpc::error_response(Value::Null, code, &error.to_string());
-                let _ = out_tx.send(reply.to_string().into_bytes());
+                let reply = jsonrpc::encode_error_response(&Value::Null, code, &error.to_string());
+                let _ = out_tx.send(reply);
             }
             Event::Fatal(error) => {
                 tracing::error!(%error, "reading stdin failed");
@@ -169,6 +195,7 @@ fn read_frames<R: BufRead>(input: R, limits: Limits, tx: &mpsc::Sender<Event>) {
     }
 }
 
+/// Writes responses as they come; a burst of them (pipelined requests) goes out in one write.
 fn write_frames<W: Write>(
     output: W,
     mut rx: mpsc::UnboundedReceiver<Vec<u8>>,
@@ -184,71 +211,120 @@ fn write_frames<W: Write>(
                 .and_then(|f| *f)
                 .unwrap_or(Framing::Lines);
             if let Some(out) = output.take() {
-                writer = Some(FrameWriter::new(out, chosen));
+                let buffered = BufWriter::with_capacity(WRITE_BUFFER_BYTES, out);
+                writer = Some(FrameWriter::new(buffered, chosen));
             }
         }
-        if let Some(w) = writer.as_mut() {
-            w.write_frame(&bytes).map_err(std::io::Error::other)?;
+        let Some(w) = writer.as_mut() else {
+            continue;
+        };
+        w.queue_frame(&bytes).map_err(std::io::Error::other)?;
+        while let Ok(more) = rx.try_recv() {
+            w.queue_frame(&more).map_err(std::io::Error::other)?;
         }
+        w.flush().map_err(std::io::Error::other)?;
     }
     Ok(())
 }
 
+/// The buffer the writer gathers a burst of responses in before writing them out.
+const WRITE_BUFFER_BYTES: usize = 64 * 1024;
+
 /// Cancellation flags of the requests being served, by request id.
 type Inflight = Arc<Mutex<HashMap<String, Arc<AtomicBool>>>>;
 
-/// A frame parsed, with the cancellation flags of its requests already registered.
-enum Frame {
+/// A frame parsed.
+enum Frame<T> {
     /// Answered without serving anything (not I-JSON, an empty batch, one over the cap).
-    Reply(String),
+    Reply(Vec<u8>),
     /// One message.
-    Single(Entry),
+    Single(T),
     /// A batch of messages.
-    Batch(Vec<Entry>),
+    Batch(Vec<T>),
 }
 
 /// One message of a frame, with the flag `$/cancelRequest` sets if it is a request.
 struct Entry {
     message: Message,
     cancelled: Arc<AtomicBool>,
+    /// Whether `cancelled` is in the in-flight map, to be taken out when answered.
+    registered: bool,
 }
 
-/// Parses a frame and registers the cancellation flag of each request in it under its id.
-fn parse_frame<C>(module: &RpcModule<C>, bytes: &[u8], inflight: &Inflight) -> Frame {
+impl Entry {
+    /// A message answered before the next frame is read, which nothing can cancel.
+    fn unregistered(message: Message) -> Self {
+        Self {
+            message,
+            cancelled: Arc::default(),
+            registered: false,
+        }
+    }
+}
+
+/// Parses a frame into messages.
+fn parse_frame(bytes: &[u8]) -> Frame<Message> {
     let value: Value = match canonical::parse(bytes) {
         Ok(v) => v,
         Err(e) => return Frame::Reply(refusal(bytes, &e)),
     };
-    let entry = |value: Value| {
-        let message = jsonrpc::classify(value);
-        let cancelled = Arc::new(AtomicBool::new(false));
-        if let Message::Request { id, method, .. } = &message {
-            if module.method(method).is_some() {
-                if let Ok(mut map) = inflight.lock() {
-                    map.insert(id.to_string(), Arc::clone(&cancelled));
-                }
-            }
-        }
-        Entry { message, cancelled }
-    };
     match value {
-        Value::Array(items) if items.is_empty() => Frame::Reply(
-            jsonrpc::error_response(Value::Null, ErrorCode::InvalidRequest, "empty batch")
-                .to_string(),
-        ),
+        Value::Array(items) if items.is_empty() => Frame::Reply(jsonrpc::encode_error_response(
+            &Value::Null,
+            ErrorCode::InvalidRequest,
+            "empty batch",
+        )),
         Value::Array(items) if items.len() > jsonrpc::MAX_BATCH_ENTRIES => {
             let message = format!(
                 "a batch of {} entries exceeds the limit of {} entries; none was served",
                 items.len(),
                 jsonrpc::MAX_BATCH_ENTRIES
             );
-            Frame::Reply(
-                jsonrpc::error_response(Value::Null, ErrorCode::InvalidRequest, &message)
-                    .to_string(),
-            )
+            Frame::Reply(jsonrpc::encode_error_response(
+                &Value::Null,
+                ErrorCode::InvalidRequest,
+                &message,
+            ))
         }
-        Value::Array(items) => Frame::Batch(items.into_iter().map(entry).collect()),
-        single => Frame::Single(entry(single)),
+        Value::Array(items) => Frame::Batch(items.into_iter().map(jsonrpc::classify).collect()),
+        single => Frame::Single(jsonrpc::classify(single)),
+    }
+}
+
+/// Whether a single message is answered before the next frame is read: anything but a
+/// request for a verb that may wait (`plan`, `execute`...), which gets a task of its own.
+fn answers_at_once<C>(module: &RpcModule<C>, message: &Message) -> bool {
+    match message {
+        Message::Request { method, .. } => {
+            !matches!(module.method(method), Some(MethodCallback::Async(_)))
+        }
+        _ => true,
+    }
+}
+
+/// Registers the cancellation flag of each request of a frame under its id.
+fn register<C>(module: &RpcModule<C>, frame: Frame<Message>, inflight: &Inflight) -> Frame<Entry> {
+    let entry = |message: Message| {
+        let cancelled = Arc::new(AtomicBool::new(false));
+        let mut registered = false;
+        if let Message::Request { id, method, .. } = &message {
+            if module.method(method).is_some() {
+                if let Ok(mut map) = inflight.lock() {
+                    map.insert(id.to_string(), Arc::clone(&cancelled));
+                    registered = true;
+                }
+            }
+        }
+        Entry {
+            message,
+            cancelled,
+            registered,
+        }
+    };
+    match frame {
+        Frame::Reply(reply) => Frame::Reply(reply),
+        Frame::Single(message) => Frame::Single(entry(message)),
+        Frame::Batch(messages) => Frame::Batch(messages.into_iter().map(entry).collect()),
     }
 }
 
@@ -261,7 +337,7 @@ fn parse_frame<C>(module: &RpcModule<C>, bytes: &[u8], inflight: &Inflight) -> F
 /// plans and two documents must never share one digest: `INVALID_PARAMS` inside a request's
 /// params, `INVALID_REQUEST` elsewhere or in a batch, naming the request's id when a lenient
 /// read finds one.
-fn refusal(bytes: &[u8], error: &CanonError) -> String {
+fn refusal(bytes: &[u8], error: &CanonError) -> Vec<u8> {
     let (code, id) = match error {
         CanonError::Syntax { .. }
         | CanonError::InvalidUtf8 { .. }
@@ -289,42 +365,59 @@ fn refusal(bytes: &[u8], error: &CanonError) -> String {
         _ if code == ErrorCode::ParseError => format!("invalid JSON: {error}"),
         _ => format!("not I-JSON: {error}"),
     };
-    jsonrpc::error_response(id, code, &message).to_string()
+    jsonrpc::encode_error_response(&id, code, &message)
 }
 
-/// Answers one frame: a single message or a batch. `None` when nothing is to be sent.
+/// Answers one frame: a single message or a batch. `None` when nothing is to be sent. `raw`
+/// is the frame's text, which a single request is handed to jsonrpsee as.
 async fn handle_frame<C: Send + Sync + 'static>(
     module: &RpcModule<C>,
-    frame: Frame,
+    frame: Frame<Entry>,
+    raw: Option<&str>,
     out: &mpsc::UnboundedSender<Vec<u8>>,
     inflight: &Inflight,
-) -> Option<String> {
+) -> Option<Vec<u8>> {
     match frame {
         Frame::Reply(reply) => Some(reply),
         Frame::Batch(entries) => {
             // Entries of one batch are served in order; separate frames run concurrently.
-            let mut replies = Vec::with_capacity(entries.len());
+            let mut reply = vec![b'['];
             for entry in entries {
-                if let Some(reply) = handle_message(module, entry, out, inflight).await {
-                    replies.push(reply);
+                if let Some(response) = handle_message(module, entry, None, out, inflight).await {
+                    if reply.len() > 1 {
+                        reply.push(b',');
+                    }
+                    reply.extend_from_slice(&response);
                 }
             }
-            (!replies.is_empty()).then(|| format!("[{}]", replies.join(",")))
+            reply.push(b']');
+            (reply.len() > 2).then_some(reply)
         }
-        Frame::Single(entry) => handle_message(module, entry, out, inflight).await,
+        Frame::Single(entry) => handle_message(module, entry, raw, out, inflight).await,
     }
 }
 
+/// Answers one message. A request is handed to jsonrpsee as `raw`, the frame's own text, when
+/// it is the whole frame and has params (the frame was checked to be strict I-JSON and a
+/// well-formed request, and the text jsonrpsee parses is the text that was checked);
+/// otherwise it is written out again from the parsed message.
 async fn handle_message<C: Send + Sync + 'static>(
     module: &RpcModule<C>,
-    Entry { message, cancelled }: Entry,
+    Entry {
+        message,
+        cancelled,
+        registered,
+    }: Entry,
+    raw: Option<&str>,
     out: &mpsc::UnboundedSender<Vec<u8>>,
     inflight: &Inflight,
-) -> Option<String> {
+) -> Option<Vec<u8>> {
     match message {
-        Message::Invalid { id, reason } => {
-            Some(jsonrpc::error_response(id, ErrorCode::InvalidRequest, &reason).to_string())
-        }
+        Message::Invalid { id, reason } => Some(jsonrpc::encode_error_response(
+            &id,
+            ErrorCode::InvalidRequest,
+            &reason,
+        )),
         Message::Response { .. } => {
             tracing::debug!("ignoring a response: this server sends no requests");
             None
@@ -342,27 +435,36 @@ async fn handle_message<C: Send + Sync + 'static>(
         Message::Request { id, method, params } => {
             if module.method(&method).is_none() {
                 let message = format!("no method {method:?}");
-                return Some(
-                    jsonrpc::error_response(id, ErrorCode::MethodNotFound, &message).to_string(),
-                );
+                return Some(jsonrpc::encode_error_response(
+                    &id,
+                    ErrorCode::MethodNotFound,
+                    &message,
+                ));
             }
-            let key = id.to_string();
-            let request = serde_json::json!({
-                "jsonrpc": "2.0",
-                "id": id,
-                "method": method,
-                "params": params.unwrap_or(Value::Object(Default::default())),
-            })
-            .to_string();
+            let rewritten;
+            let request = match raw {
+                Some(raw) if params.is_some() => raw,
+                _ => {
+                    rewritten = serde_json::json!({
+                        "jsonrpc": "2.0",
+                        "id": id,
+                        "method": method,
+                        "params": params.unwrap_or(Value::Object(Default::default())),
+                    })
+                    .to_string();
+                    &rewritten
+                }
+            };
             let scope = RequestScope {
                 cancelled: Arc::clone(&cancelled),
                 notify: Notifier(out.clone()),
             };
             let reply = SCOPE
-                .scope(scope, module.raw_json_request(&request, 1))
+                .scope(scope, module.raw_json_request(request, 1))
                 .await;
             // Only our own entry: a client reusing an id in flight must not lose its cancel.
-            if let Ok(mut map) = inflight.lock() {
+            if let (true, Ok(mut map)) = (registered, inflight.lock()) {
+                let key = id.to_string();
                 if map
                     .get(&key)
                     .is_some_and(|flag| Arc::ptr_eq(flag, &cancelled))
@@ -371,9 +473,10 @@ async fn handle_message<C: Send + Sync + 'static>(
                 }
             }
             Some(match reply {
-                Ok((response, _)) => response.get().to_owned(),
-                Err(e) => jsonrpc::error_response(id, ErrorCode::InvalidRequest, &e.to_string())
-                    .to_string(),
+                Ok((response, _)) => Box::<str>::from(response).into_string().into_bytes(),
+                Err(e) => {
+                    jsonrpc::encode_error_response(&id, ErrorCode::InvalidRequest, &e.to_string())
+                }
             })
         }
     }
