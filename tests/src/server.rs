@@ -163,6 +163,17 @@ impl Server {
         }
     }
 
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// A number from the server's `/proc/PID/status`, e.g. `Threads` or `VmHWM` (peak
+    /// resident memory, in KiB); `None` once it has exited.
+    pub fn proc_status(&self, field: &str) -> Option<u64> {
+        proc_status(self.pid(), field)
+    }
+
     /// Closes stdin and waits for the exit status.
     pub fn close(mut self) -> ExitStatus {
         drop(self.stdin.take());
@@ -209,6 +220,15 @@ impl Server {
         }
         (status, rest)
     }
+}
+
+/// A number from `/proc/PID/status`, e.g. `Threads` or `VmHWM` (in KiB).
+pub fn proc_status(pid: u32, field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status.lines().find_map(|line| {
+        let value = line.strip_prefix(field)?.strip_prefix(':')?;
+        value.split_whitespace().next()?.parse().ok()
+    })
 }
 
 impl Drop for Server {

@@ -29,7 +29,7 @@ use protocol::framing::{FrameError, FrameReader, FrameWriter, Framing};
 use protocol::jsonrpc::{self, Message};
 use protocol::ErrorCode;
 use serde_json::Value;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Semaphore};
 use tokio::task::JoinSet;
 
 /// Per-request controls, visible to method handlers through a task-local.
@@ -48,12 +48,13 @@ tokio::task_local! {
 
 /// Sends server-to-client notifications (e.g. `progress`).
 #[derive(Clone)]
-pub struct Notifier(mpsc::UnboundedSender<Vec<u8>>);
+pub struct Notifier(mpsc::Sender<Vec<u8>>);
 
 impl Notifier {
-    /// Queues a notification; dropped silently if the connection is closing.
+    /// Queues a notification; dropped if the connection is closing, or if the client has let
+    /// [`MAX_QUEUED_REPLIES`] messages pile up unread (progress is advisory; it never waits).
     pub fn send(&self, method: &str, params: Value) {
-        let _ = self.0.send(
+        let _ = self.0.try_send(
             jsonrpc::notification(method, params)
                 .to_string()
                 .into_bytes(),
@@ -85,7 +86,8 @@ where
         .name("stdio-reader".into())
         .spawn(move || read_frames(input, limits, &frames_tx))?;
 
-    let (out_tx, out_rx) = mpsc::unbounded_channel::<Vec<u8>>();
+    let (out_tx, out_rx) = mpsc::channel::<Vec<u8>>(MAX_QUEUED_REPLIES);
+    let permits = Arc::new(Semaphore::new(MAX_FRAMES_IN_FLIGHT));
     let framing = Arc::new(Mutex::new(None::<Framing>));
     let writer = tokio::task::spawn_blocking({
         let framing = Arc::clone(&framing);
@@ -103,7 +105,7 @@ where
                 }
                 match parse_frame(&bytes) {
                     Frame::Reply(reply) => {
-                        let _ = out_tx.send(reply);
+                        let _ = out_tx.send(reply).await;
                     }
                     // Answered here, in read order and without a task: everything that
                     // cannot block (refusals, notifications, `$/cancelRequest`, unknown
@@ -114,22 +116,25 @@ where
                         if let Some(reply) =
                             handle_message(&module, entry, raw, &out_tx, &inflight).await
                         {
-                            let _ = out_tx.send(reply);
+                            let _ = out_tx.send(reply).await;
                         }
                     }
                     // Registered here, in read order, so a `$/cancelRequest` always finds a
                     // request read before it; served on a task of its own.
                     frame => {
+                        // Never closed, so this only waits; meanwhile nothing more is read.
+                        let permit = Arc::clone(&permits).acquire_owned().await.ok();
                         let frame = register(&module, frame, &inflight);
                         let module = Arc::clone(&module);
                         let out = out_tx.clone();
                         let inflight = Arc::clone(&inflight);
                         tasks.spawn(async move {
+                            let _permit = permit;
                             let raw = std::str::from_utf8(&bytes).ok();
                             if let Some(reply) =
                                 handle_frame(&module, frame, raw, &out, &inflight).await
                             {
-                                let _ = out.send(reply);
+                                let _ = out.send(reply).await;
                             }
                         });
                     }
@@ -141,7 +146,7 @@ where
                 }
                 let code = error.code();
                 let reply = jsonrpc::encode_error_response(&Value::Null, code, &error.to_string());
-                let _ = out_tx.send(reply);
+                let _ = out_tx.send(reply).await;
             }
             Event::Fatal(error) => {
                 tracing::error!(%error, "reading stdin failed");
@@ -198,7 +203,7 @@ fn read_frames<R: BufRead>(input: R, limits: Limits, tx: &mpsc::Sender<Event>) {
 /// Writes responses as they come; a burst of them (pipelined requests) goes out in one write.
 fn write_frames<W: Write>(
     output: W,
-    mut rx: mpsc::UnboundedReceiver<Vec<u8>>,
+    mut rx: mpsc::Receiver<Vec<u8>>,
     framing: &Mutex<Option<Framing>>,
 ) -> std::io::Result<()> {
     let mut writer = None;
@@ -226,6 +231,15 @@ fn write_frames<W: Write>(
     }
     Ok(())
 }
+
+/// The most frames served on tasks at once. Past it the next frame waits unread, so a client
+/// pipelining slow requests meets backpressure through the pipe instead of growing the
+/// server's memory and threads; `status` keeps answering while a few executes run.
+const MAX_FRAMES_IN_FLIGHT: usize = 32;
+
+/// The most responses and notifications queued for a client that does not read them; past
+/// it answering waits (and progress notifications are dropped).
+const MAX_QUEUED_REPLIES: usize = 1024;
 
 /// The buffer the writer gathers a burst of responses in before writing them out.
 const WRITE_BUFFER_BYTES: usize = 64 * 1024;
@@ -374,7 +388,7 @@ async fn handle_frame<C: Send + Sync + 'static>(
     module: &RpcModule<C>,
     frame: Frame<Entry>,
     raw: Option<&str>,
-    out: &mpsc::UnboundedSender<Vec<u8>>,
+    out: &mpsc::Sender<Vec<u8>>,
     inflight: &Inflight,
 ) -> Option<Vec<u8>> {
     match frame {
@@ -409,7 +423,7 @@ async fn handle_message<C: Send + Sync + 'static>(
         registered,
     }: Entry,
     raw: Option<&str>,
-    out: &mpsc::UnboundedSender<Vec<u8>>,
+    out: &mpsc::Sender<Vec<u8>>,
     inflight: &Inflight,
 ) -> Option<Vec<u8>> {
     match message {

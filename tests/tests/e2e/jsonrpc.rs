@@ -399,6 +399,62 @@ fn a_content_length_beyond_the_limit_is_answered_at_once_and_its_body_skipped() 
 }
 
 #[test]
+fn a_thousand_pipelined_requests_are_all_answered_in_bounded_memory_and_threads() {
+    const PLANS: usize = 200;
+    const STATUSES: usize = 800;
+    let s = Scratch::new();
+    let mut srv = server(&s);
+    let params = plan_params(&s);
+    let plan_hash = srv.result("plan", params.clone())["plan_hash"].clone();
+    let mut burst = Vec::new();
+    for i in 0..PLANS + STATUSES {
+        let request = if i % 5 == 0 {
+            json!({"jsonrpc": "2.0", "id": i, "method": "plan", "params": params})
+        } else {
+            json!({"jsonrpc": "2.0", "id": i, "method": "status",
+                   "params": {"plan_hash": plan_hash}})
+        };
+        burst.extend_from_slice(request.to_string().as_bytes());
+        burst.push(b'\n');
+    }
+    // Threads are counted while the burst is served: every plan at once would be a thread
+    // each on the blocking pool; the server serves at most 32 such frames at a time.
+    let pid = srv.pid();
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sampler = std::thread::spawn({
+        let done = std::sync::Arc::clone(&done);
+        move || {
+            let mut most = 0;
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                most = most.max(tests::server::proc_status(pid, "Threads").unwrap_or(0));
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            most
+        }
+    });
+    srv.send_raw(&burst);
+    let mut answered = vec![false; PLANS + STATUSES];
+    for _ in 0..PLANS + STATUSES {
+        let (response, _) = srv.recv_response();
+        let id = response["id"].as_u64().expect("a numeric id") as usize;
+        assert!(!answered[id], "{id} answered twice");
+        answered[id] = true;
+        if id % 5 == 0 {
+            assert_eq!(response["result"]["plan_hash"], plan_hash, "{response}");
+        } else {
+            assert_eq!(response["result"]["state"], "planned", "{response}");
+        }
+    }
+    let peak_kib = srv.proc_status("VmHWM").expect("the server runs");
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    let threads = sampler.join().unwrap();
+    assert!(srv.close().success());
+    // 32 frames on the blocking pool, its writer, two workers, the main and reader threads.
+    assert!(threads <= 40, "{threads} threads at once");
+    assert!(peak_kib < 64 * 1024, "peak resident memory {peak_kib} KiB");
+}
+
+#[test]
 fn a_partial_line_at_eof_gets_no_reply_and_an_execute_in_flight_still_finishes() {
     let s = Scratch::new();
     let mut srv = server(&s);
