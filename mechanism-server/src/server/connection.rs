@@ -89,10 +89,12 @@ where
     let (out_tx, out_rx) = mpsc::channel::<Vec<u8>>(MAX_QUEUED_REPLIES);
     let permits = Arc::new(Semaphore::new(MAX_FRAMES_IN_FLIGHT));
     let framing = Arc::new(Mutex::new(None::<Framing>));
-    let writer = tokio::task::spawn_blocking({
-        let framing = Arc::clone(&framing);
-        move || write_frames(output, out_rx, &framing)
-    });
+    let writer = std::thread::Builder::new()
+        .name("stdio-writer".into())
+        .spawn({
+            let framing = Arc::clone(&framing);
+            move || write_frames(output, out_rx, &framing)
+        })?;
 
     let inflight: Inflight = Arc::default();
     let mut tasks = JoinSet::new();
@@ -158,7 +160,9 @@ where
     }
     while tasks.join_next().await.is_some() {}
     drop(out_tx);
-    let written = writer.await.map_err(std::io::Error::other)?;
+    let written = writer
+        .join()
+        .map_err(|_| std::io::Error::other("the stdout writer panicked"))?;
     let _ = reader.join();
     written?;
     match read_error {
@@ -235,7 +239,7 @@ fn write_frames<W: Write>(
 /// The most frames served on tasks at once. Past it the next frame waits unread, so a client
 /// pipelining slow requests meets backpressure through the pipe instead of growing the
 /// server's memory and threads; `status` keeps answering while a few executes run.
-const MAX_FRAMES_IN_FLIGHT: usize = 32;
+pub(crate) const MAX_FRAMES_IN_FLIGHT: usize = 32;
 
 /// The most responses and notifications queued for a client that does not read them; past
 /// it answering waits (and progress notifications are dropped).

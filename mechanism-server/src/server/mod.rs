@@ -68,6 +68,8 @@ where
     let module = handlers::register(state)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
+        // Verbs run on the blocking pool, one frame each: no more threads than frames.
+        .max_blocking_threads(connection::MAX_FRAMES_IN_FLIGHT)
         .enable_all()
         .build()?;
     runtime.block_on(connection::serve(Arc::new(module), input, output, limits))?;

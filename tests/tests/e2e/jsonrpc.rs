@@ -400,15 +400,15 @@ fn a_content_length_beyond_the_limit_is_answered_at_once_and_its_body_skipped() 
 
 #[test]
 fn a_thousand_pipelined_requests_are_all_answered_in_bounded_memory_and_threads() {
-    const PLANS: usize = 200;
-    const STATUSES: usize = 800;
+    const PLANS: usize = 500;
+    const STATUSES: usize = 500;
     let s = Scratch::new();
     let mut srv = server(&s);
     let params = plan_params(&s);
     let plan_hash = srv.result("plan", params.clone())["plan_hash"].clone();
     let mut burst = Vec::new();
     for i in 0..PLANS + STATUSES {
-        let request = if i % 5 == 0 {
+        let request = if i.is_multiple_of(2) {
             json!({"jsonrpc": "2.0", "id": i, "method": "plan", "params": params})
         } else {
             json!({"jsonrpc": "2.0", "id": i, "method": "status",
@@ -418,7 +418,8 @@ fn a_thousand_pipelined_requests_are_all_answered_in_bounded_memory_and_threads(
         burst.push(b'\n');
     }
     // Threads are counted while the burst is served: every plan at once would be a thread
-    // each on the blocking pool; the server serves at most 32 such frames at a time.
+    // each on the blocking pool; the server serves at most 32 such frames at a time, on
+    // at most 32 blocking threads.
     let pid = srv.pid();
     let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let sampler = std::thread::spawn({
@@ -439,7 +440,7 @@ fn a_thousand_pipelined_requests_are_all_answered_in_bounded_memory_and_threads(
         let id = response["id"].as_u64().expect("a numeric id") as usize;
         assert!(!answered[id], "{id} answered twice");
         answered[id] = true;
-        if id % 5 == 0 {
+        if id.is_multiple_of(2) {
             assert_eq!(response["result"]["plan_hash"], plan_hash, "{response}");
         } else {
             assert_eq!(response["result"]["state"], "planned", "{response}");
@@ -449,8 +450,8 @@ fn a_thousand_pipelined_requests_are_all_answered_in_bounded_memory_and_threads(
     done.store(true, std::sync::atomic::Ordering::Relaxed);
     let threads = sampler.join().unwrap();
     assert!(srv.close().success());
-    // 32 frames on the blocking pool, its writer, two workers, the main and reader threads.
-    assert!(threads <= 40, "{threads} threads at once");
+    // 32 frames on the blocking pool, two workers, the main, reader and writer threads.
+    assert!(threads <= 37, "{threads} threads at once");
     assert!(peak_kib < 64 * 1024, "peak resident memory {peak_kib} KiB");
 }
 
