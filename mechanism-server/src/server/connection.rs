@@ -17,17 +17,20 @@
 //! partial frame at EOF gets no reply (nobody is left to read it), while the requests read
 //! before it are still answered and recorded.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::io::{BufRead, BufWriter, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use jsonrpsee::core::server::MethodCallback;
+use jsonrpsee::core::server::{ConnectionId, Extensions, MethodCallback, MethodResponse};
+use jsonrpsee::types::{Id, Params};
 use jsonrpsee::RpcModule;
 use protocol::canonical::{self, CanonError};
 use protocol::framing::{FrameError, FrameReader, FrameWriter, Framing};
 use protocol::jsonrpc::{self, Message};
 use protocol::ErrorCode;
+use serde_json::value::RawValue;
 use serde_json::Value;
 use tokio::sync::{mpsc, Semaphore};
 use tokio::task::JoinSet;
@@ -387,7 +390,7 @@ fn refusal(bytes: &[u8], error: &CanonError) -> Vec<u8> {
 }
 
 /// Answers one frame: a single message or a batch. `None` when nothing is to be sent. `raw`
-/// is the frame's text, which a single request is handed to jsonrpsee as.
+/// is the frame's text, which a single request's params are taken from.
 async fn handle_frame<C: Send + Sync + 'static>(
     module: &RpcModule<C>,
     frame: Frame<Entry>,
@@ -415,10 +418,9 @@ async fn handle_frame<C: Send + Sync + 'static>(
     }
 }
 
-/// Answers one message. A request is handed to jsonrpsee as `raw`, the frame's own text, when
-/// it is the whole frame and has params (the frame was checked to be strict I-JSON and a
-/// well-formed request, and the text jsonrpsee parses is the text that was checked);
-/// otherwise it is written out again from the parsed message.
+/// Answers one message. A request goes straight to the callback jsonrpsee's `RpcModule` holds
+/// for its method, with its id and params as parsed here: the frame is not parsed again.
+/// `raw` is the frame's text when the message is the whole frame.
 async fn handle_message<C: Send + Sync + 'static>(
     module: &RpcModule<C>,
     Entry {
@@ -451,34 +453,28 @@ async fn handle_message<C: Send + Sync + 'static>(
             None
         }
         Message::Request { id, method, params } => {
-            if module.method(&method).is_none() {
+            let Some(callback) = module.method(&method) else {
                 let message = format!("no method {method:?}");
                 return Some(jsonrpc::encode_error_response(
                     &id,
                     ErrorCode::MethodNotFound,
                     &message,
                 ));
-            }
-            let rewritten;
-            let request = match raw {
-                Some(raw) if params.is_some() => raw,
-                _ => {
-                    rewritten = serde_json::json!({
-                        "jsonrpc": "2.0",
-                        "id": id,
-                        "method": method,
-                        "params": params.unwrap_or(Value::Object(Default::default())),
-                    })
-                    .to_string();
-                    &rewritten
-                }
             };
+            let Some(rpc_id) = rpc_id(&id) else {
+                return Some(jsonrpc::encode_error_response(
+                    &id,
+                    ErrorCode::InvalidRequest,
+                    "a request id must be a string, null, or an integer from 0 to 2^64-1",
+                ));
+            };
+            let text = params_text(raw, params.as_ref());
             let scope = RequestScope {
                 cancelled: Arc::clone(&cancelled),
                 notify: Notifier(out.clone()),
             };
-            let reply = SCOPE
-                .scope(scope, module.raw_json_request(request, 1))
+            let response = SCOPE
+                .scope(scope, call(callback, rpc_id, Params::new(Some(&text))))
                 .await;
             // Only our own entry: a client reusing an id in flight must not lose its cancel.
             if let (true, Ok(mut map)) = (registered, inflight.lock()) {
@@ -490,13 +486,66 @@ async fn handle_message<C: Send + Sync + 'static>(
                     map.remove(&key);
                 }
             }
-            Some(match reply {
-                Ok((response, _)) => Box::<str>::from(response).into_string().into_bytes(),
-                Err(e) => {
-                    jsonrpc::encode_error_response(&id, ErrorCode::InvalidRequest, &e.to_string())
+            Some(match response {
+                Some(response) => {
+                    let (json, _, _) = response.into_parts();
+                    Box::<str>::from(json).into_string().into_bytes()
                 }
+                None => jsonrpc::encode_error_response(
+                    &id,
+                    ErrorCode::MethodNotFound,
+                    &format!("{method:?} is not a method"),
+                ),
             })
         }
+    }
+}
+
+/// Runs a verb's jsonrpsee callback on one request; `None` for a subscription, which no verb
+/// is.
+async fn call(callback: &MethodCallback, id: Id<'_>, params: Params<'_>) -> Option<MethodResponse> {
+    match callback {
+        MethodCallback::Sync(verb) => Some(verb(id, params, usize::MAX, Extensions::new())),
+        MethodCallback::Async(verb) => Some(
+            verb(
+                id.into_owned(),
+                params.into_owned(),
+                ConnectionId(0),
+                usize::MAX,
+                Extensions::new(),
+            )
+            .await,
+        ),
+        MethodCallback::Subscription(_) | MethodCallback::Unsubscription(_) => None,
+    }
+}
+
+/// The request id as jsonrpsee carries it into the response; `None` for a number it cannot
+/// carry (negative or fractional).
+fn rpc_id(id: &Value) -> Option<Id<'_>> {
+    match id {
+        Value::Null => Some(Id::Null),
+        Value::Number(n) => n.as_u64().map(Id::Number),
+        Value::String(s) => Some(Id::Str(Cow::Borrowed(s))),
+        _ => None,
+    }
+}
+
+/// The params a verb is called with: the request's own text when the frame is that one
+/// request (a borrowed scan finds it; the frame was already checked to be strict I-JSON), else
+/// the parsed params written out again; `{}` when there are none.
+fn params_text<'a>(raw: Option<&'a str>, params: Option<&Value>) -> Cow<'a, str> {
+    #[derive(serde::Deserialize)]
+    struct ParamsOnly<'a> {
+        #[serde(borrow)]
+        params: Option<&'a RawValue>,
+    }
+    let Some(params) = params else {
+        return Cow::Borrowed("{}");
+    };
+    match raw.and_then(|raw| serde_json::from_str::<ParamsOnly>(raw).ok()) {
+        Some(ParamsOnly { params: Some(text) }) => Cow::Borrowed(text.get()),
+        _ => Cow::Owned(params.to_string()),
     }
 }
 

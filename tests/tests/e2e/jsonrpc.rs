@@ -100,6 +100,22 @@ fn invalid_requests_get_minus_32600_with_their_id_when_readable() {
     let response = srv.recv();
     assert_error(&response, -32600, "INVALID_REQUEST");
     assert_eq!(response["id"], Value::Null);
+    // Ids jsonrpsee cannot carry into a response are refused by name, and kept.
+    for id in [json!(-1), json!(1.5)] {
+        srv.send(&json!({"jsonrpc": "2.0", "id": id, "method": "describe"}));
+        let response = srv.recv();
+        assert_error(&response, -32600, "INVALID_REQUEST");
+        assert_message(&response, "a request id must be");
+        assert_eq!(response["id"], id);
+    }
+    // Every id it can carry comes back as sent, alone or in a batch.
+    for id in [json!(0), json!("a string id"), json!(9007199254740991u64)] {
+        let request = json!({"jsonrpc": "2.0", "id": id, "method": "describe", "params": {}});
+        srv.send(&request);
+        assert_eq!(srv.recv()["id"], id);
+        srv.send(&json!([request]));
+        assert_eq!(srv.recv()[0]["id"], id);
+    }
 }
 
 #[test]
