@@ -2,6 +2,9 @@
 """Driver of scripts/bench-rpc.sh: our mechanism-server against a bare serde_json echo.
 
 Usage: bench-rpc.py SERVER ECHO [--quick]
+The echo runs twice: as the floor (it parses the request borrowed and answers around its id
+and params text; ratios are against it) and with --value (a serde_json Value tree each way,
+as a plain serde_json server would), shown alongside.
 Prints requests/s (sequential: one in flight; pipelined: write N, read N) of `status` of a
 stored plan, `describe` and an unknown method, in both framings, with client and server on one
 CPU (both on CPU 0) and on two (client on 0, server on 1); then instructions per request under
@@ -172,8 +175,11 @@ def check(name, method, answer):
         sys.exit(f"{name}: unexpected answer to {method}: {str(answer)[:300]}")
 
 
+SERVERS = ("ours", "echo", "value")
+
+
 def wall(ours_argv, methods):
-    servers = {"ours": ours_argv, "echo": [ECHO]}
+    servers = {"ours": ours_argv, "echo": [ECHO], "value": [ECHO, "--value"]}
     rates = {}
     for pins, cpu in (("1 CPU", 0), ("2 CPUs", 1)):
         os.sched_setaffinity(0, {0})
@@ -190,17 +196,18 @@ def wall(ours_argv, methods):
                     rates[pins, framing, method, name] = (seq, pipe)
                 server.close()
     os.sched_setaffinity(0, set(range(os.cpu_count())))
-    print("requests/s, median of 3; ratio = ours / echo")
+    print("requests/s, median of 3; ratio = ours / echo; value = the echo with --value")
     print(f"{'CPUs':<8}{'framing':<16}{'method':<16}{'mode':<11}"
-          f"{'ours':>10}{'echo':>10}{'ratio':>8}")
+          f"{'ours':>10}{'echo':>10}{'ratio':>8}{'value':>10}{'ratio':>8}")
     for pins in ("1 CPU", "2 CPUs"):
         for framing in ("line", "content-length"):
             for method in methods:
                 for mode, index in (("sequential", 0), ("pipelined", 1)):
-                    ours = rates[pins, framing, method, "ours"][index]
-                    echo = rates[pins, framing, method, "echo"][index]
+                    ours, echo, value = (rates[pins, framing, method, name][index]
+                                         for name in SERVERS)
                     print(f"{pins:<8}{framing:<16}{method:<16}{mode:<11}"
-                          f"{ours:>10.0f}{echo:>10.0f}{ours / echo:>8.3f}")
+                          f"{ours:>10.0f}{echo:>10.0f}{ours / echo:>8.3f}"
+                          f"{value:>10.0f}{ours / value:>8.3f}")
 
 
 def instructions(argv, stdin_bytes):
@@ -216,21 +223,25 @@ def instructions(argv, stdin_bytes):
 
 
 def callgrind(ours_argv, methods):
-    servers = {"ours": ours_argv, "echo": [ECHO]}
+    servers = {"ours": ours_argv, "echo": [ECHO], "value": [ECHO, "--value"]}
     print()
     print(f"instructions under callgrind, line framing; per request = (I({CALLGRIND_N}) - I(0))"
-          f" / {CALLGRIND_N}; ratio = ours / echo")
-    print(f"{'what':<28}{'ours':>14}{'echo':>14}{'ratio':>8}")
+          f" / {CALLGRIND_N}; ratio = ours / echo; value = the echo with --value")
+    print(f"{'what':<28}{'ours':>12}{'echo':>12}{'ratio':>8}{'value':>12}{'ratio':>8}")
+
+    def row(what, figures, form):
+        ours, echo, value = (figures[name] for name in SERVERS)
+        print(f"{what:<28}{ours:>12{form}}{echo:>12{form}}{ours / echo:>8.1f}"
+              f"{value:>12{form}}{ours / value:>8.1f}")
+
     for method in ("status", "no_such_method"):
         data = request_bytes(method, methods[method], "line")
         per = {name: (instructions(argv, data * CALLGRIND_N) - instructions(argv, b""))
                / CALLGRIND_N for name, argv in servers.items()}
-        print(f"{method + ' per request':<28}{per['ours']:>14.0f}{per['echo']:>14.0f}"
-              f"{per['ours'] / per['echo']:>8.1f}")
+        row(method + " per request", per, ".0f")
     data = request_bytes("describe", {}, "line")
-    cold = {name: instructions(argv, data) for name, argv in servers.items()}
-    print(f"{'cold start (describe)':<28}{cold['ours']:>14}{cold['echo']:>14}"
-          f"{cold['ours'] / cold['echo']:>8.1f}")
+    row("cold start (describe)", {name: instructions(argv, data)
+                                  for name, argv in servers.items()}, "d")
 
 
 def main():

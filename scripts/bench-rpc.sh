@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The request path of our server (`mechanism-server git_apply_patch`, release build) against a
-# bare serde_json JSON-RPC echo (mechanisms/builtins/examples/rpc_echo.rs: read a frame, parse,
-# answer, flush): requests/s of `status` of a stored plan, `describe` and an unknown method, one
+# bare serde_json JSON-RPC echo (mechanisms/builtins/examples/rpc_echo.rs: read a frame, parse
+# it borrowed, answer around its id and params text, flush; and, alongside, the same echo
+# with --value, which goes through a serde_json Value tree each way): requests/s of `status` of a stored plan, `describe` and an unknown method, one
 # in flight and pipelined, in line and Content-Length framing, client and server on one CPU and
 # on two; then instructions per request under callgrind ((N requests - 0 requests) / N) and for
 # a cold start (spawn, describe, exit). Prints ratios ours / echo. The driver is

@@ -2,12 +2,24 @@
 //! `mechanism-server` against: read a frame, parse it, answer, flush. It speaks both framings
 //! the protocol does (docs/protocol.md §2.1), detected from the first byte, and nothing more:
 //! no limits, no batches, no validation beyond what serde_json does.
+//!
+//! By default it parses the request borrowed (id and params stay text) and writes the answer
+//! around them: the floor. With `--value` it parses into a `serde_json::Value` tree and
+//! serialises a tree back, as a plain serde_json server would.
 
+use std::borrow::Cow;
 use std::io::{self, BufRead, BufWriter, Write};
 
+use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::{json, Value};
 
 fn main() -> io::Result<()> {
+    let answer = if std::env::args().any(|arg| arg == "--value") {
+        answer_value
+    } else {
+        answer_borrowed
+    };
     let stdin = io::stdin();
     let mut input = stdin.lock();
     let mut output = BufWriter::new(io::stdout().lock());
@@ -26,7 +38,7 @@ fn main() -> io::Result<()> {
         if !more {
             return Ok(());
         }
-        let answer = serde_json::to_vec(&answer(&frame)).map_err(io::Error::other)?;
+        let answer = answer(&frame);
         if content_length {
             write!(output, "Content-Length: {}\r\n\r\n", answer.len())?;
             output.write_all(&answer)?;
@@ -70,21 +82,62 @@ fn read_content_length(input: &mut impl BufRead, body: &mut Vec<u8>) -> io::Resu
     Ok(true)
 }
 
-/// The answer to one frame: `describe` and `status` echo their params back as the result;
-/// anything else is method-not-found.
-fn answer(frame: &[u8]) -> Value {
+/// One request, borrowed from the frame: nothing is copied or built but the answer.
+#[derive(Deserialize)]
+struct Request<'a> {
+    #[serde(borrow)]
+    id: Option<&'a RawValue>,
+    #[serde(borrow)]
+    method: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    params: Option<&'a RawValue>,
+}
+
+/// The answer to one frame, `describe` and `status` echoing their params back as the result and
+/// anything else method-not-found, written around the request's own id and params text.
+fn answer_borrowed(frame: &[u8]) -> Vec<u8> {
+    let request: Request = match serde_json::from_slice(frame) {
+        Ok(request) => request,
+        Err(e) => {
+            let error = json!({"jsonrpc": "2.0", "id": null,
+                               "error": {"code": -32700, "message": e.to_string()}});
+            return error.to_string().into_bytes();
+        }
+    };
+    let id = request.id.map_or("null", RawValue::get);
+    let mut out = Vec::with_capacity(64 + frame.len());
+    out.extend_from_slice(b"{\"jsonrpc\":\"2.0\",\"id\":");
+    out.extend_from_slice(id.as_bytes());
+    match request.method.as_deref() {
+        Some("describe" | "status") => {
+            out.extend_from_slice(b",\"result\":");
+            out.extend_from_slice(request.params.map_or("null", RawValue::get).as_bytes());
+        }
+        _ => {
+            out.extend_from_slice(b",\"error\":{\"code\":-32601,\"message\":\"method not found\"}")
+        }
+    }
+    out.push(b'}');
+    out
+}
+
+/// The same answer, by way of a `Value` tree each way.
+fn answer_value(frame: &[u8]) -> Vec<u8> {
     let request: Value = match serde_json::from_slice(frame) {
         Ok(request) => request,
         Err(e) => {
             return json!({"jsonrpc": "2.0", "id": null,
                           "error": {"code": -32700, "message": e.to_string()}})
+            .to_string()
+            .into_bytes()
         }
     };
     let id = request.get("id").cloned().unwrap_or(Value::Null);
-    match request.get("method").and_then(Value::as_str) {
+    let answer = match request.get("method").and_then(Value::as_str) {
         Some("describe" | "status") => json!({"jsonrpc": "2.0", "id": id,
             "result": request.get("params").cloned().unwrap_or(Value::Null)}),
         _ => json!({"jsonrpc": "2.0", "id": id,
             "error": {"code": -32601, "message": "method not found"}}),
-    }
+    };
+    answer.to_string().into_bytes()
 }
