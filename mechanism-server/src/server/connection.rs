@@ -1,14 +1,14 @@
 //! The stdio loop around the jsonrpsee `RpcModule`: framing, parse errors, batches,
 //! notifications, cancellation and concurrency are handled here; dispatch is jsonrpsee's.
 //!
-//! Frames are read on a thread of their own (the framing code is synchronous). A single
-//! message that cannot wait on anything (a refusal, a notification, an unknown method, a verb
-//! jsonrpsee runs synchronously such as `status` or `describe`) is answered at once, in read
-//! order; any other frame is served on a task of its own, so `status` answers while
+//! Frames are read on the calling thread. A single message that cannot wait on anything (a
+//! refusal, a notification, an unknown method, a verb jsonrpsee runs synchronously such as
+//! `status` or `describe`) is answered right there, in read order, with no hop to another
+//! thread; any other frame is served on a task of its own, so `status` answers while
 //! `execute` runs. Each frame is parsed, and its requests registered for `$/cancelRequest`,
 //! in the order frames are read, so a cancel always finds a request read before it, even one
-//! not yet started. Responses and notifications go through one writer thread, one whole
-//! frame at a time; a burst of them goes out in one write.
+//! not yet started. Whoever has a response or notification writes it, one whole frame at a
+//! time under a lock.
 //!
 //! What the JSON-RPC spec leaves open is decided here: anything that is not strict I-JSON
 //! within [`canonical::MAX_NESTING_DEPTH`] is a `PARSE_ERROR` with id null, except a
@@ -19,7 +19,7 @@
 
 use std::borrow::Cow;
 use std::collections::HashMap;
-use std::io::{BufRead, BufWriter, Write};
+use std::io::{self, BufRead, BufWriter, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -32,7 +32,8 @@ use protocol::jsonrpc::{self, Message};
 use protocol::ErrorCode;
 use serde_json::value::RawValue;
 use serde_json::Value;
-use tokio::sync::{mpsc, Semaphore};
+use tokio::runtime::Runtime;
+use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 /// Per-request controls, visible to method handlers through a task-local.
@@ -51,17 +52,13 @@ tokio::task_local! {
 
 /// Sends server-to-client notifications (e.g. `progress`).
 #[derive(Clone)]
-pub struct Notifier(mpsc::Sender<Vec<u8>>);
+pub struct Notifier(Output);
 
 impl Notifier {
-    /// Queues a notification; dropped if the connection is closing, or if the client has let
-    /// [`MAX_QUEUED_REPLIES`] messages pile up unread (progress is advisory; it never waits).
+    /// Writes a notification; dropped if the connection's output has failed.
     pub fn send(&self, method: &str, params: Value) {
-        let _ = self.0.try_send(
-            jsonrpc::notification(method, params)
-                .to_string()
-                .into_bytes(),
-        );
+        self.0
+            .send(jsonrpc::notification(method, params).to_string().as_bytes());
     }
 }
 
@@ -72,171 +69,93 @@ pub struct Limits {
     pub max_message_bytes: usize,
 }
 
-/// Serves `module` over a byte stream until EOF, then finishes in-flight work.
-pub async fn serve<C, R, W>(
+/// Serves `module` over a byte stream until EOF, then finishes in-flight work. Frames are
+/// read, and what cannot wait answered, on the calling thread; other frames are served on
+/// `runtime`.
+pub fn serve<C, R, W>(
+    runtime: &Runtime,
     module: Arc<RpcModule<C>>,
     input: R,
     output: W,
     limits: Limits,
-) -> std::io::Result<()>
+) -> io::Result<()>
 where
     C: Send + Sync + 'static,
-    R: BufRead + Send + 'static,
+    R: BufRead,
     W: Write + Send + 'static,
 {
-    let (frames_tx, mut frames) = mpsc::channel::<Event>(64);
-    let reader = std::thread::Builder::new()
-        .name("stdio-reader".into())
-        .spawn(move || read_frames(input, limits, &frames_tx))?;
-
-    let (out_tx, out_rx) = mpsc::channel::<Vec<u8>>(MAX_QUEUED_REPLIES);
+    let out = Output::new(Box::new(output));
     let permits = Arc::new(Semaphore::new(MAX_FRAMES_IN_FLIGHT));
-    let framing = Arc::new(Mutex::new(None::<Framing>));
-    let writer = std::thread::Builder::new()
-        .name("stdio-writer".into())
-        .spawn({
-            let framing = Arc::clone(&framing);
-            move || write_frames(output, out_rx, &framing)
-        })?;
-
     let inflight: Inflight = Arc::default();
     let mut tasks = JoinSet::new();
+    let mut reader = FrameReader::with_max_size(input, limits.max_message_bytes);
     let mut read_error = None;
-    while let Some(event) = frames.recv().await {
-        match event {
-            Event::Frame { bytes, framing: f } => {
-                if let Ok(mut slot) = framing.lock() {
-                    slot.get_or_insert(f);
-                }
-                match parse_frame(&bytes) {
-                    Frame::Reply(reply) => {
-                        let _ = out_tx.send(reply).await;
-                    }
-                    // Answered here, in read order and without a task: everything that
-                    // cannot block (refusals, notifications, `$/cancelRequest`, unknown
-                    // methods, and verbs jsonrpsee runs synchronously, such as `status`).
-                    Frame::Single(message) if answers_at_once(&module, &message) => {
-                        let entry = Entry::unregistered(message);
-                        let raw = std::str::from_utf8(&bytes).ok();
-                        if let Some(reply) =
-                            handle_message(&module, entry, raw, &out_tx, &inflight).await
-                        {
-                            let _ = out_tx.send(reply).await;
-                        }
-                    }
-                    // Registered here, in read order, so a `$/cancelRequest` always finds a
-                    // request read before it; served on a task of its own.
-                    frame => {
-                        // Never closed, so this only waits; meanwhile nothing more is read.
-                        let permit = Arc::clone(&permits).acquire_owned().await.ok();
-                        let frame = register(&module, frame, &inflight);
-                        let module = Arc::clone(&module);
-                        let out = out_tx.clone();
-                        let inflight = Arc::clone(&inflight);
-                        tasks.spawn(async move {
-                            let _permit = permit;
-                            let raw = std::str::from_utf8(&bytes).ok();
-                            if let Some(reply) =
-                                handle_frame(&module, frame, raw, &out, &inflight).await
-                            {
-                                let _ = out.send(reply).await;
-                            }
-                        });
-                    }
-                }
+    loop {
+        let read = reader.read_frame();
+        out.choose_framing(reader.framing().unwrap_or(Framing::Lines));
+        let bytes = match read {
+            Ok(Some(bytes)) => bytes,
+            Ok(None) => break,
+            Err(FrameError::UnexpectedEof) => {
+                tracing::warn!("stdin ended inside a message; it is dropped unanswered");
+                break;
             }
-            Event::BadFrame { error, framing: f } => {
-                if let Ok(mut slot) = framing.lock() {
-                    slot.get_or_insert(f);
-                }
+            Err(error) if error.is_recoverable() => {
                 let code = error.code();
-                let reply = jsonrpc::encode_error_response(&Value::Null, code, &error.to_string());
-                let _ = out_tx.send(reply).await;
+                out.send(&jsonrpc::encode_error_response(
+                    &Value::Null,
+                    code,
+                    &error.to_string(),
+                ));
+                continue;
             }
-            Event::Fatal(error) => {
+            Err(error) => {
                 tracing::error!(%error, "reading stdin failed");
-                read_error = Some(error);
+                read_error = Some(io::Error::other(error));
+                break;
+            }
+        };
+        match parse_frame(&bytes) {
+            Frame::Reply(reply) => out.send(&reply),
+            // Answered here, in read order and without a task: everything that cannot block
+            // (refusals, notifications, `$/cancelRequest`, unknown methods, and verbs
+            // jsonrpsee runs synchronously, such as `status`).
+            Frame::Single(message) if answers_at_once(&module, &message) => {
+                let entry = Entry::unregistered(message);
+                let raw = std::str::from_utf8(&bytes).ok();
+                let reply = runtime.block_on(handle_message(&module, entry, raw, &out, &inflight));
+                if let Some(reply) = reply {
+                    out.send(&reply);
+                }
+            }
+            // Registered here, in read order, so a `$/cancelRequest` always finds a request
+            // read before it; served on a task of its own.
+            frame => {
+                // Never closed, so this only waits; meanwhile nothing more is read.
+                let permit = runtime.block_on(Arc::clone(&permits).acquire_owned()).ok();
+                let frame = register(&module, frame, &inflight);
+                let module = Arc::clone(&module);
+                let out = out.clone();
+                let inflight = Arc::clone(&inflight);
+                let task = async move {
+                    let _permit = permit;
+                    let raw = std::str::from_utf8(&bytes).ok();
+                    if let Some(reply) = handle_frame(&module, frame, raw, &out, &inflight).await {
+                        out.send(&reply);
+                    }
+                };
+                tasks.spawn_on(task, runtime.handle());
             }
         }
         // Reap finished tasks as we go so the set does not grow without bound.
         while tasks.try_join_next().is_some() {}
     }
-    while tasks.join_next().await.is_some() {}
-    drop(out_tx);
-    let written = writer
-        .join()
-        .map_err(|_| std::io::Error::other("the stdout writer panicked"))?;
-    let _ = reader.join();
-    written?;
+    runtime.block_on(async { while tasks.join_next().await.is_some() {} });
+    out.finish()?;
     match read_error {
         Some(e) => Err(e),
         None => Ok(()),
     }
-}
-
-/// What the reader thread hands to the loop.
-enum Event {
-    Frame { bytes: Vec<u8>, framing: Framing },
-    BadFrame { error: FrameError, framing: Framing },
-    Fatal(std::io::Error),
-}
-
-fn read_frames<R: BufRead>(input: R, limits: Limits, tx: &mpsc::Sender<Event>) {
-    let mut reader = FrameReader::with_max_size(input, limits.max_message_bytes);
-    loop {
-        let event = match reader.read_frame() {
-            Ok(None) => return,
-            Ok(Some(bytes)) => Event::Frame {
-                bytes,
-                framing: reader.framing().unwrap_or(Framing::Lines),
-            },
-            Err(FrameError::UnexpectedEof) => {
-                tracing::warn!("stdin ended inside a message; it is dropped unanswered");
-                return;
-            }
-            Err(error) if error.is_recoverable() => Event::BadFrame {
-                error,
-                framing: reader.framing().unwrap_or(Framing::Lines),
-            },
-            Err(error) => Event::Fatal(std::io::Error::other(error)),
-        };
-        let fatal = matches!(event, Event::Fatal(_));
-        if tx.blocking_send(event).is_err() || fatal {
-            return;
-        }
-    }
-}
-
-/// Writes responses as they come; a burst of them (pipelined requests) goes out in one write.
-fn write_frames<W: Write>(
-    output: W,
-    mut rx: mpsc::Receiver<Vec<u8>>,
-    framing: &Mutex<Option<Framing>>,
-) -> std::io::Result<()> {
-    let mut writer = None;
-    let mut output = Some(output);
-    while let Some(bytes) = rx.blocking_recv() {
-        if writer.is_none() {
-            let chosen = framing
-                .lock()
-                .ok()
-                .and_then(|f| *f)
-                .unwrap_or(Framing::Lines);
-            if let Some(out) = output.take() {
-                let buffered = BufWriter::with_capacity(WRITE_BUFFER_BYTES, out);
-                writer = Some(FrameWriter::new(buffered, chosen));
-            }
-        }
-        let Some(w) = writer.as_mut() else {
-            continue;
-        };
-        w.queue_frame(&bytes).map_err(std::io::Error::other)?;
-        while let Ok(more) = rx.try_recv() {
-            w.queue_frame(&more).map_err(std::io::Error::other)?;
-        }
-        w.flush().map_err(std::io::Error::other)?;
-    }
-    Ok(())
 }
 
 /// The most frames served on tasks at once. Past it the next frame waits unread, so a client
@@ -244,12 +163,79 @@ fn write_frames<W: Write>(
 /// server's memory and threads; `status` keeps answering while a few executes run.
 pub(crate) const MAX_FRAMES_IN_FLIGHT: usize = 32;
 
-/// The most responses and notifications queued for a client that does not read them; past
-/// it answering waits (and progress notifications are dropped).
-const MAX_QUEUED_REPLIES: usize = 1024;
-
-/// The buffer the writer gathers a burst of responses in before writing them out.
+/// The buffer a frame is gathered in before it is written out in one write.
 const WRITE_BUFFER_BYTES: usize = 64 * 1024;
+
+/// The connection's output, shared by the read loop, the tasks and their notifications: each
+/// frame is written whole and flushed under a lock. A client that stops reading stops the
+/// server writing, and so reading, which is all the buffering it can make the server do.
+#[derive(Clone)]
+struct Output(Arc<Mutex<Outgoing>>);
+
+/// The state behind [`Output`].
+struct Outgoing {
+    /// The stream, until the first frame read fixes the framing.
+    stream: Option<Box<dyn Write + Send>>,
+    writer: Option<FrameWriter<BufWriter<Box<dyn Write + Send>>>>,
+    /// The first write that failed; nothing is written after it.
+    failed: Option<io::Error>,
+}
+
+impl Outgoing {
+    /// The frame writer, made in `framing` the first time it is asked for.
+    fn writer(
+        &mut self,
+        framing: Framing,
+    ) -> Option<&mut FrameWriter<BufWriter<Box<dyn Write + Send>>>> {
+        if let Some(stream) = self.stream.take() {
+            let buffered = BufWriter::with_capacity(WRITE_BUFFER_BYTES, stream);
+            self.writer = Some(FrameWriter::new(buffered, framing));
+        }
+        self.writer.as_mut()
+    }
+}
+
+impl Output {
+    fn new(stream: Box<dyn Write + Send>) -> Self {
+        Self(Arc::new(Mutex::new(Outgoing {
+            stream: Some(stream),
+            writer: None,
+            failed: None,
+        })))
+    }
+
+    /// Answers in `framing` from now on, unless a framing was chosen before.
+    fn choose_framing(&self, framing: Framing) {
+        if let Ok(mut out) = self.0.lock() {
+            out.writer(framing);
+        }
+    }
+
+    /// Writes one whole frame and flushes it; after a failed write, nothing.
+    fn send(&self, payload: &[u8]) {
+        let Ok(mut out) = self.0.lock() else {
+            return;
+        };
+        if out.failed.is_some() {
+            return;
+        }
+        let written = out
+            .writer(Framing::Lines)
+            .map(|writer| writer.queue_frame(payload).and_then(|()| writer.flush()));
+        if let Some(Err(error)) = written {
+            tracing::error!(%error, "writing stdout failed");
+            out.failed = Some(io::Error::other(error));
+        }
+    }
+
+    /// The first write error, if any.
+    fn finish(&self) -> io::Result<()> {
+        match self.0.lock() {
+            Ok(mut out) => out.failed.take().map_or(Ok(()), Err),
+            Err(_) => Err(io::Error::other("the output lock was poisoned")),
+        }
+    }
+}
 
 /// Cancellation flags of the requests being served, by request id.
 type Inflight = Arc<Mutex<HashMap<String, Arc<AtomicBool>>>>;
@@ -395,7 +381,7 @@ async fn handle_frame<C: Send + Sync + 'static>(
     module: &RpcModule<C>,
     frame: Frame<Entry>,
     raw: Option<&str>,
-    out: &mpsc::Sender<Vec<u8>>,
+    out: &Output,
     inflight: &Inflight,
 ) -> Option<Vec<u8>> {
     match frame {
@@ -429,7 +415,7 @@ async fn handle_message<C: Send + Sync + 'static>(
         registered,
     }: Entry,
     raw: Option<&str>,
-    out: &mpsc::Sender<Vec<u8>>,
+    out: &Output,
     inflight: &Inflight,
 ) -> Option<Vec<u8>> {
     match message {

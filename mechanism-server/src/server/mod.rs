@@ -72,7 +72,7 @@ where
         .max_blocking_threads(connection::MAX_FRAMES_IN_FLIGHT)
         .enable_all()
         .build()?;
-    runtime.block_on(connection::serve(Arc::new(module), input, output, limits))?;
+    connection::serve(&runtime, Arc::new(module), input, output, limits)?;
     Ok(())
 }
 
