@@ -123,8 +123,7 @@ where
             Frame::Single(message) if answers_at_once(&module, &message) => {
                 let entry = Entry::unregistered(message);
                 let raw = std::str::from_utf8(&bytes).ok();
-                let reply = runtime.block_on(handle_message(&module, entry, raw, &out, &inflight));
-                if let Some(reply) = reply {
+                if let Some(reply) = answer_at_once(runtime, &module, entry, raw, &out, &inflight) {
                     out.send(&reply);
                 }
             }
@@ -404,29 +403,112 @@ async fn handle_frame<C: Send + Sync + 'static>(
     }
 }
 
-/// Answers one message. A request goes straight to the callback jsonrpsee's `RpcModule` holds
-/// for its method, with its id and params as parsed here: the frame is not parsed again.
-/// `raw` is the frame's text when the message is the whole frame.
+/// Answers one message on a task. A request goes straight to the callback jsonrpsee's
+/// `RpcModule` holds for its method, with its id and params as parsed here: the frame is not
+/// parsed again. `raw` is the frame's text when the message is the whole frame.
 async fn handle_message<C: Send + Sync + 'static>(
     module: &RpcModule<C>,
-    Entry {
-        message,
-        cancelled,
-        registered,
-    }: Entry,
+    entry: Entry,
     raw: Option<&str>,
     out: &Output,
     inflight: &Inflight,
 ) -> Option<Vec<u8>> {
-    match message {
-        Message::Invalid { id, reason } => Some(jsonrpc::encode_error_response(
-            &id,
+    let response = match step(module, &entry, raw, out, inflight) {
+        Step::Answered(reply) => return reply,
+        Step::Call(call) => SCOPE.scope(call.scope.clone(), call.run()).await,
+    };
+    finish(&entry, response, inflight)
+}
+
+/// Answers one message that cannot wait, on the calling thread: `runtime` is used only if
+/// its verb turns out to be asynchronous after all.
+fn answer_at_once<C: Send + Sync + 'static>(
+    runtime: &Runtime,
+    module: &RpcModule<C>,
+    entry: Entry,
+    raw: Option<&str>,
+    out: &Output,
+    inflight: &Inflight,
+) -> Option<Vec<u8>> {
+    let response = match step(module, &entry, raw, out, inflight) {
+        Step::Answered(reply) => return reply,
+        Step::Call(call) => match call.callback {
+            MethodCallback::Sync(verb) => SCOPE.sync_scope(call.scope.clone(), || {
+                Some(verb(
+                    call.id.clone(),
+                    call.params(),
+                    usize::MAX,
+                    Extensions::new(),
+                ))
+            }),
+            _ => runtime.block_on(SCOPE.scope(call.scope.clone(), call.run())),
+        },
+    };
+    finish(&entry, response, inflight)
+}
+
+/// What a message comes to before any verb runs.
+enum Step<'a> {
+    /// Answered already (or, for a notification or a response, not to be answered).
+    Answered(Option<Vec<u8>>),
+    /// A verb to call.
+    Call(Call<'a>),
+}
+
+/// One call of a verb's jsonrpsee callback.
+struct Call<'a> {
+    callback: &'a MethodCallback,
+    id: Id<'a>,
+    params: Cow<'a, str>,
+    scope: RequestScope,
+}
+
+impl Call<'_> {
+    fn params(&self) -> Params<'_> {
+        Params::new(Some(&self.params))
+    }
+
+    /// Runs the callback; `None` for a subscription, which no verb is.
+    async fn run(&self) -> Option<MethodResponse> {
+        match self.callback {
+            MethodCallback::Sync(verb) => Some(verb(
+                self.id.clone(),
+                self.params(),
+                usize::MAX,
+                Extensions::new(),
+            )),
+            MethodCallback::Async(verb) => Some(
+                verb(
+                    self.id.clone().into_owned(),
+                    self.params().into_owned(),
+                    ConnectionId(0),
+                    usize::MAX,
+                    Extensions::new(),
+                )
+                .await,
+            ),
+            MethodCallback::Subscription(_) | MethodCallback::Unsubscription(_) => None,
+        }
+    }
+}
+
+/// Answers what needs no verb, or says which verb to call and how.
+fn step<'a, C>(
+    module: &'a RpcModule<C>,
+    entry: &'a Entry,
+    raw: Option<&'a str>,
+    out: &Output,
+    inflight: &Inflight,
+) -> Step<'a> {
+    match &entry.message {
+        Message::Invalid { id, reason } => Step::Answered(Some(jsonrpc::encode_error_response(
+            id,
             ErrorCode::InvalidRequest,
-            &reason,
-        )),
+            reason,
+        ))),
         Message::Response { .. } => {
             tracing::debug!("ignoring a response: this server sends no requests");
-            None
+            Step::Answered(None)
         }
         Message::Notification { method, params } => {
             if method == jsonrpc::CANCEL_REQUEST {
@@ -436,74 +518,63 @@ async fn handle_message<C: Send + Sync + 'static>(
                 // outcome (an execute nobody hears about): they are ignored.
                 tracing::debug!(%method, "ignoring notification");
             }
-            None
+            Step::Answered(None)
         }
         Message::Request { id, method, params } => {
-            let Some(callback) = module.method(&method) else {
+            let Some(callback) = module.method(method) else {
                 let message = format!("no method {method:?}");
-                return Some(jsonrpc::encode_error_response(
-                    &id,
+                return Step::Answered(Some(jsonrpc::encode_error_response(
+                    id,
                     ErrorCode::MethodNotFound,
                     &message,
-                ));
+                )));
             };
-            let Some(rpc_id) = rpc_id(&id) else {
-                return Some(jsonrpc::encode_error_response(
-                    &id,
+            let Some(rpc_id) = rpc_id(id) else {
+                return Step::Answered(Some(jsonrpc::encode_error_response(
+                    id,
                     ErrorCode::InvalidRequest,
                     "a request id must be a string, null, or an integer from 0 to 2^64-1",
-                ));
+                )));
             };
-            let text = params_text(raw, params.as_ref());
-            let scope = RequestScope {
-                cancelled: Arc::clone(&cancelled),
-                notify: Notifier(out.clone()),
-            };
-            let response = SCOPE
-                .scope(scope, call(callback, rpc_id, Params::new(Some(&text))))
-                .await;
-            // Only our own entry: a client reusing an id in flight must not lose its cancel.
-            if let (true, Ok(mut map)) = (registered, inflight.lock()) {
-                let key = id.to_string();
-                if map
-                    .get(&key)
-                    .is_some_and(|flag| Arc::ptr_eq(flag, &cancelled))
-                {
-                    map.remove(&key);
-                }
-            }
-            Some(match response {
-                Some(response) => {
-                    let (json, _, _) = response.into_parts();
-                    Box::<str>::from(json).into_string().into_bytes()
-                }
-                None => jsonrpc::encode_error_response(
-                    &id,
-                    ErrorCode::MethodNotFound,
-                    &format!("{method:?} is not a method"),
-                ),
+            Step::Call(Call {
+                callback,
+                id: rpc_id,
+                params: params_text(raw, params.as_ref()),
+                scope: RequestScope {
+                    cancelled: Arc::clone(&entry.cancelled),
+                    notify: Notifier(out.clone()),
+                },
             })
         }
     }
 }
 
-/// Runs a verb's jsonrpsee callback on one request; `None` for a subscription, which no verb
-/// is.
-async fn call(callback: &MethodCallback, id: Id<'_>, params: Params<'_>) -> Option<MethodResponse> {
-    match callback {
-        MethodCallback::Sync(verb) => Some(verb(id, params, usize::MAX, Extensions::new())),
-        MethodCallback::Async(verb) => Some(
-            verb(
-                id.into_owned(),
-                params.into_owned(),
-                ConnectionId(0),
-                usize::MAX,
-                Extensions::new(),
-            )
-            .await,
-        ),
-        MethodCallback::Subscription(_) | MethodCallback::Unsubscription(_) => None,
+/// The reply to a request whose verb ran, once its cancellation flag is taken out.
+fn finish(entry: &Entry, response: Option<MethodResponse>, inflight: &Inflight) -> Option<Vec<u8>> {
+    let Message::Request { id, method, .. } = &entry.message else {
+        return None;
+    };
+    // Only our own entry: a client reusing an id in flight must not lose its cancel.
+    if let (true, Ok(mut map)) = (entry.registered, inflight.lock()) {
+        let key = id.to_string();
+        if map
+            .get(&key)
+            .is_some_and(|flag| Arc::ptr_eq(flag, &entry.cancelled))
+        {
+            map.remove(&key);
+        }
     }
+    Some(match response {
+        Some(response) => {
+            let (json, _, _) = response.into_parts();
+            Box::<str>::from(json).into_string().into_bytes()
+        }
+        None => jsonrpc::encode_error_response(
+            id,
+            ErrorCode::MethodNotFound,
+            &format!("{method:?} is not a method"),
+        ),
+    })
 }
 
 /// The request id as jsonrpsee carries it into the response; `None` for a number it cannot
