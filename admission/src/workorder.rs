@@ -99,6 +99,10 @@ pub fn load(path: &Path, store: &Store) -> Result<Loaded, WorkorderError> {
     };
     let bytes = read_bounded(path)?;
     let value = canonical::parse(&bytes).map_err(|e| invalid(e.to_string()))?;
+    // Before the schema, whose answer to a misspelt member is only that one is missing.
+    if let Some(reason) = unknown_field(&value) {
+        return Err(invalid(reason));
+    }
     schema::validate(schema::SchemaName::Workorder, &value).map_err(|e| invalid(e.to_string()))?;
     let mut workorder: Workorder = Artifact::from_value(value)
         .and_then(|a| a.view())
@@ -124,6 +128,52 @@ pub fn load(path: &Path, store: &Store) -> Result<Loaded, WorkorderError> {
         inputs,
         path: path.to_path_buf(),
     })
+}
+
+/// The first member a workorder may not have, with the known one it is probably meant for.
+fn unknown_field(value: &serde_json::Value) -> Option<String> {
+    let object = value.as_object()?;
+    let unknown = object
+        .keys()
+        .find(|key| !Workorder::FIELDS.contains(&key.as_str()))?;
+    let mut message = format!("unknown field {unknown:?}");
+    if let Some(known) = closest(unknown, Workorder::FIELDS) {
+        message.push_str(&format!("; did you mean {known:?}?"));
+    }
+    message.push_str(&format!(
+        " (a workorder has only {})",
+        Workorder::FIELDS.join(", ")
+    ));
+    Some(message)
+}
+
+/// The candidate nearest to `word` (case ignored), if it is close enough to be a misspelling:
+/// at most a third of its letters edited, and at least one edit allowed.
+fn closest<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str> {
+    let word = word.to_lowercase();
+    let limit = (word.chars().count() / 3).max(1);
+    candidates
+        .iter()
+        .map(|c| (edit_distance(&word, c), *c))
+        .filter(|(distance, _)| *distance <= limit)
+        .min_by_key(|(distance, _)| *distance)
+        .map(|(_, c)| c)
+}
+
+/// Levenshtein distance in characters: small enough not to need a crate.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let substituted = diagonal + usize::from(ca != *cb);
+            diagonal = row[j + 1];
+            row[j + 1] = substituted.min(row[j] + 1).min(diagonal + 1);
+        }
+    }
+    row[b.len()]
 }
 
 fn read_bounded(path: &Path) -> Result<Vec<u8>, WorkorderError> {
@@ -180,4 +230,35 @@ fn resolve_input(
     store
         .put_blob(file, &provenance)
         .map_err(|e| input_error(e.code(), e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn edit_distance_counts_insertions_deletions_and_substitutions() {
+        assert_eq!(edit_distance("ticketid", "ticket_id"), 1);
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
+        assert_eq!(edit_distance("", "abc"), 3);
+        assert_eq!(edit_distance("same", "same"), 0);
+    }
+
+    #[test]
+    fn unknown_fields_are_named_with_the_likely_known_one() {
+        let message = unknown_field(&json!({"kind": "x", "ticketid": "OPS-1"})).unwrap();
+        assert!(
+            message.starts_with(r#"unknown field "ticketid"; did you mean "ticket_id"?"#),
+            "{message}"
+        );
+        let message = unknown_field(&json!({"Work_Order_ID": "x"})).unwrap();
+        assert!(
+            message.contains(r#"did you mean "work_order_id"?"#),
+            "{message}"
+        );
+        let message = unknown_field(&json!({"colour": "x"})).unwrap();
+        assert!(!message.contains("did you mean"), "{message}");
+        assert_eq!(unknown_field(&json!({"kind": "x", "ticket_id": "y"})), None);
+    }
 }

@@ -959,3 +959,45 @@ fn typed_views_refuse_another_kind() {
     assert!(artifact.view::<ResultArtifact>().is_err());
     assert!(artifact.view::<Plan>().is_ok());
 }
+
+/// The workorder schema, its Rust type and `Workorder::FIELDS` name the same members, and the
+/// schema refuses any other (a misspelt `ticket_id` would otherwise vanish unseen).
+#[test]
+fn workorder_fields_agree_between_schema_type_and_list() {
+    let source = schema::embedded_files()
+        .into_iter()
+        .find(|(path, _)| *path == SchemaName::Workorder.path())
+        .map(|(_, source)| source)
+        .unwrap();
+    let document: serde_json::Value = serde_json::from_str(source).unwrap();
+    assert_eq!(document["additionalProperties"], json!(false));
+    let in_schema: BTreeSet<&str> = document["properties"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    let listed: BTreeSet<&str> = Workorder::FIELDS.iter().copied().collect();
+    assert_eq!(in_schema, listed);
+    let full = Artifact::from_typed(&Workorder {
+        work_order_id: "wo-1".into(),
+        mechanism: "git_apply_patch".into(),
+        operation: "apply".into(),
+        params: json!({}),
+        inputs: BTreeMap::new(),
+        budget: budget(),
+        ticket_id: Some("OPS-1".into()),
+    })
+    .unwrap();
+    let serialised: BTreeSet<&str> = full
+        .value()
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(serialised, listed);
+    let mut extra = full.value().clone();
+    extra["ticketid"] = json!("OPS-1");
+    assert!(schema::validate(SchemaName::Workorder, &extra).is_err());
+}

@@ -912,6 +912,15 @@ fn bad_input_exits_2_with_the_problem_named() {
     wrong_kind["kind"] = json!("mechanism.plan/v0");
     w.write_json("kind.json", &wrong_kind);
     w.write_json("missing.json", &git_workorder("missing", "no-such.diff"));
+    // An unknown member is refused, and a misspelt one is named with the member meant.
+    let mut misspelt_optional = git_workorder("ticketid", "edit.diff");
+    misspelt_optional["ticketid"] = json!("OPS-9");
+    w.write_json("ticketid.json", &misspelt_optional);
+    let mut misspelt_required = git_workorder("budgets", "edit.diff");
+    let budget = misspelt_required["budget"].take();
+    misspelt_required.as_object_mut().unwrap().remove("budget");
+    misspelt_required["budgte"] = budget;
+    w.write_json("budgte.json", &misspelt_required);
     let unknown_uid = "01a20553-1017-712a-a3e3-d56d39f9eeff";
     let absent = Digest::of_bytes(b"not in the store").to_string();
     for (args, needle) in [
@@ -922,6 +931,14 @@ fn bad_input_exits_2_with_the_problem_named() {
         (vec!["plan", "dup.json"], "duplicate key \"kind\""),
         (vec!["run", "kind.json"], "mechanism.workorder/v0"),
         (vec!["run", "missing.json"], "no-such.diff"),
+        (
+            vec!["run", "ticketid.json"],
+            r#"unknown field "ticketid"; did you mean "ticket_id"?"#,
+        ),
+        (
+            vec!["plan", "budgte.json"],
+            r#"unknown field "budgte"; did you mean "budget"?"#,
+        ),
         (vec!["execute", "sha256:abc"], "64 hex digits"),
         (vec!["show", unknown_uid], unknown_uid),
         (vec!["show", "nonsense"], "nonsense"),
@@ -935,9 +952,11 @@ fn bad_input_exits_2_with_the_problem_named() {
         assert!(out.stdout.is_empty(), "{args:?} printed {}", stdout(&out));
     }
     // With --json the error is one object on stdout.
-    let report = w.json(&["run", "missing.json"], 2);
-    assert_eq!(report["error"]["code"], "INVALID_PARAMS", "{report:#}");
-    assert_eq!(report["error"]["exit"], 2, "{report:#}");
+    for workorder in ["missing.json", "ticketid.json"] {
+        let report = w.json(&["run", workorder], 2);
+        assert_eq!(report["error"]["code"], "INVALID_PARAMS", "{report:#}");
+        assert_eq!(report["error"]["exit"], 2, "{report:#}");
+    }
     assert_eq!(w.head(), base);
 }
 

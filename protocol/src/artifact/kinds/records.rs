@@ -32,6 +32,20 @@ pub struct Workorder {
     pub ticket_id: Option<String>,
 }
 
+impl Workorder {
+    /// Every member a workorder may have, `kind` included; its schema allows no other.
+    pub const FIELDS: &'static [&'static str] = &[
+        "kind",
+        "work_order_id",
+        "mechanism",
+        "operation",
+        "params",
+        "inputs",
+        "budget",
+        "ticket_id",
+    ];
+}
+
 impl Kind for Workorder {
     const KIND: &'static str = "mechanism.workorder/v0";
 }
