@@ -157,6 +157,7 @@ impl Fixture {
                     email: EMAIL.to_owned(),
                 },
                 time: Some(TIME.to_owned()),
+                strip: None,
             },
         };
         fixture.git(&["init", "-q", "-b", "main"]);

@@ -88,7 +88,7 @@ mod tests {
     use super::*;
 
     fn hunks(patch: &str) -> Vec<Hunk> {
-        parse(patch.as_bytes()).unwrap().files.remove(0).hunks
+        parse(patch.as_bytes(), 1).unwrap().files.remove(0).hunks
     }
 
     fn lines(range: std::ops::RangeInclusive<u32>) -> String {

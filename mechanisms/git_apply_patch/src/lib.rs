@@ -61,7 +61,14 @@ pub struct ApplyParams {
     /// commit's committer time, in its offset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub time: Option<String>,
+    /// How many leading directories to strip from the patch's names, as `patch -p`;
+    /// default [`DEFAULT_STRIP`] (git's `a/` and `b/`). 0 for a `diff -u` without prefixes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub strip: Option<u32>,
 }
+
+/// The `strip` of params that give none: git's `a/` and `b/` prefixes.
+pub const DEFAULT_STRIP: u32 = 1;
 
 /// A name and an email, as in a git signature.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

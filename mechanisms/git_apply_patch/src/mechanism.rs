@@ -43,8 +43,9 @@ impl Mechanism for GitApplyPatch {
     fn operations(&self) -> Vec<Operation> {
         vec![Operation {
             name: APPLY.to_owned(),
-            description: "Apply a unified diff (input `patch`) to a branch of a git repository \
-                          under the root and commit it; the commit id is predicted at plan time."
+            description: "Apply a unified diff or `git format-patch` mails (input `patch`) to \
+                          a branch of a git repository under the root and commit it as one \
+                          commit; the commit id is predicted at plan time."
                 .to_owned(),
             params_schema: params_schema(),
             inputs: vec![PATCH_INPUT.to_owned()],
@@ -266,7 +267,8 @@ fn params_schema() -> Value {
                     "email": {"type": "string", "minLength": 1}
                 }
             },
-            "time": {"type": "string", "format": "date-time", "description": "Author and committer time, RFC 3339, whole seconds, from 1970-01-01T00:00:00Z to 2106-02-07T06:28:15Z (what a commit holds); default: one second after the base commit."}
+            "time": {"type": "string", "format": "date-time", "description": "Author and committer time, RFC 3339, whole seconds, from 1970-01-01T00:00:00Z to 2106-02-07T06:28:15Z (what a commit holds); default: one second after the base commit."},
+            "strip": {"type": "integer", "minimum": 0, "maximum": u32::MAX, "description": "How many leading directories to strip from the patch's names, as `patch -p`; default 1 (git's `a/` and `b/`); 0 for `diff -u` output without prefixes."}
         }
     })
 }

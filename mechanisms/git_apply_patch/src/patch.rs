@@ -1,5 +1,5 @@
 //! A strict parser for unified diffs: git-style (`diff --git` with extended headers) and
-//! plain (`---`/`+++` only).
+//! plain (`---`/`+++` only), bare or as the mails of `git format-patch` (an mbox).
 //!
 //! We parse ourselves rather than through libgit2 because libgit2 is lenient where we must
 //! be strict (it accepts a deletion hunk that does not match the file) and because we need
@@ -42,6 +42,8 @@ pub(crate) enum Change {
 pub(crate) struct FilePatch {
     /// The 1-based patch line where this file's header starts, for messages.
     pub line: usize,
+    /// The mail of an mbox it is in, counted from 0; 0 for a bare diff.
+    pub mail: usize,
     /// What happens to the file.
     pub change: Change,
     /// An explicit mode change (`old mode` / `new mode`).
@@ -117,32 +119,31 @@ impl Hunk {
     }
 }
 
-/// Parses a whole patch. Malformed input is `InvalidParams` naming the line; binary and
-/// empty patches are `InvalidParams`; symlink and submodule modes are `PathRefused`, and
-/// so is every unsafe name (absolute, `..`, `.git`, ...) wherever it is spelled: checked as
-/// it is read, so that no consistency check between names answers first.
-pub(crate) fn parse(input: &[u8]) -> Result<Patch, ApplyError> {
+/// Parses a whole patch, `strip` leading directories removed from the names on `diff --git`
+/// and `---`/`+++` lines (as `patch -p`). Input that starts as an mbox (`git format-patch`)
+/// is read as its mails, each diff in turn: the mails' own messages and authors are skipped.
+/// Malformed input is `InvalidParams` naming the line; binary and empty patches are
+/// `InvalidParams`; symlink and submodule modes are `PathRefused`, and so is every unsafe name
+/// (absolute, `..`, `.git`, ...) wherever it is spelled: checked as it is read, so that no
+/// consistency check between names answers first.
+pub(crate) fn parse(input: &[u8], strip: usize) -> Result<Patch, ApplyError> {
     let lines = Lines::new(input);
-    let mut parser = Parser { lines, pos: 0 };
+    let mut parser = Parser {
+        lines,
+        pos: 0,
+        strip,
+        mail: 0,
+        mbox: false,
+    };
     let mut files = Vec::new();
-    while let Some(line) = parser.peek() {
-        let number = parser.pos + 1;
-        let file = if line.starts_with(b"diff --git ") {
-            parser.git_file()?
-        } else if line.starts_with(b"--- ") {
-            parser.plain_file()?
-        } else if is_binary_marker(line) {
-            return Err(binary(number));
-        } else {
-            return Err(malformed(
-                number,
-                format!(
-                    "expected a file header (`diff --git` or `---`/`+++`), found {}",
-                    show(line)
-                ),
-            ));
-        };
-        files.push(file);
+    if parser.peek().is_some_and(is_mail_start) {
+        parser.mbox = true;
+        while parser.peek().is_some() {
+            parser.mail(&mut files)?;
+            parser.mail += 1;
+        }
+    } else {
+        parser.files(&mut files)?;
     }
     if files.is_empty() {
         return Err(ApplyError::InvalidParams(
@@ -177,6 +178,12 @@ impl Lines {
 struct Parser {
     lines: Lines,
     pos: usize,
+    /// How many leading directories to strip from names (`patch -p`).
+    strip: usize,
+    /// The mail being read, counted from 0.
+    mail: usize,
+    /// Whether the input is an mbox.
+    mbox: bool,
 }
 
 /// Extended git headers of one file, as read.
@@ -204,16 +211,113 @@ impl Parser {
         self.lines.lines.get(self.pos).map(Vec::as_slice)
     }
 
+    /// File patches until the end, or, in a mail, until what ends its diff: a line that is
+    /// empty, the signature separator `-- ` or the start of the next mail.
+    fn files(&mut self, files: &mut Vec<FilePatch>) -> Result<(), ApplyError> {
+        while let Some(line) = self.peek() {
+            let number = self.pos + 1;
+            let file = if line.starts_with(b"diff --git ") {
+                self.git_file()?
+            } else if line.starts_with(b"--- ") {
+                self.plain_file()?
+            } else if is_binary_marker(line) {
+                return Err(binary(number));
+            } else if self.ends_mail(line) {
+                return Ok(());
+            } else {
+                let or_mail_end = if self.mbox {
+                    ", the signature `-- ` or the next mail"
+                } else {
+                    ""
+                };
+                return Err(malformed(
+                    number,
+                    format!(
+                        "expected a file header (`diff --git` or `---`/`+++`){or_mail_end}, \
+                         found {}",
+                        show(line)
+                    ),
+                ));
+            };
+            files.push(file);
+        }
+        Ok(())
+    }
+
+    /// One mail of an mbox, from its `From <commit> <date>` line: its headers and message
+    /// are skipped to the first `diff --git` line, its diff read, and its signature (after
+    /// `-- `) and trailing empty lines skipped to the next mail.
+    fn mail(&mut self, files: &mut Vec<FilePatch>) -> Result<(), ApplyError> {
+        let start = self.pos + 1;
+        self.pos += 1;
+        let mut in_headers = true;
+        loop {
+            let Some(line) = self.peek() else {
+                return Err(malformed(
+                    start,
+                    "the mail starting here has no `diff --git`",
+                ));
+            };
+            if line.starts_with(b"diff --git ") {
+                break;
+            }
+            if is_mail_start(line) {
+                return Err(malformed(
+                    start,
+                    "the mail starting here has no `diff --git`",
+                ));
+            }
+            if line.is_empty() {
+                in_headers = false;
+            } else if in_headers && is_encoded(line) {
+                return Err(malformed(
+                    self.pos + 1,
+                    format!(
+                        "{}: only a mail in plain text (7bit or 8bit) can be read;                          write it with `git format-patch`",
+                        show(line)
+                    ),
+                ));
+            }
+            self.pos += 1;
+        }
+        self.files(files)?;
+        if self.peek() == Some(b"-- ") {
+            while self.peek().is_some_and(|line| !is_mail_start(line)) {
+                self.pos += 1;
+            }
+        }
+        while self.peek().is_some_and(<[u8]>::is_empty) {
+            self.pos += 1;
+        }
+        match self.peek() {
+            Some(line) if !is_mail_start(line) => Err(malformed(
+                self.pos + 1,
+                format!(
+                    "expected a file header (`diff --git` or `---`/`+++`), the signature \
+                     `-- ` or the next mail, found {}",
+                    show(line)
+                ),
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// Whether `line`, outside a hunk, ends the diff of a mail.
+    fn ends_mail(&self, line: &[u8]) -> bool {
+        self.mbox && (line.is_empty() || line == b"-- " || is_mail_start(line))
+    }
+
     fn git_file(&mut self) -> Result<FilePatch, ApplyError> {
         let start = self.pos + 1;
         let header = self.peek().unwrap_or_default().to_vec();
-        let header_names = git_header_names(&header[b"diff --git ".len()..], start)?;
+        let header_names = git_header_names(&header[b"diff --git ".len()..], self.strip, start)?;
         self.pos += 1;
 
         let mut h = GitHeaders::default();
         while let Some(line) = self.peek() {
             let number = self.pos + 1;
-            if line.starts_with(b"diff --git ") || line.starts_with(b"--- ") {
+            if line.starts_with(b"diff --git ") || line.starts_with(b"--- ") || self.ends_mail(line)
+            {
                 break;
             }
             if line.starts_with(b"@@") {
@@ -336,6 +440,7 @@ impl Parser {
         }
         Ok(FilePatch {
             line: start,
+            mail: self.mail,
             change,
             mode_change,
             hunks,
@@ -369,6 +474,7 @@ impl Parser {
         };
         Ok(FilePatch {
             line: start,
+            mail: self.mail,
             change,
             mode_change: None,
             hunks,
@@ -379,13 +485,13 @@ impl Parser {
     fn file_names(&mut self) -> Result<(Option<String>, Option<String>), ApplyError> {
         let number = self.pos + 1;
         let old_line = self.peek().unwrap_or_default().to_vec();
-        let old = side_name(&old_line[b"--- ".len()..], number)?;
+        let old = side_name(&old_line[b"--- ".len()..], self.strip, number)?;
         self.pos += 1;
         let new_line = match self.peek() {
             Some(line) if line.starts_with(b"+++ ") => line.to_vec(),
             _ => return Err(malformed(number + 1, "`---` is not followed by `+++`")),
         };
-        let new = side_name(&new_line[b"+++ ".len()..], number + 1)?;
+        let new = side_name(&new_line[b"+++ ".len()..], self.strip, number + 1)?;
         self.pos += 1;
         Ok((old, new))
     }
@@ -658,11 +764,11 @@ fn parse_mode(text: &[u8], number: usize) -> Result<u32, ApplyError> {
     }
 }
 
-/// The name on a `---`/`+++` line: `/dev/null`, or a name with its first directory (the
-/// `a/`, `b/` prefix, as `git apply -p1`) removed; any other absolute name is refused, never
-/// made relative. A tab ends the name (git and diff put a tab before timestamps, and after
-/// names that contain spaces).
-fn side_name(rest: &[u8], number: usize) -> Result<Option<String>, ApplyError> {
+/// The name on a `---`/`+++` line: `/dev/null`, or a name with its first `strip`
+/// directories (the `a/`, `b/` prefix for 1, as `git apply -p1`) removed; any other absolute
+/// name is refused, never made relative. A tab ends the name (git and diff put a tab before
+/// timestamps, and after names that contain spaces).
+fn side_name(rest: &[u8], strip: usize, number: usize) -> Result<Option<String>, ApplyError> {
     let name = if rest.starts_with(b"\"") {
         let (name, tail) = unquote(rest).ok_or_else(|| bad_name(rest, number))?;
         if !(tail.is_empty() || tail.starts_with(b"\t")) {
@@ -676,7 +782,7 @@ fn side_name(rest: &[u8], number: usize) -> Result<Option<String>, ApplyError> {
     if name == b"/dev/null" {
         return Ok(None);
     }
-    let stripped = without_prefix(&name).ok_or_else(|| no_prefix(&name, number))?;
+    let stripped = without_prefix(&name, strip).ok_or_else(|| no_prefix(&name, strip, number))?;
     checked(utf8_name(stripped.to_vec(), number)?, number).map(Some)
 }
 
@@ -693,22 +799,32 @@ fn parse_name(rest: &[u8], number: usize) -> Result<String, ApplyError> {
     checked(utf8_name(name, number)?, number)
 }
 
-/// `name` without its first directory (the `a/` or `b/` prefix), or `None` when it has
-/// none. An absolute name is kept whole, so that [`checked`] refuses it: stripping its
-/// empty first directory would turn `/etc/x` into `etc/x`.
-fn without_prefix(name: &[u8]) -> Option<&[u8]> {
+/// `name` without its first `strip` directories (for 1, the `a/` or `b/` prefix), or `None`
+/// when it has fewer. An absolute name is kept whole, so that [`checked`] refuses it:
+/// stripping its empty first directory would turn `/etc/x` into `etc/x`.
+fn without_prefix(name: &[u8], strip: usize) -> Option<&[u8]> {
     if name.starts_with(b"/") {
         return Some(name);
     }
-    let slash = name.iter().position(|&b| b == b'/')?;
-    Some(&name[slash + 1..])
+    let mut rest = name;
+    for _ in 0..strip {
+        let slash = rest.iter().position(|&b| b == b'/')?;
+        rest = &rest[slash + 1..];
+    }
+    Some(rest)
 }
 
-fn no_prefix(name: &[u8], number: usize) -> ApplyError {
+fn no_prefix(name: &[u8], strip: usize, number: usize) -> ApplyError {
+    let what = if strip == 1 {
+        "no leading directory (like `a/`)".to_owned()
+    } else {
+        format!("fewer than {strip} leading directories")
+    };
     malformed(
         number,
         format!(
-            "the name {} has no leading directory (like `a/`) to strip",
+            "the name {} has {what} to strip; for a diff whose names have no `a/` `b/` \
+             prefix, set the param `strip` to 0",
             show(name)
         ),
     )
@@ -745,16 +861,20 @@ fn bad_name(rest: &[u8], number: usize) -> ApplyError {
 /// can be told apart: quoted names always, unquoted ones when both are equal or there is
 /// only one space. Otherwise `None`, and the `---`/`+++` or rename lines must name them.
 /// The names told apart must be safe ([`checked`]): an absolute one is refused.
-fn git_header_names(rest: &[u8], number: usize) -> Result<Option<(String, String)>, ApplyError> {
-    match split_git_header(rest) {
+fn git_header_names(
+    rest: &[u8],
+    strip: usize,
+    number: usize,
+) -> Result<Option<(String, String)>, ApplyError> {
+    match split_git_header(rest, strip) {
         Some((a, b)) => Ok(Some((checked(a, number)?, checked(b, number)?))),
         None => Ok(None),
     }
 }
 
 /// The split of [`git_header_names`], the names unchecked.
-fn split_git_header(rest: &[u8]) -> Option<(String, String)> {
-    let strip = |n: &[u8]| utf8_name(without_prefix(n)?.to_vec(), 0).ok();
+fn split_git_header(rest: &[u8], strip: usize) -> Option<(String, String)> {
+    let strip = |n: &[u8]| utf8_name(without_prefix(n, strip)?.to_vec(), 0).ok();
     if rest.starts_with(b"\"") {
         let (a, tail) = unquote(rest)?;
         let tail = tail.strip_prefix(b" ")?;
@@ -835,6 +955,26 @@ fn unquote(s: &[u8]) -> Option<(Vec<u8>, &[u8])> {
     }
 }
 
+/// Whether `line` starts a mail of an mbox as `git format-patch` writes it:
+/// `From <commit id> Mon Sep 17 00:00:00 2001` (the date is git's fixed one).
+fn is_mail_start(line: &[u8]) -> bool {
+    let Some(rest) = line.strip_prefix(b"From ") else {
+        return false;
+    };
+    let Some(id) = rest.strip_suffix(b" Mon Sep 17 00:00:00 2001") else {
+        return false;
+    };
+    matches!(id.len(), 40 | 64) && id.iter().all(u8::is_ascii_hexdigit)
+}
+
+/// Whether a mail header line says its body is encoded (quoted-printable, base64), which
+/// would have to be decoded before its diff could be read.
+fn is_encoded(line: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(line).to_ascii_lowercase();
+    text.strip_prefix("content-transfer-encoding:")
+        .is_some_and(|value| !matches!(value.trim(), "7bit" | "8bit"))
+}
+
 fn is_binary_marker(line: &[u8]) -> bool {
     line == b"GIT binary patch"
         || (line.starts_with(b"Binary files ") && line.ends_with(b" differ"))
@@ -872,7 +1012,7 @@ mod tests {
     use super::*;
 
     fn parse_str(s: &str) -> Result<Patch, ApplyError> {
-        parse(s.as_bytes())
+        parse(s.as_bytes(), 1)
     }
 
     #[test]
@@ -1060,5 +1200,86 @@ mod tests {
             parse_str("diff --git a/s b/s\nindex 1111..2222 160000\n--- a/s\n+++ b/s\n@@ -1 +1 @@\n-Subproject commit 1\n+Subproject commit 2\n"),
             Err(ApplyError::PathRefused(_))
         ));
+    }
+
+    const MAIL_1: &str = "From 1111111111111111111111111111111111111111 Mon Sep 17 00:00:00 2001\n\
+From: A <a@example.com>\nSubject: [PATCH 1/2] one\n\nbody\n---\n f | 1 +\n\n\
+diff --git a/f b/f\nnew file mode 100644\n--- /dev/null\n+++ b/f\n@@ -0,0 +1 @@\n+- \n-- \n2.47.3\n\n";
+
+    const MAIL_2: &str = "From 2222222222222222222222222222222222222222 Mon Sep 17 00:00:00 2001\n\
+From: A <a@example.com>\nSubject: [PATCH 2/2] two\n\n---\n\
+diff --git a/f b/f\n--- a/f\n+++ b/f\n@@ -1 +1 @@\n-- \n+x\n";
+
+    #[test]
+    fn mails_are_read_in_order_each_diff_numbered_by_its_mail() {
+        let p = parse_str(&format!("{MAIL_1}{MAIL_2}")).unwrap();
+        let read: Vec<_> = p.files.iter().map(|f| (f.mail, f.change.clone())).collect();
+        assert_eq!(
+            read,
+            [
+                (
+                    0,
+                    Change::Create {
+                        path: "f".into(),
+                        mode: MODE_FILE
+                    }
+                ),
+                (1, Change::Modify { path: "f".into() }),
+            ]
+        );
+        // `-- ` inside a hunk is a removed line `- `, not the signature.
+        assert_eq!(
+            p.files[1].hunks[0].lines[0],
+            HunkLine::Remove(b"- \n".to_vec())
+        );
+        assert_eq!(
+            p.files[0].hunks[0].lines[0],
+            HunkLine::Add(b"- \n".to_vec())
+        );
+    }
+
+    #[test]
+    fn mails_without_a_diff_encoded_or_with_junk_after_it_are_refused() {
+        let no_diff = "From 1111111111111111111111111111111111111111 Mon Sep 17 00:00:00 2001\n\
+Subject: [PATCH 0/2] cover\n\nletter\n";
+        let encoded = MAIL_2.replace("\n\n---", "\nContent-Transfer-Encoding: base64\n\n---");
+        let junk = format!("{MAIL_2}junk\n");
+        for (mbox, needle) in [
+            (
+                format!("{no_diff}{MAIL_1}"),
+                "line 1: the mail starting here has no `diff --git`",
+            ),
+            (encoded, "line 4: \"Content-Transfer-Encoding: base64\""),
+            (
+                junk,
+                "line 12: expected a file header (`diff --git` or `---`/`+++`), the signature `-- ` or the next mail, found \"junk\"",
+            ),
+        ] {
+            let err = parse_str(&mbox).unwrap_err();
+            assert!(err.to_string().contains(needle), "{err}");
+        }
+    }
+
+    #[test]
+    fn strip_removes_that_many_directories_and_never_makes_a_name_relative() {
+        assert_eq!(without_prefix(b"a/b/c", 0), Some(&b"a/b/c"[..]));
+        assert_eq!(without_prefix(b"a/b/c", 2), Some(&b"c"[..]));
+        assert_eq!(without_prefix(b"a/b/c", 3), None);
+        assert_eq!(without_prefix(b"/etc/x", 2), Some(&b"/etc/x"[..]));
+        let plain = "--- f\n+++ f\n@@ -1 +1 @@\n-a\n+b\n";
+        assert_eq!(
+            parse(plain.as_bytes(), 0).unwrap().files[0].change,
+            Change::Modify { path: "f".into() }
+        );
+        let err = parse_str(plain).unwrap_err().to_string();
+        assert!(
+            err.contains("has no leading directory (like `a/`) to strip"),
+            "{err}"
+        );
+        let err = parse(b"--- a/f\n+++ a/f\n@@ -1 +1 @@\n-a\n+b\n", 2).unwrap_err();
+        assert!(
+            err.to_string().contains("fewer than 2 leading directories"),
+            "{err}"
+        );
     }
 }

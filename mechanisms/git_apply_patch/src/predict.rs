@@ -4,7 +4,7 @@
 //! All objects are written to an in-memory backend, so computing a prediction writes
 //! nothing; `execute` then copies exactly the new objects to disk with [`persist`].
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fs;
 use std::path::Path;
 
@@ -253,29 +253,23 @@ pub(crate) fn build(
         ));
     }
 
-    let patch = patch::parse(patch_bytes)?;
+    let strip = params.strip.unwrap_or(super::DEFAULT_STRIP) as usize;
+    let patch = patch::parse(patch_bytes, strip)?;
     let base_tree = base_commit.tree()?;
-    check_paths(repo, &base_tree, &patch.files)?;
-    let mut files = patch
-        .files
-        .iter()
-        .map(|file| resolve(repo, &base_tree, file))
-        .collect::<Result<Vec<_>, _>>()?;
-
-    // Blobs are stored only once every file applied: a patch that does not apply costs
-    // no compression.
-    let mut updates = git2::build::TreeUpdateBuilder::new();
-    for file in &mut files {
-        if let Some(path) = file.removed() {
-            updates.remove(path);
-        }
-        if let Some((path, content, entry)) = &mut file.new {
-            entry.id = repo.blob(content)?;
-            updates.upsert(path.as_str(), entry.id, file_mode(entry.mode));
-        }
+    // The mails of an mbox apply in turn, each to the tree the ones before it made; what
+    // the plan records is their sum, each path from the base tree to the last tree.
+    let mut new_tree = base_tree.clone();
+    let mut mails = Vec::new();
+    for mail in patch.files.chunk_by(|a, b| a.mail == b.mail) {
+        let (outcomes, tree) = apply_mail(repo, &new_tree, mail)?;
+        mails.push(outcomes);
+        new_tree = tree;
     }
-    let new_tree_id = updates.create_updated(repo, &base_tree)?;
-    let new_tree = repo.find_tree(new_tree_id)?;
+    let files = match <[_; 1]>::try_from(mails) {
+        Ok([only]) => only,
+        Err(mails) => sum(mails),
+    };
+    let new_tree_id = new_tree.id();
     check_collisions(repo, &new_tree, &files)?;
 
     let buffer =
@@ -326,6 +320,122 @@ pub(crate) fn build(
     };
     failpoint::hit("git:predicted");
     Ok(Built { prediction, files })
+}
+
+/// Applies the file patches of one diff to `tree`: their outcomes, the new blobs written,
+/// and the tree they make.
+fn apply_mail<'r>(
+    repo: &'r Repository,
+    tree: &Tree<'r>,
+    patches: &[FilePatch],
+) -> Result<(Vec<FileOutcome>, Tree<'r>), ApplyError> {
+    check_paths(repo, tree, patches)?;
+    let mut files = patches
+        .iter()
+        .map(|file| resolve(repo, tree, file))
+        .collect::<Result<Vec<_>, _>>()?;
+
+    // Blobs are stored only once every file applied: a patch that does not apply costs
+    // no compression.
+    let mut updates = git2::build::TreeUpdateBuilder::new();
+    for file in &mut files {
+        if let Some(path) = file.removed() {
+            updates.remove(path);
+        }
+        if let Some((path, content, entry)) = &mut file.new {
+            entry.id = repo.blob(content)?;
+            updates.upsert(path.as_str(), entry.id, file_mode(entry.mode));
+        }
+    }
+    let id = updates.create_updated(repo, tree)?;
+    Ok((files, repo.find_tree(id)?))
+}
+
+/// The outcomes of mails applied in turn, summed into one outcome per path changed from the
+/// base tree to the last tree, in the order paths were first touched: a path created then
+/// deleted, or edited back, is no outcome; a rename (through any edits and further renames)
+/// stays one as said below.
+fn sum(mails: Vec<Vec<FileOutcome>>) -> Vec<FileOutcome> {
+    let mut order: Vec<String> = Vec::new();
+    let mut base: HashMap<String, Option<Entry>> = HashMap::new();
+    let mut last: HashMap<String, Option<(Vec<u8>, Entry)>> = HashMap::new();
+    // The base path a path's content was renamed from.
+    let mut origin: HashMap<String, String> = HashMap::new();
+    for file in mails.into_iter().flatten() {
+        let mut touch = |path: &str, entry: Option<Entry>| {
+            if !base.contains_key(path) {
+                order.push(path.to_owned());
+                base.insert(path.to_owned(), entry);
+            }
+        };
+        if let Some((path, entry)) = &file.old {
+            touch(path, Some(*entry));
+        }
+        if let Some((path, _, _)) = &file.new {
+            touch(path, None);
+        }
+        let mut source = None;
+        if let Some(path) = file.removed() {
+            last.insert(path.to_owned(), None);
+            source = origin
+                .remove(path)
+                .or_else(|| matches!(base.get(path), Some(Some(_))).then(|| path.to_owned()));
+        }
+        if let Some((path, content, entry)) = file.new {
+            if file.renamed {
+                match source {
+                    Some(from) => origin.insert(path.clone(), from),
+                    None => origin.remove(&path),
+                };
+            } else if file.old.is_none() {
+                origin.remove(&path);
+            }
+            last.insert(path, Some((content, entry)));
+        }
+    }
+    // A rename stays one when its source is gone at the end and its target was not in the
+    // base tree; otherwise each end is summed as a path of its own.
+    let renames: HashMap<&str, &str> = origin
+        .iter()
+        .filter(|(to, from)| {
+            to != from
+                && matches!(last.get(from.as_str()), Some(None))
+                && matches!(base.get(to.as_str()), Some(None))
+        })
+        .map(|(to, from)| (from.as_str(), to.as_str()))
+        .collect();
+    let renamed_to: HashSet<&str> = renames.values().copied().collect();
+    let mut files = Vec::new();
+    for path in &order {
+        if renamed_to.contains(path.as_str()) {
+            continue;
+        }
+        let old = base.get(path).copied().flatten();
+        let (new_path, renamed) = match renames.get(path.as_str()) {
+            Some(to) => (*to, true),
+            None => (path.as_str(), false),
+        };
+        let new = last.get(new_path).cloned().flatten();
+        let unchanged = match (&old, &new) {
+            (Some(old), Some((_, new))) => !renamed && old == new,
+            (None, None) => true,
+            _ => false,
+        };
+        if unchanged {
+            continue;
+        }
+        let mode_change = match (&old, &new) {
+            (Some(old), Some((_, new))) if old.mode != new.mode => Some((old.mode, new.mode)),
+            _ => None,
+        };
+        files.push(FileOutcome {
+            old: old.map(|entry| (path.clone(), entry)),
+            new: new.map(|(content, entry)| (new_path.to_owned(), content, entry)),
+            renamed,
+            mode_change,
+        });
+    }
+    files
 }
 
 /// The first second a commit cannot hold: libgit2 writes a commit's time as an unsigned

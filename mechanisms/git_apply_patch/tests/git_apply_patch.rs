@@ -136,6 +136,7 @@ fn params() -> ApplyParams {
             email: "test@example.com".to_owned(),
         },
         time: None,
+        strip: None,
     }
 }
 
@@ -157,10 +158,15 @@ fn effect_types(p: &Prediction) -> Vec<String> {
 /// predicted, clean status), then the same patch no longer applies.
 fn round_trip(world: &World, patch: &[u8]) -> Prediction {
     let reference = world.reference_tree(patch);
+    round_trip_to(world, &params(), patch, &reference)
+}
+
+/// [`round_trip`] with `params`, the tree to predict being `reference`.
+fn round_trip_to(world: &World, params: &ApplyParams, patch: &[u8], reference: &str) -> Prediction {
     let before = world.snapshot();
-    let predicted = plan(&world.root(), &params(), patch).unwrap();
+    let predicted = plan(&world.root(), params, patch).unwrap();
     assert_eq!(world.snapshot(), before, "planning wrote something");
-    assert_eq!(plan(&world.root(), &params(), patch).unwrap(), predicted);
+    assert_eq!(plan(&world.root(), params, patch).unwrap(), predicted);
     assert_eq!(
         predicted.new_tree, reference,
         "tree differs from git apply's"
@@ -171,7 +177,7 @@ fn round_trip(world: &World, patch: &[u8]) -> Prediction {
         BranchState::AtBase
     );
 
-    let applied = execute(&world.root(), &params(), patch, &predicted).unwrap();
+    let applied = execute(&world.root(), params, patch, &predicted).unwrap();
     assert_eq!(applied.commit, predicted.new_commit);
     assert!(applied.worktree_updated);
     assert_eq!(world.rev("main"), predicted.new_commit);
@@ -188,7 +194,7 @@ fn round_trip(world: &World, patch: &[u8]) -> Prediction {
         BranchState::AtPredicted
     );
 
-    let again = plan(&world.root(), &params(), patch).unwrap_err();
+    let again = plan(&world.root(), params, patch).unwrap_err();
     assert_eq!(again.code(), ErrorCode::InvalidParams);
     assert!(again.to_string().contains("does not apply"), "{again}");
     predicted
@@ -403,6 +409,232 @@ fn a_plain_diff_without_git_headers_applies() {
     let patch = b"--- a/README.md\t2026-01-01 00:00:00\n+++ b/README.md\t2026-01-02 00:00:00\n\
 @@ -1,3 +1,3 @@\n # fixture\n \n-A repository for tests.\n+A repository for plain diffs.\n";
     round_trip(&w, patch);
+}
+
+/// A commit message and the edit the commit makes.
+type Edit<'a> = (&'a str, &'a dyn Fn(&Path));
+
+/// Commits each edit on `main` with its message, and returns `git format-patch --stdout -M
+/// ARGS` of those commits; `main` is put back on the base.
+fn format_patch(w: &World, edits: &[Edit], args: &[&str]) -> Vec<u8> {
+    let base = w.rev("main");
+    for (message, edit) in edits {
+        edit(&w.repo());
+        w.git(&["add", "-A"]);
+        w.git(&["commit", "-q", "-m", message]);
+    }
+    let range = format!("{base}..main");
+    let mut command = vec!["format-patch", "--stdout", "-M"];
+    command.extend(args);
+    command.push(&range);
+    let mbox = w.git(&command);
+    w.git(&["reset", "-q", "--hard", &base]);
+    mbox.into_bytes()
+}
+
+/// The tree `git am` makes of `mbox` on `main`, in a clone.
+fn am_tree(w: &World, mbox: &[u8]) -> String {
+    let clone = w.path("clone");
+    let _ = fs::remove_dir_all(&clone);
+    let home = w.path("home");
+    let repo = w.repo();
+    git_home(
+        w.dir.path(),
+        Some(&home),
+        &["clone", "-q", repo.to_str().unwrap(), "clone"],
+    );
+    fs::write(w.path("mails"), mbox).unwrap();
+    git_home(
+        &clone,
+        Some(&home),
+        &["am", "-q", w.path("mails").to_str().unwrap()],
+    );
+    let tree = git_home(&clone, Some(&home), &["rev-parse", "HEAD^{tree}"]);
+    fs::remove_dir_all(&clone).unwrap();
+    fs::remove_file(w.path("mails")).unwrap();
+    tree.trim().to_owned()
+}
+
+#[test]
+fn format_patch_mails_apply_in_order_as_one_commit_as_git_am_applies_them() {
+    let w = World::new();
+    let edit_readme = |d: &Path| write(d, "README.md", "# fixture\n\n- \nEdited by mail 1.\n");
+    let add_and_rename = |d: &Path| {
+        write(d, "src/new.rs", &numbered("new", 5));
+        fs::rename(d.join("src/old.rs"), d.join("src/older.rs")).unwrap();
+    };
+    let edit_readme_again = |d: &Path| {
+        // Removing the line `- ` writes `-- ` into the diff: a hunk line, not a signature.
+        write(d, "README.md", "# fixture\n\nEdited by mail 3.\n")
+    };
+    let edit_new_and_renamed = |d: &Path| {
+        write(d, "src/new.rs", &numbered("newer", 5));
+        write(d, "src/older.rs", &numbered("older", 12));
+    };
+    let edits: [Edit; 4] = [
+        (
+            "mail 1\n\nIts body.\n---\nA line git am would cut at.",
+            &edit_readme,
+        ),
+        ("mail 2", &add_and_rename),
+        ("mail 3", &edit_readme_again),
+        ("mail 4", &edit_new_and_renamed),
+    ];
+    for args in [
+        &[][..],
+        &["--no-signature"],
+        &["--numbered", "--cover-letter"],
+    ] {
+        let mbox = format_patch(&w, &edits, args);
+        if args.contains(&"--cover-letter") {
+            // A cover letter has no diff: git am refuses it too.
+            let message = refused(&w, &params(), &mbox, ErrorCode::InvalidParams);
+            assert!(message.contains("no `diff --git`"), "{message}");
+            continue;
+        }
+        // Removing `- ` wrote `-- ` into mail 3's hunk; each mail has a signature unless not.
+        let separators = String::from_utf8_lossy(&mbox).matches("\n-- \n").count();
+        assert_eq!(separators, if args.is_empty() { 5 } else { 1 });
+        let base = w.rev("main");
+        let reference = am_tree(&w, &mbox);
+        let p = round_trip_to(&w, &params(), &mbox, &reference);
+        // One commit, made of the params' message and author, not the mails'.
+        assert_eq!(w.rev("HEAD~1"), base);
+        assert_eq!(
+            w.git(&["log", "-1", "--format=%s|%an|%ae"]).trim(),
+            "apply a patch|Mechanism Test|test@example.com"
+        );
+        let paths: Vec<&str> = p
+            .effects
+            .iter()
+            .filter_map(|e| e.detail.get("path").and_then(|p| p.as_str()))
+            .collect();
+        assert_eq!(
+            paths,
+            ["README.md", "src/new.rs", "src/old.rs", "src/older.rs"]
+        );
+        assert_eq!(p.effects[3].detail["renamed_from"], "src/old.rs");
+        assert!(!p.destructive, "{:?}", p.destructive_reasons);
+        w.git(&["reset", "-q", "--hard", &base]);
+    }
+}
+
+#[test]
+fn a_mail_whose_diff_does_not_apply_after_the_mails_before_it_is_refused() {
+    let w = World::new();
+    let mbox = format_patch(
+        &w,
+        &[
+            ("add", &|d: &Path| write(d, "notes.txt", "one\n")),
+            ("edit", &|d: &Path| write(d, "notes.txt", "two\n")),
+        ],
+        &[],
+    );
+    let text = String::from_utf8(mbox).unwrap();
+    let at = text.find("\nFrom ").unwrap() + 1;
+    let (first, second) = text.split_at(at);
+    // The second mail alone edits a file that is not there; after the first it applies.
+    let message = refused(&w, &params(), second.as_bytes(), ErrorCode::InvalidParams);
+    assert!(message.contains("does not exist"), "{message}");
+    let swapped = [second, first].concat();
+    let message = refused(&w, &params(), swapped.as_bytes(), ErrorCode::InvalidParams);
+    assert!(message.contains("does not exist"), "{message}");
+    assert!(plan(&w.root(), &params(), text.as_bytes()).is_ok());
+}
+
+#[test]
+fn strip_0_applies_diffs_without_prefixes_as_patch_p0_does() {
+    let w = World::new();
+    let no_prefix = |p: &ApplyParams| ApplyParams {
+        strip: Some(0),
+        ..p.clone()
+    };
+    // `git diff --no-prefix`, checked against what git itself makes of the edit.
+    write(
+        &w.repo(),
+        "docs/guide.txt",
+        &numbered("guide line (edited)", 20),
+    );
+    write(&w.repo(), "top.txt", "top\n");
+    w.git(&["add", "-A"]);
+    let patch = w.git(&["diff", "--cached", "--no-prefix"]);
+    let reference = w.git(&["write-tree"]).trim().to_owned();
+    w.git(&["reset", "-q", "--hard", "HEAD"]);
+    w.git(&["clean", "-q", "-fdx"]);
+    let message = refused(&w, &params(), patch.as_bytes(), ErrorCode::InvalidParams);
+    assert!(
+        message.contains("\"top.txt\" has no leading directory (like `a/`) to strip")
+            && message.contains("set the param `strip` to 0"),
+        "{message}"
+    );
+    round_trip_to(&w, &no_prefix(&params()), patch.as_bytes(), &reference);
+
+    // `diff -u` of one file, checked against `patch -p0` in a copy.
+    let copy = w.path("copy");
+    let _ = fs::remove_dir_all(&copy);
+    git_home(
+        w.dir.path(),
+        Some(&w.path("home")),
+        &["clone", "-q", w.repo().to_str().unwrap(), "copy"],
+    );
+    fs::write(
+        w.path("new-readme"),
+        "# fixture\n\nA repository for plain diffs.\n",
+    )
+    .unwrap();
+    let diff = std::process::Command::new("diff")
+        .current_dir(&copy)
+        .args([
+            "-u",
+            "README.md",
+            "../new-readme",
+            "--label",
+            "README.md",
+            "--label",
+            "README.md",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(diff.status.code(), Some(1), "diff found no difference");
+    let patched = std::process::Command::new("patch")
+        .current_dir(&copy)
+        .args(["-s", "-p0"])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            use std::io::Write;
+            child.stdin.take().unwrap().write_all(&diff.stdout)?;
+            child.wait()
+        })
+        .unwrap();
+    assert!(patched.success());
+    git_home(&copy, Some(&w.path("home")), &["add", "-A"]);
+    let reference = git_home(&copy, Some(&w.path("home")), &["write-tree"])
+        .trim()
+        .to_owned();
+    round_trip_to(&w, &no_prefix(&params()), &diff.stdout, &reference);
+
+    // strip 2 removes two directories; a name with fewer is refused, naming the count.
+    let two = b"--- x/y/README.md\n+++ x/y/README.md\n@@ -1,3 +1,3 @@\n-# fixture\n+# two\n \n \
+A repository for plain diffs.\n";
+    let strip_2 = ApplyParams {
+        strip: Some(2),
+        ..params()
+    };
+    plan(&w.root(), &strip_2, two).unwrap();
+    let message = refused(
+        &w,
+        &ApplyParams {
+            strip: Some(3),
+            ..params()
+        },
+        two,
+        ErrorCode::InvalidParams,
+    );
+    assert!(
+        message.contains("fewer than 3 leading directories"),
+        "{message}"
+    );
 }
 
 #[test]

@@ -444,6 +444,53 @@ fn plan_then_execute_by_hash_runs_as_a_child_of_the_planning_run() {
     assert_eq!(rev(&w.repo(), "refs/heads/main~1"), base);
 }
 
+/// `git format-patch` mails and a `diff -u` without prefixes (param `strip` 0) run through
+/// admission; `strip` is part of the plan, so of its hash.
+#[test]
+fn format_patch_mails_and_prefix_less_diffs_with_strip_run() {
+    let w = World::new();
+    let base = w.head();
+    let repo = w.repo();
+    edit_readme_and_add_file(&repo);
+    git(&repo, &["add", "-A"]);
+    git(&repo, &["commit", "-q", "-m", "one"]);
+    repo::write(&repo, "src/lib.rs", "changed\n");
+    git(&repo, &["commit", "-q", "-am", "two"]);
+    let mbox = git(
+        &repo,
+        &["format-patch", "--stdout", &format!("{base}..main")],
+    );
+    let no_prefix = git(&repo, &["diff", "--no-prefix", &format!("{base}..main")]);
+    git(&repo, &["reset", "-q", "--hard", &base]);
+
+    let mails = w.workorder_for_patch("mails", &mbox);
+    // `strip` is in the plan: given as its default, the effects are the same, the hash not.
+    let mut order: Value = serde_json::from_slice(&fs::read(w.s.path(&mails)).unwrap()).unwrap();
+    order["params"]["strip"] = json!(1);
+    let explicit = w.write_json("mails-strip-1.json", &order);
+    let planned = w.json(&["plan", &explicit], 0);
+    let report = w.json(&["run", &mails], 0);
+    assert_eq!(report["outcome"], "succeeded", "{report:#}");
+    assert_ne!(planned["plan_hash"], report["plan_hash"]);
+    let effects = |report: &Value| {
+        w.json(&["show", &string(&report["plan_hash"])], 0)["intended_effects"].clone()
+    };
+    assert_eq!(effects(&planned), effects(&report));
+    assert_eq!(rev(&repo, "refs/heads/main~1"), base);
+    git(&repo, &["reset", "-q", "--hard", &base]);
+
+    let bare = w.workorder_for_patch("bare", &no_prefix);
+    let out = w.text(&["plan", &bare], 2);
+    let text = format!("{}{}", stdout(&out), stderr(&out));
+    assert!(text.contains("set the param `strip` to 0"), "{text}");
+    let mut order: Value = serde_json::from_slice(&fs::read(w.s.path(&bare)).unwrap()).unwrap();
+    order["params"]["strip"] = json!(0);
+    let workorder = w.write_json("bare-strip-0.json", &order);
+    let report = w.json(&["run", &workorder], 0);
+    assert_eq!(report["outcome"], "succeeded", "{report:#}");
+    assert_eq!(rev(&repo, "refs/heads/main~1"), base);
+}
+
 // 3. A destructive plan: pause, approve, execute once.
 
 #[test]
