@@ -486,6 +486,11 @@ pub fn resolve_program_in(
         .chain(path_dirs.into_iter().filter(|dir| dir.is_absolute()));
     for dir in dirs {
         let candidate = dir.join(&file_name);
+        // The executable's directory is often on PATH too (`cargo install` puts both in
+        // ~/.cargo/bin): each place is looked at, and named, once.
+        if searched.contains(&candidate) {
+            continue;
+        }
         if is_executable(&candidate) {
             return Ok(candidate);
         }
@@ -588,5 +593,20 @@ mod tests {
         let absolute = exe_dir.join("mech");
         let found = resolve_program_in(absolute.to_str().unwrap(), None, None).unwrap();
         assert_eq!(found, absolute);
+
+        // The executable's directory also on PATH, twice: looked at and named once.
+        let path_var = std::env::join_paths([&on_path, &exe_dir, &exe_dir]).unwrap();
+        let err = resolve_program_in("other", Some(&exe_dir), Some(&path_var)).unwrap_err();
+        let RegistryError::ProgramNotFound { searched, .. } = &err else {
+            panic!("{err}")
+        };
+        assert_eq!(searched, &[exe_dir.join("other"), on_path.join("other")]);
+        let text = err.to_string();
+        assert_eq!(
+            text.matches(&exe_dir.join("other").display().to_string())
+                .count(),
+            1,
+            "{text}"
+        );
     }
 }

@@ -196,13 +196,18 @@ def hash_file(f):
 # --- 3. A tiny JSON Schema validator ------------------------------------------------------
 # Only the keywords our own schemas below use; a mechanism may as well use a library.
 
-TYPES = {"object": dict, "array": list, "string": str}
+TYPES = {"object": dict, "array": list, "string": str, "integer": int}
 
 
 def schema_error(schema, value, where="$"):
     """The first way `value` fails `schema`, or None."""
-    if (expected := schema.get("type")) and not isinstance(value, TYPES[expected]):
+    # JSON true and false are Python bools, which are ints too: never an integer here.
+    if (expected := schema.get("type")) and (not isinstance(value, TYPES[expected])
+                                             or isinstance(value, bool)):
         return f"{where} must be of type {expected}"
+    if isinstance(value, int) and not schema.get("minimum", value) <= value <= schema.get(
+            "maximum", value):
+        return f"{where} is outside {schema.get('minimum')}..{schema.get('maximum')}"
     if isinstance(value, str):
         if len(value) > schema.get("maxLength", len(value)):
             return f"{where} is longer than {schema['maxLength']} characters"
@@ -249,7 +254,9 @@ VERB_PARAMS = {
                             "propertyNames": {"pattern": r"^[a-z][a-z0-9_.-]{0,63}$"}}}},
     "execute": {"type": "object", "additionalProperties": False,
                 "required": ["plan_hash", "admission"], "properties": {
-                    "plan_hash": DIGEST_SCHEMA, "admission": DIGEST_SCHEMA, "force_ack": {}}},
+                    "plan_hash": DIGEST_SCHEMA, "admission": DIGEST_SCHEMA, "force_ack": {},
+                    "deadline_ms": {"type": "integer", "minimum": 1,
+                                    "maximum": 9007199254740991}}},
     "status": {"type": "object", "additionalProperties": False, "required": ["plan_hash"],
                "properties": {"plan_hash": DIGEST_SCHEMA}},
 }
@@ -969,6 +976,7 @@ class Server:
         """Step by step as mechanism-server/src/server/execute.rs: nothing is claimed or applied
         before every check has passed, and an execute killed at any instant is finished by the
         next one (see Intents)."""
+        received = time.monotonic()
         plan_hash, admission = params["plan_hash"], params["admission"]
         plan = self.load_plan(plan_hash)
         with self.intents.lock():
@@ -1006,7 +1014,15 @@ class Server:
                 force_ack_hash, nonce = self.check_force_ack(plan_hash, admission,
                                                              params.get("force_ack"))
 
-            # 5. The intent, durably, before anything is spent or changed.
+            # 5. The intent, durably, before anything is spent or changed; not if the client
+            #    will have stopped waiting before we are done.
+            if "deadline_ms" in params:
+                left = params["deadline_ms"] - (time.monotonic() - received) * 1000
+                needed = plan["estimated_costs"].get("wall_ms", 0)
+                if left <= 0 or needed > left:
+                    raise Refusal("DEADLINE_EXCEEDED", f"{left:.0f} ms of the deadline are "
+                                  f"left and the plan takes an estimated {needed} ms; nothing "
+                                  "was applied")
             intent = {"plan_hash": plan_hash, "admission": admission,
                       "force_ack": force_ack_hash, "nonce": nonce}
             self.intents.write(intent)

@@ -142,3 +142,28 @@ fn a_start_finishes_an_execute_killed_before_it_claimed_the_force_ack_and_spends
     assert_eq!(answer["result_hash"], status["result_hash"]);
     assert!(srv.close().success());
 }
+
+/// `deadline_ms`, which the admission sends with every execute, is accepted: too short for
+/// the plan's estimate it is DEADLINE_EXCEEDED with nothing applied, long enough it runs;
+/// anything but a positive integer is INVALID_PARAMS.
+#[test]
+fn execute_takes_a_deadline_and_refuses_one_it_cannot_meet() {
+    let w = World::empty();
+    let mut srv = fs_write(&w);
+    let (params, _) = admitted(&w, &mut srv, "hello.txt", "hello\n");
+    for bad in [json!(0), json!(true), json!("1000")] {
+        let mut with = params.clone();
+        with["deadline_ms"] = bad;
+        assert_eq!(srv.error_code("execute", with), "INVALID_PARAMS");
+    }
+    let mut short = params.clone();
+    short["deadline_ms"] = json!(1);
+    assert_eq!(srv.error_code("execute", short), "DEADLINE_EXCEEDED");
+    assert!(!w.workspace().join("hello.txt").exists());
+    let mut long = params;
+    long["deadline_ms"] = json!(60_000);
+    let executed = srv.result("execute", long);
+    assert_eq!(executed["result"]["status"], "success", "{executed}");
+    assert_eq!(read(&w, "hello.txt"), "hello\n");
+    assert!(srv.close().success());
+}

@@ -9,6 +9,7 @@ mod crash;
 mod execute;
 mod foreign_client;
 mod fs_write;
+mod guide;
 mod jsonrpc;
 mod objects;
 mod terraform;
