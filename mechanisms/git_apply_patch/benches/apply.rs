@@ -20,6 +20,10 @@
 //! base with `git reset --hard`, and the loose objects the run wrote are deleted, so every
 //! run writes its blobs, trees and commit afresh rather than finding them present.
 //!
+//! A fourth measurement plans the same patch on branch `other`, which points at the base
+//! but is not checked out: no work tree or index is read, so its cost should grow with the
+//! patch alone, and the two sizes should take about the same time.
+//!
 //! The repositories are made under `TMPDIR` (`/tmp` by default); `TMPDIR=/dev/shm` leaves
 //! the disk out and measures the CPU side alone. Under `cargo test --benches` (criterion's
 //! test mode) only the 1,000-file repository is made: the 100,000-file one takes tens of
@@ -44,6 +48,8 @@ use mechanism_server::{testing, Env, Mechanism, PlanRequest};
 
 const NAME: &str = "Bench";
 const EMAIL: &str = "bench@example.com";
+/// A branch at the base that is never checked out.
+const OTHER: &str = "other";
 /// The commit time of the patch, for both sides: plans are then deterministic and git's
 /// commit equals ours.
 const TIME: &str = "2026-01-02T03:04:05Z";
@@ -179,6 +185,7 @@ impl Fixture {
         fixture.git(&["reset", "-q", "--hard", "main"]);
         let checked_out = start.elapsed();
         fixture.base = fixture.git(&["rev-parse", "main"]).trim().to_owned();
+        fixture.git(&["branch", OTHER, "main"]);
         println!(
             "setup {}: {} files in {} directories: git fast-import {:.2} s, \
              git reset --hard (work tree and index) {:.2} s",
@@ -315,6 +322,22 @@ impl Fixture {
         }
     }
 
+    /// The params for branch `other`, not checked out.
+    fn other_params(&self) -> ApplyParams {
+        ApplyParams {
+            branch: Some(OTHER.to_owned()),
+            ..self.params.clone()
+        }
+    }
+
+    /// The `plan` verb's request for branch `other`.
+    fn request_other(&self) -> PlanRequest {
+        PlanRequest {
+            params: serde_json::to_value(self.other_params()).expect("params"),
+            ..self.request(true)
+        }
+    }
+
     /// Ours, as the runtime drives it: the `plan` verb, then `execute`: the re-plan and the
     /// mechanism's execute of what it prepared. Returns the commit made.
     fn plan_and_execute(&self) -> String {
@@ -358,6 +381,12 @@ impl Fixture {
             "one write per file, one commit"
         );
         assert!(!predicted.destructive, "the patch only edits clean files");
+        let other = plan(&root, &self.other_params(), &self.patch).expect("plan on the other");
+        assert!(!other.checked_out, "branch {OTHER} is not checked out");
+        assert_eq!(
+            other.new_tree, predicted.new_tree,
+            "the same base, the same tree"
+        );
         let ours = self.plan_and_execute();
         assert_eq!(ours, predicted.new_commit);
         assert_eq!(
@@ -396,6 +425,11 @@ fn bench_shape(c: &mut Criterion, shape: Shape) {
     group.bench_function("plan", |b| {
         let f = fixture();
         let request = f.request(true);
+        b.iter(|| GitApplyPatch.plan(&f.env, &request).expect("plan"))
+    });
+    group.bench_function("plan, branch not checked out", |b| {
+        let f = fixture();
+        let request = f.request_other();
         b.iter(|| GitApplyPatch.plan(&f.env, &request).expect("plan"))
     });
     group.bench_function("plan+execute", |b| {
