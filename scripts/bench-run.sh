@@ -22,6 +22,8 @@
 #   run       the same + execute + result checks + run record
 # so plan - describe is planning and gating, run - plan is executing and recording.
 # Usage: scripts/bench-run.sh [N]   (default 11, at least 7; builds the release binaries first)
+# ADMISSION=PATH times that admission binary instead (its mechanism-server beside it), unbuilt:
+# for comparing two builds.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 n="${1:-11}"
@@ -29,9 +31,13 @@ if [ "$n" -lt 7 ]; then
   echo "bench-run.sh: N must be at least 7 (got $n)" >&2
   exit 2
 fi
-target="${CARGO_TARGET_DIR:-target}"
-cargo build --release --quiet -p admission -p mechanism-builtins
-adm="$(realpath "$target/release/admission")"
+if [ -n "${ADMISSION:-}" ]; then
+  adm="$(realpath "$ADMISSION")"
+else
+  target="${CARGO_TARGET_DIR:-target}"
+  cargo build --release --quiet -p admission -p mechanism-builtins
+  adm="$(realpath "$target/release/admission")"
+fi
 
 registry_src="${CARGO_HOME:-$HOME/.cargo}/registry/src"
 pairs=()

@@ -128,6 +128,28 @@ impl Session {
             .block_on(self.client.call("plan", params, PLAN_TIMEOUT))?)
     }
 
+    /// Calls `plan` twice at once, both requests in flight together, so that the mechanism
+    /// plans them concurrently; returns both responses as received.
+    pub fn plan_twice(
+        &self,
+        params: &PlanParams,
+    ) -> (Result<Value, SessionError>, Result<Value, SessionError>) {
+        let params = match serde_json::to_value(params) {
+            Ok(params) => params,
+            Err(e) => {
+                let error = || Err(unexpected("plan", e.to_string()));
+                return (error(), error());
+            }
+        };
+        let first = self.client.call("plan", params.clone(), PLAN_TIMEOUT);
+        let second = self.client.call("plan", params, PLAN_TIMEOUT);
+        let (first, second) = self.runtime.block_on(async { tokio::join!(first, second) });
+        (
+            first.map_err(SessionError::from),
+            second.map_err(SessionError::from),
+        )
+    }
+
     /// Calls `execute`, giving up (and cancelling) `ANSWER_GRACE` after `deadline`; each
     /// `progress` notification is passed to `on_progress` while it runs.
     pub fn execute(

@@ -2,9 +2,10 @@
 //! and a D0 plan reproduces.
 //!
 //! An operation the registry lists no ceiling for is not admitted. A plan is planned twice
-//! (by the caller) when the ceiling or the plan's level is D0, and both hashes must be the
-//! plan's; a D0 plan that was planned only once is refused, since nothing showed it
-//! reproduces.
+//! (by the caller; both at once when the ceiling or the described operation is D0, so the
+//! second costs no wall time where a core is free) when the ceiling or the plan's level is
+//! D0, and both hashes must be the plan's; a D0 plan that was planned only once is refused,
+//! since nothing showed it reproduces.
 //!
 //! Codes: `CAPABILITY_DENIED` for a level above the ceiling or an operation without one: the
 //! registry does not grant the operation at that level, and the remedy is a policy change,

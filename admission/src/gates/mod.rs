@@ -137,6 +137,22 @@ pub fn requires_second_plan(entry: &RegistryEntry, operation: &str, plan: &Value
         || claimed.is_none_or(|level| level == Determinism::D0)
 }
 
+/// Whether G-DET will need a second plan whatever the first says: the registry's ceiling
+/// for the operation is D0, or the mechanism describes the operation as D0. The caller can
+/// then ask for both plans at once. When this is false, [`requires_second_plan`] on the
+/// first plan still decides.
+pub fn second_plan_foreseen(
+    entry: &RegistryEntry,
+    described: &DescribeResult,
+    operation: &str,
+) -> bool {
+    entry.determinism_ceiling.get(operation) == Some(&Determinism::D0)
+        || described
+            .operations
+            .iter()
+            .any(|op| op.name == operation && op.determinism == Determinism::D0)
+}
+
 /// One thing a gate found wrong.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Problem {

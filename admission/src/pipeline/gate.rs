@@ -1,5 +1,5 @@
-//! Planning and gating: the mechanism plans (twice for D0), the six gates judge the plan,
-//! and the admission witness and record are stored.
+//! Planning and gating: the mechanism plans (twice for D0, both at once when that is foreseen),
+//! the six gates judge the plan, and the admission witness and record are stored.
 
 use protocol::artifact::kinds::{ErrorInfo, Plan};
 use protocol::verbs::PlanParams;
@@ -34,9 +34,19 @@ impl Flow<'_> {
             params: loaded.workorder.params.clone(),
             inputs: loaded.inputs.clone(),
         };
-        let response = session
-            .plan(&params)
-            .map_err(|e| session_error(&e, ErrorCode::ExecutionFailed))?;
+        let plan_error = |e| session_error(&e, ErrorCode::ExecutionFailed);
+        // When G-DET will surely want a second plan, it is asked for with the first, and the
+        // mechanism makes both at once.
+        let (response, second) =
+            if gates::second_plan_foreseen(entry, &session.described, &params.operation) {
+                let (first, second) = session.plan_twice(&params);
+                (
+                    first.map_err(plan_error)?,
+                    Some(second.map_err(plan_error)?),
+                )
+            } else {
+                (session.plan(&params).map_err(plan_error)?, None)
+            };
         // Read in place (G-SCHEMA judges the shape): a plan of many effects is not copied.
         report.plan_hash = response
             .get("plan_hash")
@@ -46,21 +56,24 @@ impl Flow<'_> {
             .and_then(Value::as_str)
             .map(str::to_owned);
         report.plan = response.get("plan").and_then(|p| Plan::deserialize(p).ok());
-        let second_plan_hash = if gates::requires_second_plan(
-            entry,
-            &loaded.workorder.operation,
-            response.get("plan").unwrap_or(&Value::Null),
-        ) {
-            let again = session
-                .plan(&params)
-                .map_err(|e| session_error(&e, ErrorCode::ExecutionFailed))?;
+        let second = match second {
+            Some(second) => Some(second),
+            None if gates::requires_second_plan(
+                entry,
+                &loaded.workorder.operation,
+                response.get("plan").unwrap_or(&Value::Null),
+            ) =>
+            {
+                Some(session.plan(&params).map_err(plan_error)?)
+            }
+            None => None,
+        };
+        let second_plan_hash = second.as_ref().and_then(|again| {
             again
                 .get("plan_hash")
                 .and_then(Value::as_str)
                 .and_then(|h| h.parse().ok())
-        } else {
-            None
-        };
+        });
         let _ = journal_step(exec, "planned", json!({"plan_hash": report.plan_hash}));
         // A workspace that cannot be resolved has failed to start the mechanism already.
         let store_location = self
