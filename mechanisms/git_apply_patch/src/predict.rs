@@ -4,6 +4,7 @@
 //! All objects are written to an in-memory backend, so computing a prediction writes
 //! nothing; `execute` then copies exactly the new objects to disk with [`persist`].
 
+use std::cell::RefCell;
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fs;
 use std::path::Path;
@@ -230,6 +231,34 @@ fn head_branch(repo: &Repository) -> Result<Option<String>, ApplyError> {
     }
 }
 
+/// The trees of one repository read so far, each read (inflated, hashed, parsed) once:
+/// touched paths share their directories, and libgit2 keeps no tree over 4 KiB in its own
+/// cache, so a large directory would otherwise be read again for every path through it.
+pub(crate) struct Trees<'r> {
+    repo: &'r Repository,
+    read: RefCell<HashMap<Oid, Tree<'r>>>,
+}
+
+impl<'r> Trees<'r> {
+    /// No tree read yet.
+    pub fn new(repo: &'r Repository) -> Self {
+        Self {
+            repo,
+            read: RefCell::new(HashMap::new()),
+        }
+    }
+
+    /// The tree `id`.
+    pub fn find(&self, id: Oid) -> Result<Tree<'r>, git2::Error> {
+        if let Some(tree) = self.read.borrow().get(&id) {
+            return Ok(tree.clone());
+        }
+        let tree = self.repo.find_tree(id)?;
+        self.read.borrow_mut().insert(id, tree.clone());
+        Ok(tree)
+    }
+}
+
 /// Higher than every on-disk backend, so object writes land in memory.
 const MEMPACK_PRIORITY: i32 = 1000;
 
@@ -258,10 +287,11 @@ pub(crate) fn build(
     let base_tree = base_commit.tree()?;
     // The mails of an mbox apply in turn, each to the tree the ones before it made; what
     // the plan records is their sum, each path from the base tree to the last tree.
+    let trees = Trees::new(repo);
     let mut new_tree = base_tree.clone();
     let mut mails = Vec::new();
     for mail in patch.files.chunk_by(|a, b| a.mail == b.mail) {
-        let (outcomes, tree) = apply_mail(repo, &new_tree, mail)?;
+        let (outcomes, tree) = apply_mail(&trees, &new_tree, mail)?;
         mails.push(outcomes);
         new_tree = tree;
     }
@@ -270,7 +300,7 @@ pub(crate) fn build(
         Err(mails) => sum(mails),
     };
     let new_tree_id = new_tree.id();
-    check_collisions(repo, &new_tree, &files)?;
+    check_collisions(&trees, &new_tree, &files)?;
 
     let buffer =
         repo.commit_create_buffer(&signature, &signature, &message, &new_tree, &[&base_commit])?;
@@ -325,14 +355,15 @@ pub(crate) fn build(
 /// Applies the file patches of one diff to `tree`: their outcomes, the new blobs written,
 /// and the tree they make.
 fn apply_mail<'r>(
-    repo: &'r Repository,
+    trees: &Trees<'r>,
     tree: &Tree<'r>,
     patches: &[FilePatch],
 ) -> Result<(Vec<FileOutcome>, Tree<'r>), ApplyError> {
-    check_paths(repo, tree, patches)?;
+    let repo = trees.repo;
+    check_paths(trees, tree, patches)?;
     let mut files = patches
         .iter()
-        .map(|file| resolve(repo, tree, file))
+        .map(|file| resolve(trees, tree, file))
         .collect::<Result<Vec<_>, _>>()?;
 
     // Blobs are stored only once every file applied: a patch that does not apply costs
@@ -348,7 +379,7 @@ fn apply_mail<'r>(
         }
     }
     let id = updates.create_updated(repo, tree)?;
-    Ok((files, repo.find_tree(id)?))
+    Ok((files, trees.find(id)?))
 }
 
 /// The outcomes of mails applied in turn, summed into one outcome per path changed from the
@@ -493,10 +524,10 @@ fn commit_time(given: Option<&str>, base: &Commit<'_>) -> Result<(git2::Time, St
 /// first, so that an unsafe path is refused as such whatever else is wrong: a rename of a
 /// symlink then a write under its new name is a symlink, not a malformed patch. (The
 /// names themselves were checked as they were parsed.)
-fn check_paths(repo: &Repository, base: &Tree<'_>, files: &[FilePatch]) -> Result<(), ApplyError> {
+fn check_paths(trees: &Trees<'_>, base: &Tree<'_>, files: &[FilePatch]) -> Result<(), ApplyError> {
     for file in files {
         for name in [file.old_path(), file.new_path()].into_iter().flatten() {
-            lookup(repo, base, name)?;
+            lookup(trees, base, name)?;
         }
     }
     let mut seen = HashSet::new();
@@ -532,10 +563,11 @@ fn check_paths(repo: &Repository, base: &Tree<'_>, files: &[FilePatch]) -> Resul
 
 /// Applies one file patch to the base tree in memory (the new blob id is set later).
 fn resolve(
-    repo: &Repository,
+    trees: &Trees<'_>,
     base: &Tree<'_>,
     file: &FilePatch,
 ) -> Result<FileOutcome, ApplyError> {
+    let repo = trees.repo;
     let not_apply = |path: &str, why: String| {
         ApplyError::InvalidParams(format!(
             "the patch does not apply: {path:?} (patch line {}): {why}",
@@ -543,11 +575,11 @@ fn resolve(
         ))
     };
     let existing = |path: &str| -> Result<Entry, ApplyError> {
-        base_entry(repo, base, path)?
+        base_entry(trees, base, path)?
             .ok_or_else(|| not_apply(path, "it does not exist in the base tree".to_owned()))
     };
     let absent = |path: &str| -> Result<(), ApplyError> {
-        match base_entry(repo, base, path)? {
+        match base_entry(trees, base, path)? {
             Some(_) => Err(not_apply(
                 path,
                 "it already exists in the base tree".to_owned(),
@@ -637,8 +669,8 @@ fn resolve(
 /// The base tree's entry at `path`: a file, or nothing. A symlink or submodule on the way
 /// or at the end is refused; a file on the way or a directory at the end means the patch
 /// does not apply.
-fn base_entry(repo: &Repository, base: &Tree<'_>, path: &str) -> Result<Option<Entry>, ApplyError> {
-    match lookup(repo, base, path)? {
+fn base_entry(trees: &Trees<'_>, base: &Tree<'_>, path: &str) -> Result<Option<Entry>, ApplyError> {
+    match lookup(trees, base, path)? {
         Found::Nothing => Ok(None),
         Found::File(entry) => Ok(Some(entry)),
         Found::Directory => Err(ApplyError::InvalidParams(format!(
@@ -665,7 +697,7 @@ enum Found {
 
 /// Walks the base tree to `path` one component at a time; a symlink or submodule on the
 /// way or at the end is refused.
-fn lookup(repo: &Repository, base: &Tree<'_>, path: &str) -> Result<Found, ApplyError> {
+fn lookup(trees: &Trees<'_>, base: &Tree<'_>, path: &str) -> Result<Found, ApplyError> {
     let components: Vec<&str> = path.split('/').collect();
     let mut tree = base.clone();
     for (i, name) in components.iter().enumerate() {
@@ -676,7 +708,7 @@ fn lookup(repo: &Repository, base: &Tree<'_>, path: &str) -> Result<Found, Apply
             None => return Ok(Found::Nothing),
         };
         match mode {
-            0o040000 if !last => tree = repo.find_tree(id)?,
+            0o040000 if !last => tree = trees.find(id)?,
             0o040000 => return Ok(Found::Directory),
             0o120000 => {
                 return Err(ApplyError::PathRefused(if last {
@@ -716,7 +748,7 @@ fn file_mode(mode: u32) -> FileMode {
 /// sibling's in the new tree up to case or Unicode normal form. Only the directories on
 /// the written paths are read, each once.
 fn check_collisions(
-    repo: &Repository,
+    trees: &Trees<'_>,
     new_tree: &Tree<'_>,
     files: &[FileOutcome],
 ) -> Result<(), ApplyError> {
@@ -752,7 +784,7 @@ fn check_collisions(
                 let id = tree.get_name(name).map(|e| e.id()).ok_or_else(|| {
                     ApplyError::Internal(format!("{path:?} is missing from the new tree"))
                 })?;
-                tree = repo.find_tree(id)?;
+                tree = trees.find(id)?;
             }
         }
     }
@@ -906,6 +938,7 @@ pub(crate) fn persist(
     let new_tree = target
         .repo
         .find_tree(Oid::from_str(&built.prediction.new_tree)?)?;
+    let read = Trees::new(&target.repo);
     let mut trees: Vec<(usize, Oid)> = vec![(0, new_tree.id())];
     for path in built.files.iter().flat_map(|f| {
         [
@@ -921,7 +954,7 @@ pub(crate) fn persist(
                 break;
             };
             trees.push((depth + 1, id));
-            tree = target.repo.find_tree(id)?;
+            tree = read.find(id)?;
         }
     }
     trees.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
@@ -940,7 +973,14 @@ pub(crate) fn persist(
             }
             let scratch = match &mut scratch {
                 Some(scratch) => scratch,
-                None => scratch.insert(Repository::init_bare(staging)?),
+                // Without git's template directory: its sample hooks are a dozen files
+                // written, and removed again, for nothing.
+                None => scratch.insert(Repository::init_opts(
+                    staging,
+                    git2::RepositoryInitOptions::new()
+                        .bare(true)
+                        .external_template(false),
+                )?),
             };
             let object = memory.read(id)?;
             let written = scratch.odb()?.write(object.kind(), object.data())?;
