@@ -12,7 +12,7 @@ use super::{
 };
 use crate::gates::{self, GateInput};
 use crate::journal::ExecHandle;
-use crate::session::Session;
+use crate::session::{Session, SessionError};
 use crate::workorder::Loaded;
 
 impl Flow<'_> {
@@ -37,16 +37,18 @@ impl Flow<'_> {
         let plan_error = |e| session_error(&e, ErrorCode::ExecutionFailed);
         // When G-DET will surely want a second plan, it is asked for with the first, and the
         // mechanism makes both at once.
-        let (response, second) =
-            if gates::second_plan_foreseen(entry, &session.described, &params.operation) {
-                let (first, second) = session.plan_twice(&params);
-                (
-                    first.map_err(plan_error)?,
-                    Some(second.map_err(plan_error)?),
-                )
-            } else {
-                (session.plan(&params).map_err(plan_error)?, None)
-            };
+        let both = gates::second_plan_foreseen(entry, &session.described, &params.operation)
+            .then(|| session.plan_twice(&params));
+        let (response, second) = match both {
+            Some((Ok(first), Ok(second))) => (first, Some(second)),
+            // A mechanism that plans one request at a time may refuse the other as BUSY:
+            // then both are made one after the other, as when the second was not foreseen.
+            Some((first, second)) if !is_busy(&first) && !is_busy(&second) => (
+                first.map_err(plan_error)?,
+                Some(second.map_err(plan_error)?),
+            ),
+            _ => (session.plan(&params).map_err(plan_error)?, None),
+        };
         // Read in place (G-SCHEMA judges the shape): a plan of many effects is not copied.
         report.plan_hash = response
             .get("plan_hash")
@@ -132,4 +134,9 @@ impl Flow<'_> {
             deadline_ms: outcome.deadline_ms,
         })
     }
+}
+
+/// Whether a `plan` call was refused as `BUSY`.
+fn is_busy(outcome: &Result<Value, SessionError>) -> bool {
+    matches!(outcome, Err(e) if e.code() == Some(ErrorCode::Busy))
 }

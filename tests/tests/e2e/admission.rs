@@ -1339,6 +1339,43 @@ fn verify_fails_when_an_input_blob_changed_or_is_gone() {
 }
 
 #[test]
+fn a_mechanism_refusing_parallel_plans_as_busy_is_planned_twice_in_turn() {
+    let w = World::new();
+    // Our mechanism, behind a proxy that answers a plan arriving while another is being made
+    // with BUSY: G-DET's two plans, sent at once, then have to be made one after the other.
+    let server = tests::bin_path("mechanism-server");
+    let registry = w.registry("busy.json", |entry| {
+        entry["command"] = json!({
+            "program": "python3",
+            "args": [
+                BROKEN_PROXY,
+                "busy-parallel-plans",
+                server.to_str().unwrap(),
+                "git_apply_patch",
+                "--root",
+                "{workspace}",
+                "--store",
+                "{store}",
+            ],
+        });
+    });
+    let workorder = w.workorder("edit", edit_readme_and_add_file);
+    let report = w.json(&["--registry", &registry, "run", &workorder], 0);
+    assert!(failed_gates(&report).is_empty(), "{report:#}");
+    assert_eq!(report["outcome"], "succeeded", "{report:#}");
+    let det = report["gates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["gate"] == "G-DET")
+        .unwrap_or_else(|| panic!("no G-DET in {report:#}"));
+    assert!(
+        string(&det["reason"]).contains("planned twice, same hash"),
+        "{det:#}"
+    );
+}
+
+#[test]
 fn a_run_whose_commit_left_its_branch_after_execute_does_not_succeed() {
     let w = World::new();
     let base = w.head();
