@@ -176,6 +176,14 @@ fn edit_distance(a: &str, b: &str) -> usize {
     row[b.len()]
 }
 
+/// The mechanism the workorder at `path` names, read without checking anything else (that is
+/// [`load`]'s work): enough to start that mechanism early. `None` when it names none.
+pub fn mechanism_named(path: &Path) -> Option<String> {
+    let bytes = read_bounded(path).ok()?;
+    let value: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    value.get("mechanism")?.as_str().map(str::to_owned)
+}
+
 fn read_bounded(path: &Path) -> Result<Vec<u8>, WorkorderError> {
     let read_error = |source| WorkorderError::Read {
         path: path.to_path_buf(),

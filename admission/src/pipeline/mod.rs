@@ -167,37 +167,56 @@ pub fn run_workorder(
             None,
         )
         .map_err(journal_error)?;
-    let loaded = match workorder::load(path, &setup.store) {
-        Ok(loaded) => loaded,
-        Err(e) => {
-            // Input that never became a run: no run record, but the journal says why.
-            let _ = exec.fail(json!({"error": {"code": e.code(), "message": e.to_string()}}));
-            return Err(match e {
-                WorkorderError::Store(_) => CommandError::new(exit::INTERNAL, e),
-                _ => CommandError::new(exit::BAD_INPUT, e),
+    // The mechanism the workorder names starts (spawn, describe) on another thread while the
+    // workorder and its inputs are stored and journaled: its start-up is on the way of every
+    // run. Should the workorder turn out to name another (or none), that one is stopped.
+    let named = workorder::mechanism_named(path);
+    std::thread::scope(|scope| {
+        let starting = named.map(|name| {
+            let handle = scope.spawn({
+                let name = name.clone();
+                move || start_session(setup, &name)
             });
-        }
-    };
-    let mut report = Report {
-        uid: exec.uid().to_string(),
-        work_order_id: loaded.workorder.work_order_id.clone(),
-        mechanism: loaded.workorder.mechanism.clone(),
-        operation: loaded.workorder.operation.clone(),
-        ..Report::default()
-    };
-    step(
-        &mut exec,
-        "workorder",
-        json!({"workorder": loaded.digest, "inputs": loaded.inputs}),
-    )?;
+            (name, handle)
+        });
+        let loaded = match workorder::load(path, &setup.store) {
+            Ok(loaded) => loaded,
+            Err(e) => {
+                // Input that never became a run: no run record, but the journal says why.
+                let _ = exec.fail(json!({"error": {"code": e.code(), "message": e.to_string()}}));
+                return Err(match e {
+                    WorkorderError::Store(_) => CommandError::new(exit::INTERNAL, e),
+                    _ => CommandError::new(exit::BAD_INPUT, e),
+                });
+            }
+        };
+        let mut report = Report {
+            uid: exec.uid().to_string(),
+            work_order_id: loaded.workorder.work_order_id.clone(),
+            mechanism: loaded.workorder.mechanism.clone(),
+            operation: loaded.workorder.operation.clone(),
+            ..Report::default()
+        };
+        step(
+            &mut exec,
+            "workorder",
+            json!({"workorder": loaded.digest, "inputs": loaded.inputs}),
+        )?;
 
-    let flow = Flow {
-        setup,
-        invocation,
-        started_at: now(),
-    };
-    let ending = flow.plan_and_run(&loaded, mode, &mut report, &mut exec, progress);
-    flow.finish(exec, report, ending)
+        let flow = Flow {
+            setup,
+            invocation,
+            started_at: now(),
+        };
+        let session = match starting {
+            Some((name, handle)) if name == loaded.workorder.mechanism => handle
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
+            _ => start_session(setup, &loaded.workorder.mechanism),
+        };
+        let ending = flow.plan_and_run(session, &loaded, mode, &mut report, &mut exec, progress);
+        flow.finish(exec, report, ending)
+    })
 }
 
 /// `execute PLAN_HASH`: executes a plan gated earlier, as a child of the run that gated it.
@@ -299,13 +318,14 @@ impl Flow<'_> {
     /// pauses, or executes as `mode` says.
     fn plan_and_run(
         &self,
+        session: Result<Session, ErrorInfo>,
         loaded: &Loaded,
         mode: &Mode,
         report: &mut Report,
         exec: &mut ExecHandle,
         progress: &mut dyn FnMut(&ProgressParams),
     ) -> Ending {
-        let session = match self.start_session(&loaded.workorder.mechanism) {
+        let session = match session {
             Ok(session) => session,
             Err(e) => return Ending::error(e),
         };
@@ -363,22 +383,8 @@ impl Flow<'_> {
             force_ack_required: record.force_ack_required,
             deadline_ms: record.deadline_ms,
         };
-        let session = || self.start_session(&record.mechanism);
+        let session = || start_session(self.setup, &record.mechanism);
         self.execute_admitted(session, &admitted, force_ack, report, exec, progress)
-    }
-
-    fn start_session(&self, mechanism: &str) -> Result<Session, ErrorInfo> {
-        let entry = self
-            .setup
-            .registry
-            .entry(mechanism)
-            .map_err(with_code(ErrorCode::InvalidParams))?;
-        let paths = LaunchPaths {
-            workspace: &self.setup.workspace,
-            store: &self.setup.store_dir,
-            allowed_signers: self.setup.signers_path.as_deref(),
-        };
-        Session::start(entry, &paths).map_err(|e| session_error(&e, ErrorCode::InternalError))
     }
 
     fn load_plan(&self, plan_hash: &Digest) -> Result<Plan, ErrorInfo> {
@@ -423,6 +429,20 @@ impl Flow<'_> {
             .put_artifact(artifact, &provenance)
             .map_err(ErrorInfo::from)
     }
+}
+
+/// Starts the registry's `mechanism` and describes it.
+fn start_session(setup: &Setup, mechanism: &str) -> Result<Session, ErrorInfo> {
+    let entry = setup
+        .registry
+        .entry(mechanism)
+        .map_err(with_code(ErrorCode::InvalidParams))?;
+    let paths = LaunchPaths {
+        workspace: &setup.workspace,
+        store: &setup.store_dir,
+        allowed_signers: setup.signers_path.as_deref(),
+    };
+    Session::start(entry, &paths).map_err(|e| session_error(&e, ErrorCode::InternalError))
 }
 
 /// Makes an error of any kind an `ErrorInfo` of `code`, saying what it says.
