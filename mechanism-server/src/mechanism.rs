@@ -39,6 +39,9 @@ pub trait Mechanism: Send + Sync + 'static {
     fn version(&self) -> &str;
 
     /// Its operations: params schema, effect types, destructiveness, determinism, examples.
+    /// Each params schema is compiled on the operation's first `plan` or `declare_cost`, so
+    /// `describe` stays cheap; one that does not compile fails those with `INTERNAL_ERROR`
+    /// (`admission conformance` compiles them all).
     fn operations(&self) -> Vec<Operation>;
 
     /// Everything it may ever touch, as capability + resource globs relative to its root.

@@ -1519,3 +1519,38 @@ fn tail(stderr: &str) -> String {
         None => String::new(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn described(params_schema: Value) -> Value {
+        json!({
+            "protocol_version": verbs::PROTOCOL_VERSION,
+            "mechanism": {"id": "m", "version": "1.0.0"},
+            "operations": [{
+                "name": "put",
+                "description": "Write a file.",
+                "params_schema": params_schema,
+                "inputs": [],
+                "effect_types": ["fs.write"],
+                "destructive": "never",
+                "determinism": "D0",
+                "examples": [{"params": {}}]
+            }],
+            "capability_scope": [],
+            "limits": {"max_message_bytes": 1048576, "max_inline_bytes": 32768}
+        })
+    }
+
+    #[test]
+    fn describe_fails_on_a_params_schema_that_does_not_compile_naming_the_operation() {
+        let good = check_describe(&described(json!({"type": "object"})));
+        assert!(good.is_ok(), "{good:?}");
+        let reason = check_describe(&described(json!({"type": "nonsense"}))).unwrap_err();
+        assert!(
+            reason.starts_with("operation put: params_schema: "),
+            "{reason}"
+        );
+    }
+}

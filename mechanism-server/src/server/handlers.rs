@@ -179,7 +179,7 @@ pub(super) fn store_error(what: &str, err: &StoreError) -> ErrorInfo {
 }
 
 fn plan<M: Mechanism>(state: &State<M>, params: PlanParams) -> RpcResult {
-    let Some(validator) = state.validators.get(&params.operation) else {
+    let Some(validator) = state.validator(&params.operation)? else {
         let known: Vec<&str> = state.operations.iter().map(|o| o.name.as_str()).collect();
         return Err(ErrorInfo::new(
             ErrorCode::UnknownOperation,
@@ -335,6 +335,8 @@ pub(super) fn load_plan<M: Mechanism>(
 
 fn declare_cost<M: Mechanism>(state: &State<M>, params: DeclareCostParams) -> RpcResult {
     let plan = load_plan(state, &params.plan_hash)?;
+    // A plan of an operation whose params schema does not compile was never validated here.
+    state.validator(&plan.operation)?;
     let witness = CostWitness {
         plan_hash: params.plan_hash,
         costs: plan.estimated_costs,

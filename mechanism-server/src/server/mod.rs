@@ -12,14 +12,14 @@ mod records;
 
 use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, Write};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use protocol::force_ack::allowed_signers::AllowedSigners;
 use protocol::schema::Validator;
 use protocol::store::{Store, StoreLocation};
 use protocol::verbs::{Operation, Progress};
-use protocol::{Digest, ErrorInfo};
+use protocol::{Digest, ErrorCode, ErrorInfo};
 
 use crate::cli::Options;
 use crate::mechanism::{Env, Mechanism};
@@ -81,8 +81,11 @@ pub(crate) struct State<M> {
     mechanism: M,
     env: Env,
     operations: Vec<Operation>,
-    /// Each operation's params schema, compiled once.
-    validators: HashMap<String, Validator>,
+    /// Each operation's params schema (same order as `operations`), compiled on first use,
+    /// once: `describe` and `status` need none, and compiling them all made a cold start
+    /// cost ten times a bare JSON-RPC echo's. Conformance (`describe.schema`) proves they
+    /// compile; one that does not fails that operation's `plan` and `declare_cost`.
+    validators: Vec<OnceLock<Result<Validator, String>>>,
     signers: Option<AllowedSigners>,
     max_ttl: Duration,
     max_message_bytes: usize,
@@ -142,13 +145,7 @@ impl<M: Mechanism> State<M> {
             .transpose()
             .map_err(|e| ServerError::Config(format!("--force-ack-signers: {e}")))?;
         let operations = mechanism.operations();
-        let mut validators = HashMap::new();
-        for op in &operations {
-            let validator = protocol::schema::compile(&op.params_schema).map_err(|e| {
-                ServerError::Config(format!("params schema of operation {:?}: {e}", op.name))
-            })?;
-            validators.insert(op.name.clone(), validator);
-        }
+        let validators = operations.iter().map(|_| OnceLock::new()).collect();
         let records = Records::open(store.root())
             .map_err(|e| ServerError::Config(format!("--store: {e}")))?;
         let store_location = store
@@ -167,6 +164,29 @@ impl<M: Mechanism> State<M> {
             running: Arc::default(),
             known_plans: KnownPlans::default(),
         })
+    }
+
+    /// The compiled params schema of `operation`, `None` if there is no such operation;
+    /// `INTERNAL_ERROR` (and logged) if its schema does not compile.
+    fn validator(&self, operation: &str) -> Result<Option<&Validator>, ErrorInfo> {
+        let Some((op, slot)) = self
+            .operations
+            .iter()
+            .zip(&self.validators)
+            .find(|(op, _)| op.name == operation)
+        else {
+            return Ok(None);
+        };
+        slot.get_or_init(|| {
+            protocol::schema::compile(&op.params_schema).map_err(|e| {
+                let reason = format!("the params schema of operation {operation:?}: {e}");
+                tracing::error!("{reason}");
+                reason
+            })
+        })
+        .as_ref()
+        .map(Some)
+        .map_err(|reason| ErrorInfo::new(ErrorCode::InternalError, reason.clone()))
     }
 
     fn mechanism_ref(&self) -> protocol::artifact::kinds::MechanismRef {

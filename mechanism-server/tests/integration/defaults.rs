@@ -40,6 +40,8 @@ struct Put {
     executions: Arc<Mutex<usize>>,
     /// A proposal whose state is this instead of an object, when set.
     bad_state: Option<Value>,
+    /// The params schema instead of the real one, when set.
+    params_schema: Option<Value>,
 }
 
 #[derive(Deserialize)]
@@ -69,14 +71,16 @@ impl Mechanism for Put {
         vec![Operation {
             name: "put".to_owned(),
             description: "Write <name>.txt.".to_owned(),
-            params_schema: json!({
-                "type": "object",
-                "additionalProperties": false,
-                "required": ["name", "text"],
-                "properties": {
-                    "name": {"type": "string", "pattern": "^[a-z]{1,16}$"},
-                    "text": {"type": "string"}
-                }
+            params_schema: self.params_schema.clone().unwrap_or_else(|| {
+                json!({
+                    "type": "object",
+                    "additionalProperties": false,
+                    "required": ["name", "text"],
+                    "properties": {
+                        "name": {"type": "string", "pattern": "^[a-z]{1,16}$"},
+                        "text": {"type": "string"}
+                    }
+                })
             }),
             inputs: Vec::new(),
             effect_types: vec![FS_WRITE.to_owned()],
@@ -264,6 +268,56 @@ fn a_proposal_whose_state_is_not_an_object_is_refused_and_nothing_stored() {
     let stored = walk_files(&objects);
     assert!(stored.is_empty(), "stored {stored:?}");
     harness.finish().unwrap();
+}
+
+#[test]
+fn a_params_schema_that_does_not_compile_fails_plan_and_declare_cost_not_describe() {
+    let mut good = Harness::start(Put::default()).unwrap();
+    let planned = good
+        .call(
+            "plan",
+            json!({"operation": "put", "params": {"name": "a", "text": "x"}}),
+        )
+        .unwrap();
+    let broken = Put {
+        params_schema: Some(json!({"type": "nonsense"})),
+        ..Put::default()
+    };
+    let (root, store) = (good.root(), good.store());
+    let mut harness = Harness::start_with(broken, |options| {
+        options.root = root;
+        options.store = store;
+    })
+    .unwrap();
+    let described = harness.call("describe", json!({})).unwrap();
+    assert_eq!(
+        described["operations"][0]["params_schema"],
+        json!({"type": "nonsense"})
+    );
+    let error = harness
+        .call(
+            "plan",
+            json!({"operation": "put", "params": {"name": "a", "text": "x"}}),
+        )
+        .unwrap_err();
+    assert_eq!(error.code(), Some(ErrorCode::InternalError), "{error}");
+    assert!(
+        error
+            .to_string()
+            .contains("params schema of operation \"put\""),
+        "{error}"
+    );
+    let error = harness
+        .call("declare_cost", json!({"plan_hash": planned["plan_hash"]}))
+        .unwrap_err();
+    assert_eq!(error.code(), Some(ErrorCode::InternalError), "{error}");
+    // The failure is kept: a second call answers the same.
+    let again = harness
+        .call("declare_cost", json!({"plan_hash": planned["plan_hash"]}))
+        .unwrap_err();
+    assert_eq!(again.to_string(), error.to_string());
+    harness.finish().unwrap();
+    good.finish().unwrap();
 }
 
 fn walk_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
