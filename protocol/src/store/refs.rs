@@ -62,11 +62,17 @@ impl Store {
     pub fn ref_path(&self, namespace: &str, key: &str) -> Result<PathBuf> {
         check_name(namespace)?;
         check_name(key)?;
-        Ok(self
-            .root
-            .join(REFS_DIR)
-            .join(namespace)
-            .join(format!("{key}.json")))
+        // Built in one allocation: `status` asks for a plan's result record every time.
+        let root = self.root.as_os_str();
+        let mut path = PathBuf::with_capacity(
+            root.len() + REFS_DIR.len() + namespace.len() + key.len() + ".json".len() + 3,
+        );
+        path.push(root);
+        path.push(REFS_DIR);
+        path.push(namespace);
+        path.push(key);
+        path.as_mut_os_string().push(".json");
+        Ok(path)
     }
 
     /// Replaces the reference `namespace`/`key` with `value`, atomically and durably.
