@@ -103,6 +103,24 @@ impl Artifact {
         Ok(artifact)
     }
 
+    /// Parses bytes already verified to hash to `digest` (a stored object): `None` when they
+    /// are not the artifact's canonical form, whose digest is then another. Comparing the
+    /// canonical form with the bytes stands for hashing it a second time.
+    pub(crate) fn from_verified_bytes(
+        bytes: &[u8],
+        digest: Digest,
+    ) -> Result<Option<Self>, ArtifactError> {
+        let value = canonical::parse(bytes)?;
+        let object = value.as_object().ok_or(ArtifactError::NotAnObject)?;
+        if kind_of(object).is_none() {
+            return Err(ArtifactError::MissingKind);
+        }
+        if canonical::to_vec(&value)? != bytes {
+            return Ok(None);
+        }
+        Ok(Some(Self { value, digest }))
+    }
+
     fn from_checked(value: Value) -> Result<Self, ArtifactError> {
         let object = value.as_object().ok_or(ArtifactError::NotAnObject)?;
         if kind_of(object).is_none() {

@@ -315,8 +315,9 @@ fn referenced_files(schema: &Value) -> Result<Option<Vec<usize>>, String> {
     }
     let mut found = std::collections::BTreeSet::new();
     while let Some(id) = ids.pop() {
-        let Some(index) =
-            (0..FILE_COUNT).find(|&i| file(i).is_some_and(|(path, _)| id_of(path) == id))
+        let stem = id.strip_prefix(BASE_URI).unwrap_or_default();
+        let Some(index) = (0..FILE_COUNT)
+            .find(|&i| file(i).is_some_and(|(path, _)| path.strip_suffix(".json") == Some(stem)))
         else {
             // Not ours: compiling fails to resolve it whatever is registered.
             return Ok(None);

@@ -330,16 +330,15 @@ impl Store {
             return Ok(hit);
         }
         let bytes = self.read_blob(digest, MAX_ARTIFACT_BYTES)?;
-        let artifact = Artifact::from_bytes(&bytes).map_err(|source| StoreError::Artifact {
-            digest: *digest,
-            source,
-        })?;
-        // The bytes hash to `digest`; if their canonical form hashes elsewhere they were not
+        // The bytes hash to `digest`; if they are not their canonical form they were not
         // stored as an artifact, and returning them would hand out an artifact whose own
         // digest differs from the one asked for.
-        if artifact.digest() != *digest {
-            return Err(StoreError::NotCanonical(*digest));
-        }
+        let artifact = Artifact::from_verified_bytes(&bytes, *digest)
+            .map_err(|source| StoreError::Artifact {
+                digest: *digest,
+                source,
+            })?
+            .ok_or(StoreError::NotCanonical(*digest))?;
         let artifact = Arc::new(artifact);
         self.cache.insert(Arc::clone(&artifact), bytes.len() as u64);
         Ok(artifact)
