@@ -54,12 +54,12 @@ impl Digest {
     /// The 64 lowercase hex digits, without the prefix.
     pub fn hex(&self) -> String {
         const HEX: &[u8; 16] = b"0123456789abcdef";
-        let mut out = String::with_capacity(64);
-        for byte in self.0 {
-            out.push(HEX[usize::from(byte >> 4)] as char);
-            out.push(HEX[usize::from(byte & 0x0f)] as char);
+        let mut out = [0u8; 64];
+        for (pair, byte) in out.chunks_exact_mut(2).zip(self.0) {
+            pair.copy_from_slice(&[HEX[usize::from(byte >> 4)], HEX[usize::from(byte & 0x0f)]]);
         }
-        out
+        // ASCII, so never the empty default.
+        String::from_utf8(out.to_vec()).unwrap_or_default()
     }
 }
 
@@ -73,14 +73,28 @@ impl FromStr for Digest {
         if hex.len() != 64 {
             return Err(DigestParseError::WrongLength(hex.chars().count()));
         }
+        // By bytes, not chars: every request names a digest or two. Any other byte, a UTF-8
+        // sequence's included, is not a hex digit; the first bad char is found only then.
+        let nibble = |b: u8| match b {
+            b'0'..=b'9' => Some(b - b'0'),
+            b'a'..=b'f' => Some(b - b'a' + 10),
+            _ => None,
+        };
         let mut out = [0u8; 32];
-        for (i, c) in hex.char_indices() {
-            let nibble = match c {
-                '0'..='9' => c as u8 - b'0',
-                'a'..='f' => c as u8 - b'a' + 10,
-                _ => return Err(DigestParseError::BadCharacter(c, PREFIX.len() + i)),
-            };
-            out[i / 2] |= if i % 2 == 0 { nibble << 4 } else { nibble };
+        for (byte, pair) in out.iter_mut().zip(hex.as_bytes().chunks_exact(2)) {
+            match (
+                pair.first().copied().and_then(nibble),
+                pair.get(1).copied().and_then(nibble),
+            ) {
+                (Some(high), Some(low)) => *byte = high << 4 | low,
+                _ => {
+                    let (i, c) = hex
+                        .char_indices()
+                        .find(|(_, c)| !matches!(c, '0'..='9' | 'a'..='f'))
+                        .unwrap_or_default();
+                    return Err(DigestParseError::BadCharacter(c, PREFIX.len() + i));
+                }
+            }
         }
         Ok(Self(out))
     }
@@ -173,6 +187,15 @@ mod tests {
         assert_eq!(
             format!("sha256:{}", hex.to_uppercase()).parse::<Digest>(),
             Err(DigestParseError::BadCharacter('E', 7))
+        );
+        assert_eq!(
+            format!("sha256:0g{}", &hex[2..]).parse::<Digest>(),
+            Err(DigestParseError::BadCharacter('g', 8))
+        );
+        // 64 bytes, 63 chars: the bad char is named, not a length.
+        assert_eq!(
+            format!("sha256:01\u{e9}{}", &hex[4..]).parse::<Digest>(),
+            Err(DigestParseError::BadCharacter('\u{e9}', 9))
         );
         assert_eq!(
             format!("sha256:{}", &hex[1..]).parse::<Digest>(),
