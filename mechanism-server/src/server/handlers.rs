@@ -18,6 +18,7 @@ use protocol::verbs::{
 use protocol::{ErrorCode, ErrorInfo};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use serde_json::value::RawValue;
 use serde_json::Value;
 
 use super::connection::SCOPE;
@@ -149,7 +150,10 @@ where
         .map_err(|e| ErrorInfo::new(ErrorCode::InternalError, e.to_string()))?
 }
 
-fn describe<M: Mechanism>(params: &Params<'_>, state: &State<M>) -> RpcResult {
+fn describe<M: Mechanism>(
+    params: &Params<'_>,
+    state: &State<M>,
+) -> Result<Box<RawValue>, ErrorInfo> {
     let params: DescribeParams = parse(params)?;
     let Some(version) = verbs::choose_version(params.protocol_versions.as_deref()) else {
         return Err(ErrorInfo::new(
@@ -161,7 +165,14 @@ fn describe<M: Mechanism>(params: &Params<'_>, state: &State<M>) -> RpcResult {
             ),
         ));
     };
-    to_value(&DescribeResult {
+    let mut described = state
+        .described
+        .lock()
+        .map_err(|_| ErrorInfo::new(ErrorCode::InternalError, "describe's cache is poisoned"))?;
+    if let Some((_, result)) = described.iter().find(|(v, _)| *v == version) {
+        return Ok(result.clone());
+    }
+    let result = serde_json::value::to_raw_value(&DescribeResult {
         protocol_version: version.to_owned(),
         mechanism: state.mechanism_ref(),
         operations: state.operations.clone(),
@@ -172,6 +183,9 @@ fn describe<M: Mechanism>(params: &Params<'_>, state: &State<M>) -> RpcResult {
             max_batch_entries: Some(MAX_BATCH_ENTRIES as u64),
         },
     })
+    .map_err(|e| ErrorInfo::new(ErrorCode::InternalError, e.to_string()))?;
+    described.push((version, result.clone()));
+    Ok(result)
 }
 
 /// Maps a store failure on an input or plan to its protocol code.

@@ -20,6 +20,7 @@ use protocol::schema::Validator;
 use protocol::store::{Store, StoreLocation};
 use protocol::verbs::{Operation, Progress};
 use protocol::{Digest, ErrorCode, ErrorInfo};
+use serde_json::value::RawValue;
 
 use crate::cli::Options;
 use crate::mechanism::{Env, Mechanism};
@@ -97,6 +98,9 @@ pub(crate) struct State<M> {
     /// Plans `status` found to be plans of this mechanism. A stored plan is immutable, so it
     /// need not be parsed again; see [`KnownPlans`].
     known_plans: KnownPlans,
+    /// `describe`'s result, written out once per protocol version asked for: it depends on
+    /// nothing else, and building it is most of what `describe` costs.
+    described: Mutex<Vec<(&'static str, Box<RawValue>)>>,
 }
 
 /// The most plans [`KnownPlans`] remembers before it forgets them all.
@@ -163,6 +167,7 @@ impl<M: Mechanism> State<M> {
             store_location,
             running: Arc::default(),
             known_plans: KnownPlans::default(),
+            described: Mutex::default(),
         })
     }
 
