@@ -40,7 +40,11 @@ impl Options {
             root: root.into(),
             store: store.into(),
             force_ack_signers: None,
-            force_ack_max_ttl: Duration::from_secs(60 * 60),
+            force_ack_max_ttl: Duration::from_secs(
+                protocol::force_ack::DEFAULT_MAX_TTL
+                    .whole_seconds()
+                    .unsigned_abs(),
+            ),
             max_message_bytes: protocol::framing::DEFAULT_MAX_MESSAGE_BYTES,
         }
     }
@@ -81,5 +85,25 @@ pub fn serve<M: Mechanism>(mechanism: M, options: &Options) -> ExitCode {
             eprintln!("error: {error}");
             ExitCode::from(error.exit_code())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The command line's default limit is the one the admission and `approve` apply.
+    #[test]
+    fn the_default_force_ack_lifetime_is_the_shared_one() {
+        let parsed = Command::try_parse_from(["m", "--root", "r", "--store", "s"]);
+        let options = parsed.map(|c| c.options).map_err(|e| e.to_string());
+        assert_eq!(
+            options.map(|o| o.force_ack_max_ttl),
+            Ok(Options::new("r", "s").force_ack_max_ttl)
+        );
+        assert_eq!(
+            time::Duration::try_from(Options::new("r", "s").force_ack_max_ttl),
+            Ok(protocol::force_ack::DEFAULT_MAX_TTL)
+        );
     }
 }

@@ -51,6 +51,10 @@ pub const KIND: &str = "mechanism.force-ack/v0";
 /// The SSHSIG namespace force-acks are signed in, so no other SSH signature can pass as one.
 pub const NAMESPACE: &str = "mechanism-force-ack";
 
+/// The longest a force-ack may live unless the runtime is told otherwise
+/// (`--force-ack-max-ttl`): the admission applies it at execute, and `approve` refuses longer.
+pub const DEFAULT_MAX_TTL: Duration = Duration::hours(1);
+
 /// Longest `approver` accepted; principals are `user@domain` identities, not prose.
 const MAX_APPROVER_LEN: usize = 256;
 

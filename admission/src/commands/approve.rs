@@ -17,9 +17,9 @@ use std::path::Path;
 use protocol::canonical;
 use protocol::force_ack::allowed_signers::AllowedSigners;
 use protocol::force_ack::ssh_key::{PrivateKey, PublicKey, SshSig};
-use protocol::force_ack::{self, Expected, ForceAckError, NAMESPACE};
+use protocol::force_ack::{self, Expected, ForceAckError, DEFAULT_MAX_TTL, NAMESPACE};
 use protocol::store::{Store, StoreError};
-use protocol::{Digest, ErrorCode};
+use protocol::{Digest, ErrorCode, ErrorInfo};
 use serde_json::{json, Value};
 use time::{Duration, OffsetDateTime};
 
@@ -30,14 +30,23 @@ use crate::pipeline::{AdmissionRecord, ADMISSIONS};
 /// Largest key, payload or signature file read: all are a few kilobytes at most.
 const MAX_INPUT_BYTES: u64 = 64 * 1024;
 
-/// `admission approve`, in whichever mode the arguments select.
-pub fn run(out: Output, store: &Path, args: &ApproveArgs) -> Result<(), CommandError> {
+/// `admission approve`, in whichever mode the arguments select; `signers` are the trusted
+/// signers (`--allowed-signers`), when known, which the approval must satisfy.
+pub fn run(
+    out: Output,
+    store: &Path,
+    signers: Option<&AllowedSigners>,
+    args: &ApproveArgs,
+) -> Result<(), CommandError> {
     if let Some(sig_file) = &args.attach {
         let payload_file = required(args.payload_file.as_deref(), "--payload-file")?;
-        return attach(out, sig_file, payload_file, args.output.as_deref());
+        return attach(out, signers, sig_file, payload_file, args.output.as_deref());
     }
     let unsigned = build_unsigned(store, args)?;
     if args.payload {
+        if let Some(signers) = signers {
+            check_principal(signers, required(args.approver.as_deref(), "--approver")?)?;
+        }
         return payload(out, &unsigned, args.output.as_deref());
     }
     let key_file = required(args.key.as_deref(), "--key")?;
@@ -46,7 +55,63 @@ pub fn run(out: Output, store: &Path, args: &ApproveArgs) -> Result<(), CommandE
     let mut signed = unsigned;
     // `new_unsigned` always builds an object, so this inserts the field.
     signed["signature"] = Value::String(signature);
+    if let Some(signers) = signers {
+        // Every check execute makes, against the signers it will use, before anything is
+        // written: the operator signs once.
+        check_signed(&signed, signers)?;
+    }
     write_force_ack(out, &signed, args.output.as_deref())
+}
+
+/// Refuses a principal that no line of the trusted signers lists for force-acks, before the
+/// payload is signed elsewhere.
+fn check_principal(signers: &AllowedSigners, approver: &str) -> Result<(), CommandError> {
+    let listed = signers.entries().iter().any(|entry| {
+        entry.principals.matches(approver)
+            && entry
+                .namespaces
+                .as_ref()
+                .is_none_or(|ns| ns.matches(NAMESPACE))
+    });
+    if listed {
+        return Ok(());
+    }
+    Err(CommandError::from(ErrorInfo::new(
+        ErrorCode::ForceAckInvalid,
+        format!(
+            "--approver {approver:?}: the trusted allowed_signers lists no key for this \
+             principal and namespace {NAMESPACE:?}, so its force-ack would be refused"
+        ),
+    )))
+}
+
+/// Verifies a signed force-ack as execute will: trusted signer, principal, lifetime.
+fn check_signed(force_ack: &Value, signers: &AllowedSigners) -> Result<(), CommandError> {
+    let field = |name: &str| {
+        force_ack
+            .get(name)
+            .and_then(Value::as_str)
+            .and_then(|text| text.parse::<Digest>().ok())
+            .ok_or_else(|| {
+                CommandError::internal(
+                    ErrorCode::InternalError,
+                    format!("the force-ack built has no valid {name:?}"),
+                )
+            })
+    };
+    let expected = Expected {
+        plan_hash: field("plan_hash")?,
+        admission_hash: field("admission_hash")?,
+    };
+    force_ack::verify(
+        force_ack,
+        expected,
+        signers,
+        OffsetDateTime::now_utc(),
+        DEFAULT_MAX_TTL,
+    )
+    .map(drop)
+    .map_err(force_ack_error)
 }
 
 /// Clap enforces which arguments each mode needs; this turns a gap into an error, not a panic.
@@ -108,8 +173,9 @@ fn check_approver(approver: &str) -> Result<(), CommandError> {
     Ok(())
 }
 
-/// `--ttl` as a humantime duration of at least a second: expiry is kept to whole seconds,
-/// rounded down, so anything shorter would be expired when written.
+/// `--ttl` as a humantime duration of at least a second (expiry is kept to whole seconds,
+/// rounded down, so anything shorter would be expired when written) and at most the lifetime
+/// execute allows.
 fn parse_ttl(text: &str) -> Result<Duration, CommandError> {
     let bad = |why: String| {
         CommandError::bad_input(ErrorCode::InvalidParams, format!("--ttl {text:?}: {why}"))
@@ -119,7 +185,14 @@ fn parse_ttl(text: &str) -> Result<Duration, CommandError> {
     if ttl < std::time::Duration::from_secs(1) {
         return Err(bad("an approval must last at least 1s".to_owned()));
     }
-    Duration::try_from(ttl).map_err(|_| bad("too long".to_owned()))
+    let ttl = Duration::try_from(ttl).map_err(|_| bad("too long".to_owned()))?;
+    if ttl > DEFAULT_MAX_TTL {
+        return Err(bad(format!(
+            "longer than the {DEFAULT_MAX_TTL} a force-ack may live; execute would refuse it, \
+             approve with --ttl {DEFAULT_MAX_TTL} or less"
+        )));
+    }
+    Ok(ttl)
 }
 
 /// The admission `admission plan` recorded for `plan`; its absence means the plan was never
@@ -211,19 +284,20 @@ fn payload(out: Output, unsigned: &Value, output: Option<&Path>) -> Result<(), C
 /// `--attach`: the force-ack made of a payload and the signature ssh-keygen made over it.
 fn attach(
     out: Output,
+    signers: Option<&AllowedSigners>,
     sig_file: &Path,
     payload_file: &Path,
     output: Option<&Path>,
 ) -> Result<(), CommandError> {
     let payload = read_bounded(payload_file, "--payload-file")?;
     let not_payload = |why: String| {
-        CommandError::bad_input(
+        CommandError::from(ErrorInfo::new(
             ErrorCode::ForceAckInvalid,
             format!(
                 "--payload-file {}: {why}; print a fresh one with `admission approve --payload`",
                 payload_file.display()
             ),
-        )
+        ))
     };
     let unsigned = canonical::parse(&payload).map_err(|e| not_payload(e.to_string()))?;
     let canonical_bytes = canonical::to_vec(&unsigned).map_err(|e| not_payload(e.to_string()))?;
@@ -249,20 +323,20 @@ fn attach(
     };
 
     let armored = String::from_utf8(read_bounded(sig_file, "--attach")?).map_err(|_| {
-        CommandError::bad_input(
+        CommandError::from(ErrorInfo::new(
             ErrorCode::ForceAckInvalid,
             format!("--attach {}: not a text file", sig_file.display()),
-        )
+        ))
     })?;
     let signer = SshSig::from_pem(&armored).map_err(|e| {
-        CommandError::bad_input(
+        CommandError::from(ErrorInfo::new(
             ErrorCode::ForceAckInvalid,
             format!(
                 "--attach {}: not an armored SSH signature ({e}); give the .sig file \
                  `ssh-keygen -Y sign` wrote",
                 sig_file.display()
             ),
-        )
+        ))
     })?;
     let mut force_ack = unsigned;
     let Some(object) = force_ack.as_object_mut() else {
@@ -270,9 +344,13 @@ fn attach(
     };
     object.insert("signature".to_owned(), Value::String(armored));
 
-    // Whom to trust is decided where the force-ack is used, against allowed_signers. Here
-    // the signing key is trusted for any principal, so that every other check of the
-    // verifier (fields, namespace, signature over these bytes, expiry) runs now, while the
+    if let Some(signers) = signers {
+        check_signed(&force_ack, signers)?;
+        return write_force_ack(out, &force_ack, output);
+    }
+    // Without the trusted signers, whom to trust is decided where the force-ack is used.
+    // Here the signing key is trusted for any principal, so that every other check of the
+    // verifier (fields, namespace, signature over these bytes, lifetime) runs now, while the
     // operator can still fix the input, rather than at execute.
     let signer_line = PublicKey::from(signer.public_key().clone())
         .to_openssh()
@@ -293,7 +371,7 @@ fn attach(
         expected,
         &anyone,
         OffsetDateTime::now_utc(),
-        Duration::MAX,
+        DEFAULT_MAX_TTL,
     )
     .map_err(force_ack_error)?;
     write_force_ack(out, &force_ack, output)
@@ -346,11 +424,9 @@ fn shown(path: Option<&Path>) -> Value {
     path.map_or(Value::Null, |p| Value::String(p.display().to_string()))
 }
 
+/// A refused force-ack exits as its code says everywhere: 3 for a refusal, like at execute.
 fn force_ack_error(err: ForceAckError) -> CommandError {
-    match err.code() {
-        ErrorCode::InternalError => CommandError::new(exit::INTERNAL, err),
-        code => CommandError::bad_input(code, err.to_string()),
-    }
+    CommandError::from(ErrorInfo::new(err.code(), err.to_string()))
 }
 
 /// Reads a small input file whole, refusing anything larger than [`MAX_INPUT_BYTES`].

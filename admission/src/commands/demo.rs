@@ -74,7 +74,7 @@ fn demo(cli: &Cli, dir: &Path) -> Result<(String, Value, bool), CommandError> {
             .map_err(|e| CommandError::bad_input(ErrorCode::InvalidParams, e.to_string()))?,
         signers_path: Some(signers_path.clone()),
         signers: Some(signers.clone()),
-        max_ttl: pipeline::DEFAULT_MAX_TTL,
+        max_ttl: protocol::force_ack::DEFAULT_MAX_TTL,
     };
     let invocation = Invocation {
         global_flags: format!(

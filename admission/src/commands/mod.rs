@@ -20,7 +20,10 @@ pub fn run(cli: &Cli) -> Result<u8, CommandError> {
         Command::Canon { file } => done(objects::canon(file)),
         Command::Put { file } => done(objects::put(out, &cli.store, file)),
         Command::Cat { digest } => done(objects::cat(&cli.store, digest)),
-        Command::Approve(args) => done(approve::run(out, &cli.store, args)),
+        Command::Approve(args) => {
+            let signers = pipeline::read_signers(cli)?;
+            done(approve::run(out, &cli.store, signers.as_ref(), args))
+        }
         Command::Describe { mechanism } => pipeline::describe(cli, out, mechanism),
         Command::Plan { workorder } => pipeline::run(cli, out, workorder, None, false),
         Command::Run {

@@ -72,7 +72,7 @@ pub fn setup(cli: &Cli) -> Result<Setup, CommandError> {
         registry,
         signers_path: cli.allowed_signers.clone(),
         signers,
-        max_ttl: pipeline::DEFAULT_MAX_TTL,
+        max_ttl: protocol::force_ack::DEFAULT_MAX_TTL,
     })
 }
 

@@ -40,9 +40,6 @@ use records::Ending;
 /// The store reference namespace recording each gated plan (read by `approve`, `execute`).
 pub const ADMISSIONS: &str = "admissions";
 
-/// How far ahead a force-ack may expire (the mechanism server's default `--force-ack-max-ttl`).
-pub const DEFAULT_MAX_TTL: time::Duration = time::Duration::hours(1);
-
 /// What every command of the pipeline works with.
 pub struct Setup {
     /// The store directory.

@@ -584,8 +584,15 @@ fn an_expired_or_too_long_force_ack_is_refused() {
     let report = w.json(&["execute", &plan, "--force-ack", &expired], 3);
     assert_force_ack_refused(&w, &report, "FORCE_ACK_EXPIRED", "expired", &base);
 
-    // Valid for longer than the one hour policy allows.
-    let long = w.approve(&plan, &w.operator.key, "long.json", &["--ttl", "2h"]);
+    // Valid for longer than the one hour policy allows (which `approve` refuses to sign).
+    let unsigned = force_ack::new_unsigned(
+        &plan.parse().unwrap(),
+        &admission.parse().unwrap(),
+        APPROVER,
+        OffsetDateTime::now_utc() + Duration::hours(2),
+        &force_ack::random_nonce().unwrap(),
+    );
+    let long = w.force_ack_by_ssh_keygen("long", &unsigned, force_ack::NAMESPACE);
     let report = w.json(&["execute", &plan, "--force-ack", &long], 3);
     assert_force_ack_refused(&w, &report, "FORCE_ACK_EXPIRED", "more than", &base);
 
@@ -632,10 +639,21 @@ fn a_force_ack_signed_by_an_untrusted_key_is_refused() {
     let w = World::new();
     let base = w.head();
     let (plan, _) = w.destructive_plan("drop", "src/old.rs");
-    // Mallory's key claims to be the trusted approver; allowed_signers does not list it.
+    // Mallory's key claims to be the trusted approver; allowed_signers does not list it, so
+    // `approve` told the trusted signers refuses to sign; without them it signs.
     let mallory = Operator::new(&w.s.path("mallory"));
-    let ack = w.approve(&plan, &mallory.key, "mallory.json", &[]);
-    let report = w.json(&["execute", &plan, "--force-ack", &ack], 3);
+    let mut cmd = w.admission();
+    cmd.args(["approve", &plan, "--approver", APPROVER, "--key"])
+        .arg(&mallory.key)
+        .args(["-o", "mallory.json"]);
+    let out = exits(&mut cmd, 3);
+    assert!(stderr(&out).contains("not trusted"), "{}", stderr(&out));
+    let mut cmd = w.admission_without_signers();
+    cmd.args(["approve", &plan, "--approver", APPROVER, "--key"])
+        .arg(&mallory.key)
+        .args(["-o", "mallory.json"]);
+    exits(&mut cmd, 0);
+    let report = w.json(&["execute", &plan, "--force-ack", "mallory.json"], 3);
     assert_force_ack_refused(&w, &report, "FORCE_ACK_INVALID", "not trusted", &base);
 }
 
@@ -659,7 +677,7 @@ fn a_force_ack_signed_in_another_namespace_is_refused() {
         "-o",
         "ack.json",
     ]);
-    let out = exits(&mut cmd, 2);
+    let out = exits(&mut cmd, 3);
     assert!(stderr(&out).contains("something-else"), "{}", stderr(&out));
 
     // ... and put together by hand, execute refuses it too.

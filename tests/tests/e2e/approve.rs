@@ -250,7 +250,7 @@ fn a_payload_signed_with_ssh_keygen_and_attached_is_a_valid_force_ack() {
             "edited.json",
         ])
         .assert()
-        .code(2);
+        .code(3);
     let stderr = stderr_of(out.get_output());
     assert!(
         stderr.contains("FORCE_ACK_INVALID") && stderr.contains("canonical"),
@@ -270,7 +270,7 @@ fn a_payload_signed_with_ssh_keygen_and_attached_is_a_valid_force_ack() {
             "other.json",
         ])
         .assert()
-        .code(2);
+        .code(3);
     let stderr = stderr_of(out.get_output());
     assert!(stderr.contains("namespace \"file\""), "{stderr}");
 }
@@ -365,4 +365,68 @@ fn a_ttl_that_is_not_a_usable_duration_is_refused() {
         assert!(stderr.contains("--ttl"), "{ttl:?}: {stderr}");
         assert!(out.get_output().stdout.is_empty(), "{ttl:?}");
     }
+}
+
+#[test]
+fn an_approval_execute_would_refuse_is_refused_before_anything_is_written() {
+    let s = Scratch::new();
+    let operator = Operator::new(&s.path("keys"));
+    let stranger = s.path("keys/stranger");
+    keygen(&stranger, "stranger", "");
+    let approve = |key: &Path, approver: &str, ttl: &str| {
+        let mut cmd = s.admission();
+        cmd.arg("--allowed-signers")
+            .arg(&operator.allowed_signers)
+            .args(["approve", &plan().to_string(), "--approver", approver])
+            .args(["--admission", &admission().to_string(), "--ttl", ttl])
+            .arg("--key")
+            .arg(key)
+            .args(["-o", "force-ack.json"]);
+        cmd
+    };
+
+    // Longer than the runtime's limit: refused with or without the signers, as bad input.
+    let out = approve(&operator.key, APPROVER, "2h").assert().code(2);
+    let stderr = stderr_of(out.get_output());
+    assert!(
+        stderr.contains("--ttl") && stderr.contains("1h"),
+        "{stderr}"
+    );
+    assert!(!s.path("force-ack.json").exists());
+
+    // A key, or a principal, the trusted signers do not list: refused as execute would (3).
+    for (key, approver, needle) in [
+        (&stranger, APPROVER, "not listed"),
+        (&operator.key, "mallory@example.com", "mallory@example.com"),
+    ] {
+        let out = approve(key, approver, "10m").assert().code(3);
+        let stderr = stderr_of(out.get_output());
+        assert!(
+            stderr.contains("FORCE_ACK_INVALID") && stderr.contains(needle),
+            "{stderr}"
+        );
+        assert!(!s.path("force-ack.json").exists());
+    }
+
+    // `--payload` knows no key yet, but an unlisted principal is refused before signing.
+    let out = s
+        .admission()
+        .arg("--allowed-signers")
+        .arg(&operator.allowed_signers)
+        .args(["approve", "--payload", &plan().to_string()])
+        .args(["--approver", "mallory@example.com"])
+        .args([
+            "--admission",
+            &admission().to_string(),
+            "-o",
+            "payload.json",
+        ])
+        .assert()
+        .code(3);
+    assert!(stderr_of(out.get_output()).contains("mallory@example.com"));
+    assert!(!s.path("payload.json").exists());
+
+    // What the signers trust, up to the limit, is written.
+    approve(&operator.key, APPROVER, "1h").assert().success();
+    assert_eq!(read_json(&s.path("force-ack.json"))["approver"], APPROVER);
 }
