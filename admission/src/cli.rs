@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 
 use protocol::ErrorInfo;
 
-use crate::exit::CommandError;
+use crate::exit::{CommandError, BAD_INPUT};
 
 /// Plan, gate, approve, execute and verify effects through mechanisms.
 #[derive(Debug, Parser)]
@@ -184,6 +184,32 @@ pub struct ConformanceArgs {
     /// The mechanism's command line, after `--`.
     #[arg(last = true, required = true, value_name = "COMMAND")]
     pub command: Vec<String>,
+}
+
+/// Reports a command line clap refused (or `--help`, `--version`) and returns the exit code:
+/// under `--json`, a usage error is an error object on stdout like any other.
+pub fn usage_error(err: &clap::Error) -> std::process::ExitCode {
+    use clap::error::ErrorKind;
+    let informational = matches!(
+        err.kind(),
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion
+    );
+    if informational || !json_asked(std::env::args_os().skip(1)) {
+        let _ = err.print();
+        return std::process::ExitCode::from(u8::try_from(err.exit_code()).unwrap_or(BAD_INPUT));
+    }
+    let rendered = err.render().to_string();
+    let message = rendered.trim().trim_start_matches("error: ");
+    Output::new(true).error(&CommandError::bad_input(
+        protocol::ErrorCode::InvalidParams,
+        message,
+    ));
+    std::process::ExitCode::from(BAD_INPUT)
+}
+
+/// Whether `--json` is among the arguments (before a `--`, after which they are a program's).
+fn json_asked(args: impl Iterator<Item = std::ffi::OsString>) -> bool {
+    args.take_while(|a| a != "--").any(|a| a == "--json")
 }
 
 /// Where results and errors are printed, in the chosen style.

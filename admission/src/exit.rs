@@ -10,7 +10,8 @@ pub const BAD_INPUT: u8 = 2;
 pub const DENIED: u8 = 3;
 /// Exit code: admitted, waiting for an operator's force-ack.
 pub const AWAITING_FORCE_ACK: u8 = 4;
-/// Exit code: the execution failed (or its outcome could not be confirmed).
+/// Exit code: the execution failed (or its outcome could not be confirmed), or an artifact
+/// failed verification.
 pub const EXECUTION_FAILED: u8 = 5;
 /// Exit code: the plan is stale; plan again.
 pub const STALE: u8 = 6;
@@ -67,9 +68,12 @@ pub fn exit_for(code: ErrorCode) -> u8 {
         | ForceAckExpired | ForceAckReplayed => DENIED,
         ForceAckRequired => AWAITING_FORCE_ACK,
         StalePlan => STALE,
-        ExecutionFailed | DeadlineExceeded | Cancelled | Busy => EXECUTION_FAILED,
+        // An object that does not match its digest fails verification, whoever reads it.
+        ExecutionFailed | DeadlineExceeded | Cancelled | Busy | IntegrityMismatch => {
+            EXECUTION_FAILED
+        }
         ParseError | InvalidRequest | InvalidParams | MessageTooLarge | UnknownOperation
         | ArtifactRequired | UnknownPlan | UnknownArtifact => BAD_INPUT,
-        MethodNotFound | InternalError | UnsupportedVersion | IntegrityMismatch => INTERNAL,
+        MethodNotFound | InternalError | UnsupportedVersion => INTERNAL,
     }
 }

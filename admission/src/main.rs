@@ -17,7 +17,10 @@ fn main() -> ExitCode {
             std::iter::once("mechanism-server".into()).chain(rest),
         );
     }
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => return admission::cli::usage_error(&err),
+    };
     admission::logging::init();
     let output = Output::new(cli.json);
     match admission::commands::run(&cli) {

@@ -7,11 +7,11 @@ use protocol::artifact::kinds::{
 };
 use protocol::artifact::Artifact;
 use protocol::store::{Store, StoreError};
-use protocol::{Digest, ErrorCode};
+use protocol::{Digest, ErrorCode, ErrorInfo};
 use serde_json::{json, Value};
 
 use crate::cli::{Cli, Output};
-use crate::exit::{self, CommandError};
+use crate::exit::CommandError;
 use crate::journal::{Journal, JournalError, Uid};
 use crate::pipeline::{self, AdmissionRecord};
 
@@ -219,7 +219,7 @@ fn show_artifact(cli: &Cli, out: Output, digest: &Digest) -> Result<u8, CommandE
             ErrorCode::InvalidParams,
             format!("{digest} is a blob, not an artifact; print it with `admission cat {digest}`"),
         ),
-        other => CommandError::new(exit::INTERNAL, other),
+        other => CommandError::from(ErrorInfo::new(other.code(), other.to_string())),
     })?;
     let provenance = store.provenance(digest).ok().flatten();
     let mut text = format!("{}  {}\n", artifact.kind(), digest);

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use protocol::canonical;
 use protocol::store::{Provenance, Store, StoreError};
-use protocol::{Digest, ErrorCode};
+use protocol::{Digest, ErrorCode, ErrorInfo};
 use serde_json::json;
 
 use crate::cli::Output;
@@ -64,12 +64,9 @@ fn open_store(dir: &Path) -> Result<Store, CommandError> {
     Store::open(dir).map_err(store_error)
 }
 
+/// A store failure exits as its code calls for, as everywhere.
 fn store_error(err: StoreError) -> CommandError {
-    let code = err.code();
-    match code {
-        ErrorCode::InternalError => CommandError::internal(code, err.to_string()),
-        _ => CommandError::bad_input(code, err.to_string()),
-    }
+    CommandError::from(ErrorInfo::new(err.code(), err.to_string()))
 }
 
 fn open(file: &Path) -> Result<Box<dyn Read>, CommandError> {

@@ -169,13 +169,14 @@ pub fn execute(
     Ok(report.exit)
 }
 
-/// Reads a force-ack file strictly (no duplicate keys, I-JSON only).
+/// Reads a force-ack file strictly (no duplicate keys, I-JSON only); one that cannot be read
+/// is refused like any invalid force-ack (exit 3).
 fn read_force_ack(path: &Path) -> Result<Value, CommandError> {
     let bad = |reason: String| {
-        CommandError::bad_input(
+        CommandError::from(ErrorInfo::new(
             ErrorCode::ForceAckInvalid,
             format!("force-ack {}: {reason}", path.display()),
-        )
+        ))
     };
     let file = std::fs::File::open(path).map_err(|e| bad(e.to_string()))?;
     let mut bytes = Vec::new();

@@ -1461,3 +1461,72 @@ fn a_run_whose_commit_left_its_branch_after_execute_does_not_succeed() {
     let text = stdout(&exits(&mut cmd, 5));
     assert!(text.contains("FAIL state.ref"), "{text}");
 }
+
+#[test]
+fn a_force_ack_file_that_cannot_be_read_is_refused_with_exit_3() {
+    let w = World::new();
+    let (plan, _) = w.destructive_plan("drop", "src/old.rs");
+    w.s.write("garbage.json", "not json");
+    for file in ["missing.json", "garbage.json"] {
+        let reply = w.json(&["execute", &plan, "--force-ack", file], 3);
+        assert_eq!(reply["error"]["code"], "FORCE_ACK_INVALID", "{reply:#}");
+        assert_eq!(reply["error"]["exit"], 3, "{reply:#}");
+        assert!(
+            string(&reply["error"]["message"]).contains(file),
+            "{reply:#}"
+        );
+    }
+}
+
+#[test]
+fn a_tampered_witness_is_a_verification_failure_in_every_command() {
+    let w = World::new();
+    let workorder = w.workorder("edit", edit_readme_and_add_file);
+    let report = w.json(&["run", &workorder], 0);
+    let witness: Digest = string(&report["witness_hash"]).parse().unwrap();
+    let hex = witness.hex();
+    let object =
+        w.s.path(&format!("store/objects/sha256/{}/{}", &hex[..2], &hex[2..]));
+    let mut bytes = fs::read(&object).expect("the witness is stored");
+    bytes[1] ^= 0x20;
+    set_mode(&object, 0o644);
+    fs::write(&object, &bytes).unwrap();
+
+    let witness = witness.to_string();
+    for command in ["verify", "show", "cat"] {
+        let reply = w.json(&[command, &witness], 5);
+        assert_eq!(
+            reply["error"]["code"], "INTEGRITY_MISMATCH",
+            "{command}: {reply:#}"
+        );
+        assert_eq!(reply["error"]["exit"], 5, "{command}: {reply:#}");
+        let out = w.text(&[command, &witness], 5);
+        assert!(stderr(&out).contains("INTEGRITY_MISMATCH"), "{command}");
+    }
+}
+
+#[test]
+fn usage_errors_under_json_are_error_objects_on_stdout() {
+    let w = World::new();
+    for args in [
+        &["--json", "execute"][..],
+        &["--json", "no-such-command"],
+        &["show", "--no-such-flag", "x", "--json"],
+    ] {
+        let mut cmd = w.admission();
+        cmd.args(args);
+        let out = exits(&mut cmd, 2);
+        let reply = json_of(&out);
+        assert_eq!(
+            reply["error"]["code"], "INVALID_PARAMS",
+            "{args:?}: {reply:#}"
+        );
+        assert_eq!(reply["error"]["exit"], 2, "{args:?}");
+        assert!(!string(&reply["error"]["message"]).is_empty(), "{args:?}");
+    }
+    // Without --json, clap's own text on stderr, as before.
+    let mut cmd = w.admission();
+    cmd.arg("execute");
+    let out = exits(&mut cmd, 2);
+    assert!(stdout(&out).is_empty() && stderr(&out).contains("Usage"));
+}

@@ -125,7 +125,7 @@ fn cat_of_a_corrupted_object_fails_with_integrity_mismatch_and_prints_nothing() 
         .admission()
         .args(["--store", "st", "cat", &digest])
         .assert()
-        .code(2);
+        .code(5);
     let stderr = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
     assert!(stderr.contains("INTEGRITY_MISMATCH"), "{stderr}");
     assert!(out.get_output().stdout.is_empty());
@@ -134,7 +134,7 @@ fn cat_of_a_corrupted_object_fails_with_integrity_mismatch_and_prints_nothing() 
         .admission()
         .args(["--json", "--store", "st", "cat", &digest])
         .assert()
-        .code(2);
+        .code(5);
     let reply: serde_json::Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
     assert_eq!(reply["error"]["code"], "INTEGRITY_MISMATCH");
 }
