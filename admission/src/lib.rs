@@ -13,5 +13,6 @@ pub mod pipeline;
 pub mod registry;
 mod result_checks;
 pub mod session;
+pub mod text;
 pub mod verify;
 pub mod workorder;

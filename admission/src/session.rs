@@ -40,7 +40,7 @@ pub enum SessionError {
     #[error(transparent)]
     Registry(#[from] registry::RegistryError),
     /// The exchange with the mechanism failed.
-    #[error(transparent)]
+    #[error("{}", client_message(.0))]
     Client(#[from] ClientError),
     /// The mechanism answered, but not with what the protocol promises.
     #[error("the mechanism answered {method} with something unexpected: {reason}")]
@@ -53,6 +53,19 @@ pub enum SessionError {
     /// The runtime for the client could not start.
     #[error("cannot start the client runtime: {0}")]
     Runtime(std::io::Error),
+}
+
+/// A client failure in words; a refusal with a stable code leaves the code out, since every
+/// report of a session's failure shows [`SessionError::code`] beside its message.
+fn client_message(error: &ClientError) -> String {
+    match error {
+        ClientError::Rpc {
+            code: Some(_),
+            message,
+            ..
+        } => format!("the mechanism refused: {message}"),
+        other => other.to_string(),
+    }
 }
 
 impl SessionError {

@@ -384,9 +384,9 @@ fn tell_run(story: &mut String, report: &Report) {
     if let Some(plan) = &report.plan {
         let _ = writeln!(
             story,
-            "   plan {}: {} effects, {}",
+            "   plan {}: {}, {}",
             short(&report.plan_hash.map(|p| p.to_string()).unwrap_or_default()),
-            plan.intended_effects.len(),
+            crate::text::count(plan.intended_effects.len(), "effect", "effects"),
             if plan.destructive {
                 format!("DESTRUCTIVE ({})", plan.destructive_reasons.join("; "))
             } else {

@@ -15,31 +15,123 @@ use crate::exit::CommandError;
 use crate::journal::{Journal, JournalError, Uid};
 use crate::pipeline::{self, AdmissionRecord};
 
-/// `admission log`: one line per journal entry, oldest first.
+/// `admission log`: one aligned line per run, oldest first: when it started, its uid,
+/// command, status, outcome and workorder. `--json` lists every journal entry as well.
 pub fn log(cli: &Cli, out: Output) -> Result<u8, CommandError> {
     let journal = open_journal(cli)?;
     let entries = journal.log().map_err(journal_error)?;
-    let mut text = String::new();
+    // One row per run, where it first appears, with the status it entered last.
+    let mut runs: Vec<LogRow> = Vec::new();
     for e in &entries {
         let status = serde_json::to_value(e.status).unwrap_or(Value::Null);
+        let status = status.as_str().unwrap_or("?").to_owned();
+        match runs.iter_mut().find(|r| r.uid == e.uid) {
+            Some(row) => row.status = status,
+            None => runs.push(LogRow {
+                time: millis(&e.time),
+                uid: e.uid.clone(),
+                command: e.command.clone(),
+                status,
+                outcome: "-".to_owned(),
+                workorder: "-".to_owned(),
+                parent: e.parent.as_ref().map(ToString::to_string),
+            }),
+        }
+    }
+    let store = cli
+        .store
+        .is_dir()
+        .then(|| Store::open(&cli.store).ok())
+        .flatten();
+    for row in &mut runs {
+        if let Ok(doc) = journal.load(&row.uid) {
+            fill_from(row, &doc, store.as_ref());
+        }
+    }
+    let width = |f: fn(&LogRow) -> usize| runs.iter().map(f).max().unwrap_or(0);
+    let (command_w, status_w, outcome_w) = (
+        width(|r| r.command.len()),
+        width(|r| r.status.len()),
+        width(|r| r.outcome.len()),
+    );
+    let mut text = String::new();
+    for r in &runs {
         let _ = writeln!(
             text,
-            "{}  {}  {:<8} {:<10}{}",
-            e.time,
-            e.uid,
-            e.command,
-            status.as_str().unwrap_or("?"),
-            e.parent
+            "{}  {}  {:<command_w$}  {:<status_w$}  {:<outcome_w$}  {}{}",
+            r.time,
+            r.uid,
+            r.command,
+            r.status,
+            r.outcome,
+            r.workorder,
+            r.parent
                 .as_ref()
                 .map(|p| format!(" (resumes {p})"))
                 .unwrap_or_default()
         );
     }
-    if entries.is_empty() {
+    if runs.is_empty() {
         text.push_str("the journal is empty");
     }
-    out.result(text.trim_end(), json!({ "entries": entries }));
+    let rows: Vec<Value> = runs
+        .iter()
+        .map(|r| {
+            json!({"uid": r.uid.to_string(), "time": r.time, "command": r.command, "status": r.status,
+                   "outcome": r.outcome, "workorder": r.workorder, "parent": r.parent})
+        })
+        .collect();
+    out.result(text.trim_end(), json!({ "entries": entries, "runs": rows }));
     Ok(0)
+}
+
+/// One run as `admission log` prints it.
+struct LogRow {
+    time: String,
+    uid: Uid,
+    command: String,
+    status: String,
+    outcome: String,
+    workorder: String,
+    parent: Option<String>,
+}
+
+/// The run's outcome, and its workorder: the id its run record names, else the file it read.
+fn fill_from(row: &mut LogRow, doc: &ExecutionDocument, store: Option<&Store>) {
+    let result = doc.result.as_ref();
+    if let Some(outcome) = result
+        .and_then(|r| r.get("outcome"))
+        .and_then(Value::as_str)
+    {
+        row.outcome = outcome.to_owned();
+    }
+    let recorded = result
+        .and_then(|r| r.get("run_record"))
+        .and_then(Value::as_str)
+        .and_then(|d| d.parse::<Digest>().ok())
+        .zip(store)
+        .and_then(|(digest, store)| store.get_artifact(&digest).ok())
+        .and_then(|a| a.view::<RunRecord>().ok())
+        .map(|r| r.work_order_id);
+    let read = doc
+        .input
+        .get("workorder")
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    if let Some(workorder) = recorded.or(read) {
+        row.workorder = workorder;
+    }
+}
+
+/// A journal time with exactly three fractional digits, so the column lines up.
+fn millis(time: &str) -> String {
+    let format = time::macros::format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
+    );
+    time::OffsetDateTime::parse(time, &time::format_description::well_known::Rfc3339)
+        .ok()
+        .and_then(|t| t.to_offset(time::UtcOffset::UTC).format(format).ok())
+        .unwrap_or_else(|| time.to_owned())
 }
 
 /// `admission show ID`: a run uid or a digest.
@@ -172,8 +264,8 @@ fn describe_record(store: &Store, record: &RunRecord) -> String {
     }
     if let protocol::artifact::kinds::NextActionsRef::Inline(actions) = &record.next_actions {
         let _ = writeln!(t, "next");
-        for a in actions {
-            let _ = writeln!(t, "  {}. {}\n     # {}", a.priority, a.command, a.why);
+        for (n, a) in actions.iter().enumerate() {
+            let _ = writeln!(t, "  {}. {}\n     # {}", n + 1, a.command, a.why);
         }
     }
     t

@@ -4,7 +4,7 @@ use std::fmt::Write as _;
 use std::io::{IsTerminal, Write as _};
 use std::path::Path;
 
-use protocol::artifact::kinds::GateDecision;
+use protocol::artifact::kinds::{GateDecision, Plan};
 use protocol::force_ack::allowed_signers::AllowedSigners;
 use protocol::store::Store;
 use protocol::verbs::ProgressParams;
@@ -17,6 +17,7 @@ use crate::journal::Journal;
 use crate::pipeline::{self, Invocation, Mode, Report, Setup};
 use crate::registry::{LaunchPaths, Registry};
 use crate::session::Session;
+use crate::text::count;
 
 /// Largest force-ack file read: a few kilobytes at most.
 const MAX_FORCE_ACK_BYTES: u64 = 64 * 1024;
@@ -113,6 +114,7 @@ pub fn describe(cli: &Cli, out: Output, mechanism: &str) -> Result<u8, CommandEr
             op.destructive,
             op.determinism
         );
+        text.push_str(&params_text(&op.params_schema));
     }
     let _ = write!(text, "\nscope:");
     for grant in &d.capability_scope {
@@ -125,6 +127,60 @@ pub fn describe(cli: &Cli, out: Output, mechanism: &str) -> Result<u8, CommandEr
     }
     out.result(&text, session.describe.clone());
     Ok(0)
+}
+
+/// An operation's params as its JSON Schema describes them: one line each, with its type,
+/// whether it is required, and its description.
+fn params_text(schema: &Value) -> String {
+    let Some(properties) = schema.get("properties").and_then(Value::as_object) else {
+        return String::new();
+    };
+    let required: Vec<&str> = schema
+        .get("required")
+        .and_then(Value::as_array)
+        .map(|r| r.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    let width = properties.keys().map(String::len).max().unwrap_or(0);
+    let mut t = String::from("  params:\n");
+    for (name, property) in properties {
+        let kind = type_text(property);
+        let need = if required.contains(&name.as_str()) {
+            "required"
+        } else {
+            "optional"
+        };
+        let description = property
+            .get("description")
+            .and_then(Value::as_str)
+            .map(|d| format!(": {d}"))
+            .unwrap_or_default();
+        let _ = writeln!(t, "    {name:<width$}  {kind}, {need}{description}");
+    }
+    t
+}
+
+/// A schema's type in a few words: `string`, `integer`, `object {name, email}`, `"a" | "b"`.
+fn type_text(schema: &Value) -> String {
+    if let Some(values) = schema.get("enum").and_then(Value::as_array) {
+        let values: Vec<String> = values.iter().map(Value::to_string).collect();
+        return values.join(" | ");
+    }
+    let kind = match schema.get("type") {
+        Some(Value::String(kind)) => kind.clone(),
+        Some(Value::Array(kinds)) => kinds
+            .iter()
+            .filter_map(Value::as_str)
+            .collect::<Vec<_>>()
+            .join(" | "),
+        _ => "any".to_owned(),
+    };
+    match schema.get("properties").and_then(Value::as_object) {
+        Some(members) if kind == "object" => {
+            let names: Vec<&str> = members.keys().map(String::as_str).collect();
+            format!("object {{{}}}", names.join(", "))
+        }
+        _ => kind,
+    }
 }
 
 /// `admission plan WORKORDER` and `admission run WORKORDER [--force-ack FILE]`.
@@ -276,10 +332,10 @@ pub fn render(report: &Report, executing: bool) -> String {
         let _ = writeln!(t, "plan       {hash}");
         let _ = writeln!(
             t,
-            "           {} {} · {} effects · {}",
+            "           {} {} · {} · {}",
             plan.mechanism.id,
             plan.operation,
-            plan.intended_effects.len(),
+            count(plan.intended_effects.len(), "effect", "effects"),
             if plan.destructive {
                 "DESTRUCTIVE"
             } else {
@@ -334,6 +390,8 @@ pub fn render(report: &Report, executing: bool) -> String {
         .and_then(Value::as_str)
     {
         let _ = writeln!(t, "commit     {commit}");
+    } else if let Some(commit) = report.plan.as_ref().and_then(predicted_commit) {
+        let _ = writeln!(t, "commit     {commit} (predicted)");
     }
     let outcome = report
         .outcome
@@ -346,13 +404,18 @@ pub fn render(report: &Report, executing: bool) -> String {
     }
     if !report.next_actions.is_empty() {
         let _ = writeln!(t, "\nnext");
-        for action in &report.next_actions {
-            let _ = writeln!(
-                t,
-                "  {}. {}\n     # {}",
-                action.priority, action.command, action.why
-            );
+        for (n, action) in report.next_actions.iter().enumerate() {
+            let _ = writeln!(t, "  {}. {}\n     # {}", n + 1, action.command, action.why);
         }
     }
     t.trim_end().to_owned()
+}
+
+/// The commit a plan's `git.commit` effect predicts (its `to`), if it has one.
+fn predicted_commit(plan: &Plan) -> Option<&str> {
+    plan.intended_effects
+        .iter()
+        .find(|e| e.effect_type == "git.commit")
+        .and_then(|e| e.detail.get("to"))
+        .and_then(Value::as_str)
 }

@@ -355,9 +355,9 @@ pub(super) fn check(ctx: &Context<'_>) -> GateRecord {
 
     decide(Gate::Cap, problems, || {
         format!(
-            "{} effect(s) and {} touch(es) lie inside the registry grants and the declared scope",
-            plan.intended_effects.len(),
-            plan.touches.len()
+            "{} and {} lie inside the registry grants and the declared scope",
+            crate::text::count(plan.intended_effects.len(), "effect", "effects"),
+            crate::text::count(plan.touches.len(), "touch", "touches")
         )
     })
 }

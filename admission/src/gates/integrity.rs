@@ -101,8 +101,8 @@ pub(super) fn check(ctx: &Context<'_>) -> GateRecord {
 
     decide(Gate::Integrity, problems, || {
         format!(
-            "plan hash recomputed, {} input(s) resolve and re-hash, pinned {} {}",
-            plan.inputs.len(),
+            "plan hash recomputed, {} resolve and re-hash, pinned {} {}",
+            crate::text::count(plan.inputs.len(), "input", "inputs"),
             entry.id,
             entry.version
         )

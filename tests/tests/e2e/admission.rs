@@ -1530,3 +1530,74 @@ fn usage_errors_under_json_are_error_objects_on_stdout() {
     let out = exits(&mut cmd, 2);
     assert!(stdout(&out).is_empty() && stderr(&out).contains("Usage"));
 }
+
+/// The numbers of the next steps a text report lists.
+fn step_numbers(text: &str) -> Vec<usize> {
+    text.lines()
+        .filter_map(|l| l.strip_prefix("  ")?.split_once(". admission "))
+        .filter_map(|(n, _)| n.parse().ok())
+        .collect()
+}
+
+#[test]
+fn text_output_counts_numbers_and_predicts_for_people() {
+    let w = World::new();
+    let workorder = w.workorder("edit", edit_readme_and_add_file);
+
+    // `plan` prints the commit it predicts, which is the one `execute` makes.
+    let out = w.text(&["plan", &workorder], 0);
+    let text = stdout(&out);
+    let predicted = text
+        .lines()
+        .find_map(|l| l.strip_prefix("commit     ")?.strip_suffix(" (predicted)"))
+        .unwrap_or_else(|| panic!("no predicted commit: {text}"))
+        .to_owned();
+    assert!(text.contains("· 3 effects ·"), "{text}");
+    assert!(text.contains("3 effects and"), "{text}");
+    assert_eq!(step_numbers(&text), [1, 2], "{text}");
+    let plan = w.json(&["plan", &workorder], 0);
+    w.json(&["execute", &string(&plan["plan_hash"])], 0);
+    assert_eq!(w.head(), predicted);
+
+    // A refusal names its code once, and its next steps count 1, 2.
+    let out = w.text(&["run", &workorder], 2);
+    let text = format!("{}{}", stdout(&out), stderr(&out));
+    assert_eq!(text.matches("INVALID_PARAMS").count(), 1, "{text}");
+    assert!(!text.contains("-32602"), "{text}");
+    assert_eq!(step_numbers(&text), [1, 2], "{text}");
+
+    // `log`: one aligned line per run, with its outcome and workorder.
+    let log = w.json(&["log"], 0);
+    let mut uids: Vec<&str> = log["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["uid"].as_str())
+        .collect();
+    uids.dedup();
+    let text = stdout(&w.text(&["log"], 0));
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), uids.len(), "{text}");
+    for (line, outcome) in lines
+        .iter()
+        .zip(["admitted", "admitted", "succeeded", "error"])
+    {
+        assert!(line.contains(outcome) && line.contains(" edit"), "{text}");
+    }
+    let time_width = lines[0].find("  ").unwrap();
+    assert_eq!(time_width, "2026-01-01T00:00:00.000Z".len(), "{text}");
+    let column = |l: &str| l.find(" edit").unwrap();
+    assert!(
+        lines.iter().all(|l| column(l) == column(lines[0])),
+        "{text}"
+    );
+
+    // `describe` lists each operation's params with types and descriptions.
+    let text = stdout(&w.text(&["describe", "git_apply_patch"], 0));
+    assert!(
+        text.lines()
+            .any(|l| l.trim_start().starts_with("strip") && l.contains("integer, optional: ")),
+        "{text}"
+    );
+    assert!(text.contains("object {email, name}, required"), "{text}");
+}
