@@ -124,6 +124,13 @@ pub enum Command {
         #[arg(long)]
         keep: bool,
     },
+    /// Print a shell completion script, e.g. `admission completions bash > ~/.local/share/bash-completion/completions/admission`.
+    Completions {
+        /// The shell to complete in.
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff), e.g. `admission man > ~/.local/share/man/man1/admission.1`.
+    Man,
 }
 
 /// Arguments of `admission approve`, in its three modes: sign, `--payload`, `--attach`.

@@ -6,6 +6,7 @@ mod demo;
 mod journal;
 mod objects;
 mod pipeline;
+mod shell;
 mod verify;
 
 use crate::cli::{Cli, Command, Output};
@@ -39,5 +40,7 @@ pub fn run(cli: &Cli) -> Result<u8, CommandError> {
         Command::Verify { digest } => verify::run(cli, out, digest),
         Command::Conformance(args) => conformance::run(out, args),
         Command::Demo { keep } => demo::run(cli, out, *keep),
+        Command::Completions { shell } => done(shell::completions(*shell)),
+        Command::Man => done(shell::man()),
     }
 }

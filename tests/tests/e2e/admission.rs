@@ -1601,3 +1601,30 @@ fn text_output_counts_numbers_and_predicts_for_people() {
     );
     assert!(text.contains("object {email, name}, required"), "{text}");
 }
+
+#[test]
+fn shell_completions_and_the_man_page_come_from_the_cli_definition() {
+    let s = Scratch::new();
+    let subcommands = ["approve", "execute", "verify", "completions", "man"];
+    for shell in ["bash", "zsh", "fish"] {
+        let out = exits(s.admission().args(["completions", shell]), 0);
+        let script = stdout(&out);
+        for name in subcommands {
+            assert!(script.contains(name), "{shell}: no {name}");
+        }
+        assert!(script.contains("allowed-signers"), "{shell}");
+    }
+    let out = exits(s.admission().args(["completions", "bash"]), 0);
+    let check = std::process::Command::new("bash")
+        .args(["-n", "-c", &stdout(&out)])
+        .status()
+        .unwrap();
+    assert!(check.success(), "the bash script does not parse");
+    exits(s.admission().args(["completions", "tcsh"]), 2);
+
+    let page = stdout(&exits(s.admission().arg("man"), 0));
+    assert!(page.contains(".TH admission 1"), "{page}");
+    for name in subcommands {
+        assert!(page.contains(name), "no {name} in the man page");
+    }
+}
