@@ -3,7 +3,7 @@
 use std::io::Write;
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 use serde_json::{json, Value};
 
 use protocol::ErrorInfo;
@@ -34,9 +34,74 @@ pub struct Cli {
     #[arg(long, global = true, value_name = "FILE")]
     pub registry: Option<PathBuf>,
 
+    /// When to colour the diff and the gate table: auto (on a terminal, unless NO_COLOR is
+    /// set), always or never.
+    #[arg(long, global = true, value_enum, default_value_t = ColorWhen::Auto, value_name = "WHEN")]
+    pub color: ColorWhen,
+
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// When to colour text output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ColorWhen {
+    /// On a terminal, unless `NO_COLOR` is set.
+    Auto,
+    /// Always, even into a pipe.
+    Always,
+    /// Never.
+    Never,
+}
+
+impl ColorWhen {
+    /// Makes every later write through `anstream` follow this choice.
+    pub fn apply(self) {
+        let choice = match self {
+            ColorWhen::Auto => anstream::ColorChoice::Auto,
+            ColorWhen::Always => anstream::ColorChoice::Always,
+            ColorWhen::Never => anstream::ColorChoice::Never,
+        };
+        choice.write_global();
+    }
+}
+
+/// The command line's definition, with each subcommand's `--help` (and completions) listing
+/// only the global flags it reads; they are still accepted everywhere.
+pub fn command() -> clap::Command {
+    let mut command = Cli::command();
+    // Global flags reach the subcommands only when the definition is built.
+    command.build();
+    command.mut_subcommands(|sub| {
+        let name = sub.get_name().to_owned();
+        sub.mut_args(|arg| {
+            let hide = arg.is_global_set() && !reads(&name, arg.get_id().as_str());
+            arg.hide(hide)
+        })
+    })
+}
+
+/// Parses the process's arguments with [`command`].
+pub fn parse() -> Result<Cli, clap::Error> {
+    let mut matches = command().try_get_matches()?;
+    Cli::from_arg_matches_mut(&mut matches)
+}
+
+/// Whether `subcommand` reads the global flag `flag` (by its id).
+fn reads(subcommand: &str, flag: &str) -> bool {
+    let flags: &[&str] = match subcommand {
+        "digest" | "canon" | "conformance" => &["json"],
+        "put" | "cat" | "log" => &["json", "store"],
+        "show" => &["json", "store", "color"],
+        "approve" => &["json", "store", "allowed_signers"],
+        "verify" => &["json", "store", "workspace", "allowed_signers"],
+        "describe" => &["json", "store", "workspace", "allowed_signers", "registry"],
+        "demo" => &["json", "registry"],
+        "completions" | "man" => &[],
+        _ => return true,
+    };
+    flags.contains(&flag)
 }
 
 /// The subcommands.
@@ -236,14 +301,14 @@ impl Output {
         self.json
     }
 
-    /// Prints a result: `text` for people, `value` for machines.
+    /// Prints a result: `text` for people (its styles kept only where colour is wanted),
+    /// `value` for machines.
     pub fn result(&self, text: &str, value: Value) {
         // A closed pipe (`admission log | head`) is the reader's choice, not an error.
-        let mut stdout = std::io::stdout().lock();
         let _ = if self.json {
-            writeln!(stdout, "{value}")
+            writeln!(std::io::stdout().lock(), "{value}")
         } else {
-            writeln!(stdout, "{text}")
+            writeln!(anstream::stdout().lock(), "{text}")
         };
     }
 

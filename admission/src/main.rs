@@ -2,9 +2,7 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
-
-use admission::cli::{Cli, Output};
+use admission::cli::Output;
 use admission::session::SERVE;
 
 fn main() -> ExitCode {
@@ -17,10 +15,11 @@ fn main() -> ExitCode {
             std::iter::once("mechanism-server".into()).chain(rest),
         );
     }
-    let cli = match Cli::try_parse() {
+    let cli = match admission::cli::parse() {
         Ok(cli) => cli,
         Err(err) => return admission::cli::usage_error(&err),
     };
+    cli.color.apply();
     admission::logging::init();
     let output = Output::new(cli.json);
     match admission::commands::run(&cli) {

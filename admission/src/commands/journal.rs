@@ -291,7 +291,7 @@ fn describe_admission(witness: &AdmissionWitness) -> String {
         let _ = writeln!(
             t,
             "  {} {:<13}{code} {}",
-            mark.as_str().unwrap_or("?"),
+            crate::text::decision(mark.as_str().unwrap_or("?")),
             name.as_str().unwrap_or("?"),
             gate.reason
         );

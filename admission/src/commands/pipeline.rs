@@ -355,7 +355,7 @@ pub fn render(report: &Report, executing: bool) -> String {
     }
     if !executing || report.result_hash.is_none() {
         if let Some(preview) = &report.preview {
-            let _ = writeln!(t, "\n{}", preview.trim_end());
+            let _ = writeln!(t, "\n{}", crate::text::diff(preview.trim_end()));
             t.push('\n');
         }
     }
@@ -369,6 +369,7 @@ pub fn render(report: &Report, executing: bool) -> String {
                 GateDecision::Fail => "FAIL",
             };
             let code = gate.code.map(|c| format!(" {c}")).unwrap_or_default();
+            let mark = crate::text::decision(mark);
             let _ = writeln!(t, "  {mark} {name:<13}{code} {}", gate.reason);
         }
     }

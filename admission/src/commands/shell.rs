@@ -2,15 +2,14 @@
 
 use std::io::{self, Write};
 
-use clap::CommandFactory;
 use protocol::ErrorCode;
 
-use crate::cli::Cli;
+use crate::cli;
 use crate::exit::CommandError;
 
 /// `admission completions SHELL`: the completion script on stdout.
 pub fn completions(shell: clap_complete::Shell) -> Result<(), CommandError> {
-    let mut command = Cli::command();
+    let mut command = cli::command();
     let mut script = Vec::new();
     clap_complete::generate(shell, &mut command, "admission", &mut script);
     write_stdout(&script)
@@ -19,7 +18,7 @@ pub fn completions(shell: clap_complete::Shell) -> Result<(), CommandError> {
 /// `admission man`: the manual page, in roff, on stdout.
 pub fn man() -> Result<(), CommandError> {
     let mut page = Vec::new();
-    clap_mangen::Man::new(Cli::command())
+    clap_mangen::Man::new(cli::command())
         .render(&mut page)
         .map_err(|e| internal(&e))?;
     write_stdout(&page)

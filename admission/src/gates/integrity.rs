@@ -101,7 +101,7 @@ pub(super) fn check(ctx: &Context<'_>) -> GateRecord {
 
     decide(Gate::Integrity, problems, || {
         format!(
-            "plan hash recomputed, {} resolve and re-hash, pinned {} {}",
+            "plan hash recomputed, {} resolved and re-hashed, pinned {} {}",
             crate::text::count(plan.inputs.len(), "input", "inputs"),
             entry.id,
             entry.version

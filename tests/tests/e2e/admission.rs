@@ -1628,3 +1628,72 @@ fn shell_completions_and_the_man_page_come_from_the_cli_definition() {
         assert!(page.contains(name), "no {name} in the man page");
     }
 }
+
+#[test]
+fn a_subcommands_help_lists_only_the_global_flags_it_reads() {
+    let s = Scratch::new();
+    let globals = [
+        "--json",
+        "--store",
+        "--workspace",
+        "--allowed-signers",
+        "--registry",
+        "--color",
+    ];
+    for (subcommand, shown) in [
+        ("cat", &["--json", "--store"][..]),
+        ("approve", &["--json", "--store", "--allowed-signers"]),
+        (
+            "verify",
+            &["--json", "--store", "--workspace", "--allowed-signers"],
+        ),
+        ("plan", &globals),
+        ("completions", &[]),
+    ] {
+        let help = stdout(&exits(s.admission().args([subcommand, "--help"]), 0));
+        for flag in globals {
+            assert_eq!(
+                help.contains(&format!("{flag} ")) || help.contains(&format!("{flag}\n")),
+                shown.contains(&flag),
+                "{subcommand} --help and {flag}: {help}"
+            );
+        }
+    }
+    // Hidden is still accepted, wherever it is written.
+    let out = exits(s.admission().args(["log", "--workspace", "w"]), 2);
+    assert!(stderr(&out).contains("no store"), "{}", stderr(&out));
+    // The top level lists them all.
+    let help = stdout(&exits(s.admission().arg("--help"), 0));
+    assert!(globals.iter().all(|flag| help.contains(flag)), "{help}");
+}
+
+#[test]
+fn the_diff_and_the_gate_table_are_coloured_when_asked_and_never_after_no_color() {
+    let w = World::new();
+    let workorder = w.workorder("edit", edit_readme_and_add_file);
+    let plan = |env: &[(&str, &str)], flags: &[&str]| {
+        let mut cmd = w.admission();
+        cmd.env_remove("NO_COLOR").env_remove("CLICOLOR_FORCE");
+        for (name, value) in env {
+            cmd.env(name, value);
+        }
+        cmd.args(flags).args(["plan", &workorder]);
+        stdout(&exits(&mut cmd, 0))
+    };
+    let coloured = plan(&[], &["--color", "always"]);
+    assert!(coloured.contains("\x1b[32m+"), "{coloured:?}");
+    assert!(coloured.contains("PASS\x1b[0m"), "{coloured:?}");
+    let forced = plan(&[("CLICOLOR_FORCE", "1")], &[]);
+    assert!(forced.contains("\x1b["), "{forced:?}");
+    for plain in [
+        plan(&[], &[]),
+        plan(&[], &["--color", "never"]),
+        plan(
+            &[("CLICOLOR_FORCE", "1"), ("NO_COLOR", "1")],
+            &["--color", "auto"],
+        ),
+    ] {
+        assert!(!plain.contains('\x1b'), "{plain:?}");
+        assert!(plain.contains("PASS G-SCHEMA"), "{plain}");
+    }
+}
