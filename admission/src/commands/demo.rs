@@ -84,6 +84,7 @@ fn demo(cli: &Cli, dir: &Path) -> Result<(String, Value, bool), CommandError> {
             signers_path.display()
         ),
         workorder: None,
+        signers_given: true,
     };
     let mut story = String::new();
     let _ = writeln!(

@@ -202,7 +202,7 @@ pub fn run(
     let invocation = invocation(cli, Some(workorder));
     let mut progress = progress_printer(out);
     let report = pipeline::run_workorder(&setup, workorder, &mode, &invocation, &mut progress)?;
-    print_report(out, &report, execute);
+    print_report(out, &report, execute, &setup.store_dir);
     Ok(report.exit)
 }
 
@@ -221,7 +221,7 @@ pub fn execute(
     let invocation = invocation(cli, None);
     let mut progress = progress_printer(out);
     let report = pipeline::execute_plan(&setup, &plan_hash, force_ack, &invocation, &mut progress)?;
-    print_report(out, &report, true);
+    print_report(out, &report, true, &setup.store_dir);
     Ok(report.exit)
 }
 
@@ -265,6 +265,7 @@ fn invocation(cli: &Cli, workorder: Option<&Path>) -> Invocation {
     Invocation {
         global_flags: flags.join(" "),
         workorder: workorder.map(quote),
+        signers_given: cli.allowed_signers.is_some(),
     }
 }
 
@@ -318,15 +319,17 @@ pub fn report_json(report: &Report) -> Value {
     })
 }
 
-fn print_report(out: Output, report: &Report, with_preview_only_if_planned: bool) {
-    out.result(
-        &render(report, with_preview_only_if_planned),
-        report_json(report),
-    );
+/// Prints the report; its next actions name `store`, the store they refer to.
+fn print_report(out: Output, report: &Report, with_preview_only_if_planned: bool, store: &Path) {
+    // Absolute, so the store is unmistakable wherever the commands are pasted.
+    let store = std::path::absolute(store).unwrap_or_else(|_| store.to_path_buf());
+    let mut value = report_json(report);
+    value["store"] = json!(store.display().to_string());
+    out.result(&render(report, with_preview_only_if_planned, &store), value);
 }
 
 /// The report for people: the plan, its preview, the gate table, what happened, what next.
-pub fn render(report: &Report, executing: bool) -> String {
+pub fn render(report: &Report, executing: bool, store: &Path) -> String {
     let mut t = String::new();
     if let (Some(hash), Some(plan)) = (&report.plan_hash, &report.plan) {
         let _ = writeln!(t, "plan       {hash}");
@@ -404,7 +407,7 @@ pub fn render(report: &Report, executing: bool) -> String {
         let _ = writeln!(t, "error      {}: {}", error.code, error.message);
     }
     if !report.next_actions.is_empty() {
-        let _ = writeln!(t, "\nnext");
+        let _ = writeln!(t, "\nnext (store {})", store.display());
         for (n, action) in report.next_actions.iter().enumerate() {
             let _ = writeln!(t, "  {}. {}\n     # {}", n + 1, action.command, action.why);
         }

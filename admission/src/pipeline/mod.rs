@@ -141,6 +141,8 @@ pub struct Invocation {
     pub global_flags: String,
     /// The workorder path as given.
     pub workorder: Option<String>,
+    /// Whether trusted force-ack signers were given (flag or environment).
+    pub signers_given: bool,
 }
 
 /// `plan` or `run` of a workorder file.

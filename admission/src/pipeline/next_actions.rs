@@ -1,6 +1,7 @@
 //! The next actions of a run: one to three commands to paste, shaped by its outcome.
 
 use protocol::artifact::kinds::{NextAction, RunOutcome};
+use protocol::ErrorCode;
 
 use super::{Invocation, Report};
 
@@ -49,11 +50,34 @@ pub(super) fn next_actions(report: &Report, inv: &Invocation) -> Vec<NextAction>
         }
         Some(RunOutcome::AwaitingForceAck) => {
             if let Some(plan) = report.plan_hash {
-                actions.push(action(1, format!("admission{g} approve {plan} --key ~/.ssh/id_ed25519 --approver YOU@EXAMPLE.COM -o force-ack.json"), "an operator approves this exact destructive plan"));
+                actions.push(action(
+                    1,
+                    approve(&g, &plan),
+                    "an operator approves this exact destructive plan",
+                ));
                 actions.push(action(
                     2,
-                    format!("admission{g} execute {plan} --force-ack force-ack.json"),
+                    execute_with_ack(&g, &plan, inv),
                     "execute it with the approval",
+                ));
+            }
+            actions.push(action(
+                3,
+                format!("admission{g} show {}", report.uid),
+                "read why it is destructive",
+            ));
+        }
+        Some(RunOutcome::Denied) if force_ack_refused(report) => {
+            if let Some(plan) = report.plan_hash {
+                actions.push(action(
+                    1,
+                    approve(&g, &plan),
+                    "the force-ack was refused (see the error): an operator approves the plan again",
+                ));
+                actions.push(action(
+                    2,
+                    execute_with_ack(&g, &plan, inv),
+                    "execute it with the fresh approval",
                 ));
             }
             actions.push(action(
@@ -123,4 +147,34 @@ pub(super) fn next_actions(report: &Report, inv: &Invocation) -> Vec<NextAction>
     }
     actions.truncate(3);
     actions
+}
+
+/// Whether the run was denied for its force-ack (missing, invalid, expired or replayed) rather
+/// than by a gate: a fresh approval, not a changed workorder, lets it through.
+fn force_ack_refused(report: &Report) -> bool {
+    report.error.as_ref().is_some_and(|e| {
+        matches!(
+            e.code,
+            ErrorCode::ForceAckRequired
+                | ErrorCode::ForceAckInvalid
+                | ErrorCode::ForceAckExpired
+                | ErrorCode::ForceAckReplayed
+        )
+    })
+}
+
+/// `admission approve` of `plan`, with the key and principal to fill in.
+fn approve(g: &str, plan: &protocol::Digest) -> String {
+    format!("admission{g} approve {plan} --key ~/.ssh/id_ed25519 --approver YOU@EXAMPLE.COM -o force-ack.json")
+}
+
+/// `admission execute` of `plan` with the force-ack `approve` writes, naming the trusted
+/// signers to fill in when none were given: without them no force-ack is accepted.
+fn execute_with_ack(g: &str, plan: &protocol::Digest, inv: &Invocation) -> String {
+    let signers = if inv.signers_given {
+        ""
+    } else {
+        " --allowed-signers ALLOWED_SIGNERS"
+    };
+    format!("admission{g} execute {plan} --force-ack force-ack.json{signers}")
 }

@@ -264,6 +264,20 @@ fn assert_force_ack_refused(w: &World, report: &Value, code: &str, needle: &str,
     let record = w.run_record(report);
     assert_eq!(record["outcome"], "denied", "{record:#}");
     assert_eq!(record["error"]["code"], code, "{record:#}");
+    // The way through is a fresh approval, not a changed workorder.
+    let plan = string(&report["plan_hash"]);
+    assert!(
+        suggests(report, &format!("approve {plan} --key")),
+        "{report:#}"
+    );
+    assert!(
+        suggests(
+            report,
+            &format!("execute {plan} --force-ack force-ack.json")
+        ),
+        "{report:#}"
+    );
+    assert!(!suggests(report, "run "), "{report:#}");
 }
 
 /// A gate denial: exit 3, exactly `gate` failed with `code`, the branch unmoved, the DENY
@@ -500,10 +514,16 @@ fn a_destructive_run_waits_for_a_force_ack_and_executes_once_with_it() {
     let workorder = w.workorder("drop", |dir| {
         git(dir, &["rm", "-q", "src/old.rs"]);
     });
-    // For people, `plan` says what is destructive and why.
+    // For people, `plan` says what is destructive and why, and which store its next actions
+    // refer to.
     let text = stdout(&w.text(&["plan", &workorder], 4));
     assert!(
         text.contains("DESTRUCTIVE") && text.contains("deletes src/old.rs"),
+        "{text}"
+    );
+    let store = w.s.root().canonicalize().unwrap().join("store");
+    assert!(
+        text.contains(&format!("next (store {})", store.display())),
         "{text}"
     );
     let paused = w.json(&["run", &workorder], 4);
@@ -714,6 +734,13 @@ fn without_allowed_signers_no_destructive_plan_runs() {
     cmd.args(["--json", "execute", &plan, "--force-ack", &ack]);
     let report = json_of(&exits(&mut cmd, 3));
     assert_force_ack_refused(&w, &report, "FORCE_ACK_INVALID", "--allowed-signers", &base);
+    assert!(
+        suggests(
+            &report,
+            "--force-ack force-ack.json --allowed-signers ALLOWED_SIGNERS"
+        ),
+        "{report:#}"
+    );
 
     // The refusal spent nothing: with the signers trusted, the same force-ack runs.
     let report = w.json(&["execute", &plan, "--force-ack", &ack], 0);
