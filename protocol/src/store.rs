@@ -28,6 +28,7 @@
 
 mod cache;
 mod nonces;
+mod prefix;
 mod provenance;
 pub mod refs;
 mod verified;
@@ -46,6 +47,7 @@ use crate::error::ErrorCode;
 use cache::ArtifactCache;
 pub use cache::{CACHE_MAX_BYTES, CACHE_MAX_ENTRIES};
 pub use nonces::{check_nonce, NonceClaim};
+pub use prefix::{parse_digest_arg, DigestArg, PrefixError, MIN_PREFIX_HEX};
 pub use provenance::{Provenance, ProvenanceRecord, BLOB_KIND};
 pub use verified::VerifiedReader;
 

@@ -123,12 +123,16 @@ fn required<'a, T: ?Sized>(value: Option<&'a T>, name: &str) -> Result<&'a T, Co
 
 /// The force-ack without its signature: plan, admission, approver, expiry and a fresh nonce.
 fn build_unsigned(store: &Path, args: &ApproveArgs) -> Result<Value, CommandError> {
-    let plan = parse_digest(required(args.plan.as_deref(), "PLAN_HASH")?, "PLAN_HASH")?;
+    let plan = parse_digest(
+        store,
+        required(args.plan.as_deref(), "PLAN_HASH")?,
+        "PLAN_HASH",
+    )?;
     let approver = required(args.approver.as_deref(), "--approver")?;
     check_approver(approver)?;
     let ttl = parse_ttl(&args.ttl)?;
     let admission = match &args.admission {
-        Some(text) => parse_digest(text, "--admission")?,
+        Some(text) => parse_digest(store, text, "--admission")?,
         None => recorded_admission(store, &plan)?,
     };
     let expires_at = OffsetDateTime::now_utc().checked_add(ttl).ok_or_else(|| {
@@ -148,9 +152,11 @@ fn build_unsigned(store: &Path, args: &ApproveArgs) -> Result<Value, CommandErro
     ))
 }
 
-fn parse_digest(text: &str, what: &str) -> Result<Digest, CommandError> {
-    text.parse().map_err(|e| {
-        CommandError::bad_input(ErrorCode::InvalidParams, format!("{what} {text:?}: {e}"))
+/// A digest argument: whole, or a unique prefix of an object in the store.
+fn parse_digest(store: &Path, text: &str, what: &str) -> Result<Digest, CommandError> {
+    super::digest_arg(store, text).map_err(|mut e| {
+        e.error.message = format!("{what}: {}", e.error.message);
+        e
     })
 }
 

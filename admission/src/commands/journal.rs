@@ -136,10 +136,9 @@ fn millis(time: &str) -> String {
 
 /// `admission show ID`: a run uid or a digest.
 pub fn show(cli: &Cli, out: Output, id: &str) -> Result<u8, CommandError> {
-    if id.starts_with("sha256:") {
-        let digest: Digest = id.parse().map_err(|e| {
-            CommandError::bad_input(ErrorCode::InvalidParams, format!("{id:?}: {e}"))
-        })?;
+    // A run uid has dashes; a digest, whole or a prefix, is hex with or without `sha256:`.
+    if id.starts_with(protocol::digest::PREFIX) || id.bytes().all(|b| b.is_ascii_hexdigit()) {
+        let digest = super::digest_arg(&cli.store, id)?;
         return show_artifact(cli, out, &digest);
     }
     let uid: Uid = id.parse().map_err(|e| {

@@ -9,6 +9,11 @@ mod pipeline;
 mod shell;
 mod verify;
 
+use std::path::Path;
+
+use protocol::store::{parse_digest_arg, DigestArg, PrefixError};
+use protocol::{Digest, ErrorCode};
+
 use crate::cli::{Cli, Command, Output};
 use crate::exit::CommandError;
 
@@ -42,5 +47,21 @@ pub fn run(cli: &Cli) -> Result<u8, CommandError> {
         Command::Demo { keep } => demo::run(cli, out, *keep),
         Command::Completions { shell } => done(shell::completions(*shell)),
         Command::Man => done(shell::man()),
+    }
+}
+
+/// The digest a command-line argument names: a full digest, or a unique prefix of at least
+/// 8 hex digits (with or without `sha256:`) of an object in the store at `store_dir`, which
+/// must exist for a prefix and is only read.
+pub(crate) fn digest_arg(store_dir: &Path, text: &str) -> Result<Digest, CommandError> {
+    let prefix_error = |e: PrefixError| match e {
+        PrefixError::Io { .. } => CommandError::internal(ErrorCode::InternalError, e.to_string()),
+        _ => CommandError::bad_input(e.code(), e.to_string()),
+    };
+    match parse_digest_arg(text).map_err(prefix_error)? {
+        DigestArg::Full(digest) => Ok(digest),
+        DigestArg::Prefix(_) => pipeline::existing_store_at(store_dir)?
+            .resolve_prefix(text)
+            .map_err(prefix_error),
     }
 }

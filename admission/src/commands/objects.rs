@@ -51,10 +51,9 @@ pub fn put(out: Output, store: &Path, file: &Path) -> Result<(), CommandError> {
 
 /// `admission cat DIGEST`: verified before a byte reaches stdout.
 pub fn cat(store: &Path, digest: &str) -> Result<(), CommandError> {
-    let digest: Digest = digest.parse().map_err(|e| {
-        CommandError::bad_input(ErrorCode::InvalidParams, format!("{digest:?}: {e}"))
-    })?;
-    let store = open_store(store)?;
+    let digest = super::digest_arg(store, digest)?;
+    // Reading never creates a store.
+    let store = super::pipeline::existing_store_at(store)?;
     let stdout = io::stdout().lock();
     store.copy_blob_to(&digest, stdout).map_err(store_error)?;
     Ok(())

@@ -8,7 +8,7 @@ use protocol::artifact::kinds::{GateDecision, Plan};
 use protocol::force_ack::allowed_signers::AllowedSigners;
 use protocol::store::Store;
 use protocol::verbs::ProgressParams;
-use protocol::{canonical, Digest, ErrorCode, ErrorInfo};
+use protocol::{canonical, ErrorCode, ErrorInfo};
 use serde_json::{json, Value};
 
 use crate::cli::{Cli, Output};
@@ -39,13 +39,18 @@ pub fn read_signers(cli: &Cli) -> Result<Option<AllowedSigners>, CommandError> {
 
 /// The store `--store` names, which must exist: reading commands never create one.
 pub fn existing_store(cli: &Cli) -> Result<Store, CommandError> {
-    if !cli.store.is_dir() {
+    existing_store_at(&cli.store)
+}
+
+/// The store at `dir`, which must exist.
+pub fn existing_store_at(dir: &Path) -> Result<Store, CommandError> {
+    if !dir.is_dir() {
         return Err(CommandError::bad_input(
             ErrorCode::UnknownArtifact,
-            format!("there is no store at {}", cli.store.display()),
+            format!("there is no store at {}", dir.display()),
         ));
     }
-    Store::open(&cli.store).map_err(|e| CommandError::new(exit::INTERNAL, e))
+    Store::open(dir).map_err(|e| CommandError::new(exit::INTERNAL, e))
 }
 
 /// Opens the store, journal, registry and signers the global flags name.
@@ -213,9 +218,9 @@ pub fn execute(
     plan_hash: &str,
     force_ack: Option<&Path>,
 ) -> Result<u8, CommandError> {
-    let plan_hash: Digest = plan_hash.parse().map_err(|e| {
-        CommandError::bad_input(ErrorCode::InvalidParams, format!("{plan_hash:?}: {e}"))
-    })?;
+    let plan_hash = super::digest_arg(&cli.store, plan_hash)?;
+    // Executing reads a plan gated earlier: a store that is not there is not created.
+    existing_store(cli)?;
     let force_ack = force_ack.map(read_force_ack).transpose()?;
     let setup = setup(cli)?;
     let invocation = invocation(cli, None);

@@ -2,7 +2,7 @@
 
 use std::fmt::Write as _;
 
-use protocol::{Digest, ErrorCode, ErrorInfo};
+use protocol::{ErrorCode, ErrorInfo};
 
 use crate::cli::{Cli, Output};
 use crate::exit::{self, CommandError};
@@ -10,9 +10,7 @@ use crate::verify;
 
 /// Runs every check from `digest`; exit 0 only when all hold, 5 when any fails.
 pub fn run(cli: &Cli, out: Output, digest: &str) -> Result<u8, CommandError> {
-    let digest: Digest = digest.parse().map_err(|e| {
-        CommandError::bad_input(ErrorCode::InvalidParams, format!("{digest:?}: {e}"))
-    })?;
+    let digest = super::digest_arg(&cli.store, digest)?;
     let store = super::pipeline::existing_store(cli)?;
     let signers = super::pipeline::read_signers(cli)?;
     let report = verify::verify(&store, &cli.workspace, signers.as_ref(), &digest)

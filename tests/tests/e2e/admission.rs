@@ -408,6 +408,39 @@ fn a_non_destructive_run_commits_verifies_and_is_recorded() {
     assert!(text.contains(&uid), "{text}");
 }
 
+/// The id the demo prints for a digest: its first 12 hex digits, after `sha256:`.
+fn short(digest: &str) -> &str {
+    &digest[..7 + 12]
+}
+
+#[test]
+fn digest_arguments_take_a_unique_prefix_with_or_without_the_algorithm() {
+    let w = World::new();
+    let workorder = w.workorder("edit", edit_readme_and_add_file);
+    let planned = w.json(&["plan", &workorder], 0);
+    let plan = string(&planned["plan_hash"]);
+    // `execute` by the 12-hex id the demo prints; `show` and `verify` by bare hex, 8 digits.
+    let executed = w.json(&["execute", short(&plan)], 0);
+    assert_eq!(executed["outcome"], "succeeded", "{executed:#}");
+    assert_eq!(executed["plan_hash"], planned["plan_hash"], "{executed:#}");
+    let witness = string(&executed["witness_hash"]);
+    let verified = w.json(&["verify", &witness[7..15]], 0);
+    assert_eq!(verified["verified"], true, "{verified:#}");
+    let shown = w.json(&["show", &plan[7..15]], 0);
+    assert_eq!(shown["kind"], "mechanism.plan/v0", "{shown:#}");
+    let by_full_hex = w.json(&["show", &plan[7..]], 0);
+    assert_eq!(by_full_hex, shown);
+
+    // Too short, or naming nothing stored: bad input, saying which.
+    let short_one = w.json(&["show", &plan[..7 + 7]], 2);
+    assert_eq!(
+        short_one["error"]["code"], "INVALID_PARAMS",
+        "{short_one:#}"
+    );
+    let unknown = w.json(&["verify", "sha256:00000000"], 2);
+    assert_eq!(unknown["error"]["code"], "UNKNOWN_ARTIFACT", "{unknown:#}");
+}
+
 // 2. Plan, then execute by hash.
 
 #[test]
@@ -544,7 +577,8 @@ fn a_destructive_run_waits_for_a_force_ack_and_executes_once_with_it() {
     assert_eq!(waiting["outcome"], "awaiting_force_ack", "{waiting:#}");
     assert_eq!(w.head(), base, "the branch moved without a force-ack");
 
-    let ack = w.approve(&plan, &w.operator.key, "ack.json", &[]);
+    // Approved by the short id the demo prints.
+    let ack = w.approve(short(&plan), &w.operator.key, "ack.json", &[]);
     let executed = w.json(&["execute", &plan, "--force-ack", &ack], 0);
     assert_eq!(executed["outcome"], "succeeded", "{executed:#}");
     assert_eq!(executed["parent"], paused["run_uid"], "{executed:#}");

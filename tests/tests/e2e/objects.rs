@@ -148,3 +148,30 @@ fn cat_of_unknown_or_malformed_digests_fails_clearly() {
     let out = s.admission().args(["cat", "sha256:XYZ"]).assert().code(2);
     assert!(String::from_utf8_lossy(&out.get_output().stderr).contains("INVALID_PARAMS"));
 }
+
+#[test]
+fn cat_takes_a_unique_prefix_and_lists_the_candidates_of_an_ambiguous_one() {
+    let s = Scratch::new();
+    s.write("a.txt", "hello\n");
+    let put = s.admission().args(["put", "a.txt"]).assert().success();
+    let digest = stdout_of(put.get_output()).trim().to_owned();
+    let hex = &digest["sha256:".len()..];
+    for given in [&hex[..8], &digest[..7 + 12]] {
+        let cat = s.admission().args(["cat", given]).assert().success();
+        assert_eq!(cat.get_output().stdout, b"hello\n", "{given}");
+    }
+    // A second object sharing the first 8 hex digits, filed by hand: two real ones are too
+    // rare to find.
+    let twin = format!("{}{}", &hex[..8], "0".repeat(56));
+    s.write(
+        &format!(".mechanism/objects/sha256/{}/{}", &twin[..2], &twin[2..]),
+        "x",
+    );
+    let out = s.admission().args(["cat", &hex[..8]]).assert().code(2);
+    let stderr = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
+    assert!(stderr.contains("ambiguous"), "{stderr}");
+    assert!(
+        stderr.contains(&digest) && stderr.contains(&format!("sha256:{twin}")),
+        "{stderr}"
+    );
+}
