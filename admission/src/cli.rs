@@ -18,20 +18,47 @@ pub struct Cli {
     #[arg(long, global = true)]
     pub json: bool,
 
-    /// The object store directory.
-    #[arg(long, global = true, default_value = ".mechanism", value_name = "DIR")]
+    /// The object store directory [default: the nearest .mechanism here or above, else the
+    /// workspace's .mechanism]
+    #[arg(
+        long = "store",
+        id = "store",
+        global = true,
+        env = "ADMISSION_STORE",
+        value_name = "DIR"
+    )]
+    pub store_arg: Option<PathBuf>,
+
+    /// The workspace: the directory mechanisms act in (their root) [default: the directory
+    /// holding the store found, else .]
+    #[arg(
+        long = "workspace",
+        id = "workspace",
+        global = true,
+        env = "ADMISSION_WORKSPACE",
+        value_name = "DIR"
+    )]
+    pub workspace_arg: Option<PathBuf>,
+
+    /// The store in use: `--store`, or the one [`parse`] found.
+    #[arg(skip)]
     pub store: PathBuf,
 
-    /// The workspace: the directory mechanisms act in (their root).
-    #[arg(long, global = true, default_value = ".", value_name = "DIR")]
+    /// The workspace in use: `--workspace`, or the one [`parse`] found.
+    #[arg(skip)]
     pub workspace: PathBuf,
 
     /// Trusted force-ack signers (OpenSSH allowed_signers); without it no destructive plan runs.
-    #[arg(long, global = true, value_name = "FILE")]
+    #[arg(
+        long,
+        global = true,
+        env = "ADMISSION_ALLOWED_SIGNERS",
+        value_name = "FILE"
+    )]
     pub allowed_signers: Option<PathBuf>,
 
     /// A registry file instead of the one built in.
-    #[arg(long, global = true, value_name = "FILE")]
+    #[arg(long, global = true, env = "ADMISSION_REGISTRY", value_name = "FILE")]
     pub registry: Option<PathBuf>,
 
     /// When to colour the diff and the gate table: auto (on a terminal, unless NO_COLOR is
@@ -82,10 +109,16 @@ pub fn command() -> clap::Command {
     })
 }
 
-/// Parses the process's arguments with [`command`].
+/// Parses the process's arguments (and the environment) with [`command`], then locates the
+/// store and workspace.
 pub fn parse() -> Result<Cli, clap::Error> {
     let mut matches = command().try_get_matches()?;
-    Cli::from_arg_matches_mut(&mut matches)
+    let mut cli = Cli::from_arg_matches_mut(&mut matches)?;
+    let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
+    let found = crate::locate::locate(cli.store_arg.as_deref(), cli.workspace_arg.as_deref(), &cwd);
+    cli.store = found.store;
+    cli.workspace = found.workspace;
+    Ok(cli)
 }
 
 /// Whether `subcommand` reads the global flag `flag` (by its id).

@@ -7,6 +7,7 @@ pub mod conformance;
 pub mod exit;
 pub mod gates;
 pub mod journal;
+pub mod locate;
 pub mod logging;
 pub mod outcome;
 pub mod pipeline;

@@ -36,6 +36,14 @@ fn profile_dir() -> PathBuf {
         .to_path_buf()
 }
 
+/// The environment variables `admission` reads for its global flags.
+pub const ADMISSION_ENV: [&str; 4] = [
+    "ADMISSION_STORE",
+    "ADMISSION_WORKSPACE",
+    "ADMISSION_ALLOWED_SIGNERS",
+    "ADMISSION_REGISTRY",
+];
+
 /// A throw-away directory where one test runs its commands.
 pub struct Scratch {
     dir: TempDir,
@@ -70,9 +78,14 @@ impl Scratch {
     }
 
     /// `admission` run inside this directory; failures print the command, stdout and stderr.
+    /// The environment variables that stand for its global flags are cleared: only what a
+    /// test sets applies.
     pub fn admission(&self) -> Command {
         let mut cmd = Command::new(bin_path("admission"));
         cmd.current_dir(self.root()).env_remove("RUST_LOG");
+        for var in ADMISSION_ENV {
+            cmd.env_remove(var);
+        }
         cmd
     }
 }

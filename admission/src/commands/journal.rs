@@ -409,7 +409,7 @@ fn open_journal(cli: &Cli) -> Result<Journal, CommandError> {
     if !cli.store.is_dir() {
         return Err(CommandError::bad_input(
             ErrorCode::InvalidParams,
-            format!("there is no store at {}", cli.store.display()),
+            super::pipeline::no_store(&cli.store),
         ));
     }
     Journal::open(&cli.store).map_err(journal_error)

@@ -14,6 +14,7 @@ use serde_json::{json, Value};
 use crate::cli::{Cli, Output};
 use crate::exit::{self, CommandError};
 use crate::journal::Journal;
+use crate::locate;
 use crate::pipeline::{self, Invocation, Mode, Report, Setup};
 use crate::registry::{LaunchPaths, Registry};
 use crate::session::Session;
@@ -47,29 +48,46 @@ pub fn existing_store_at(dir: &Path) -> Result<Store, CommandError> {
     if !dir.is_dir() {
         return Err(CommandError::bad_input(
             ErrorCode::UnknownArtifact,
-            format!("there is no store at {}", dir.display()),
+            no_store(dir),
         ));
     }
     Store::open(dir).map_err(|e| CommandError::new(exit::INTERNAL, e))
 }
 
+/// Why a command that reads the store cannot run: there is none, and how to name one.
+pub fn no_store(dir: &Path) -> String {
+    format!(
+        "there is no store at {} (none was found here or above); run from the workspace, or \
+         name the store with --store DIR or ADMISSION_STORE",
+        std::path::absolute(dir)
+            .unwrap_or_else(|_| dir.to_path_buf())
+            .display()
+    )
+}
+
 /// Opens the store, journal, registry and signers the global flags name.
 pub fn setup(cli: &Cli) -> Result<Setup, CommandError> {
+    let created = !cli.store.is_dir();
     let store = Store::open(&cli.store).map_err(|e| CommandError::new(exit::INTERNAL, e))?;
+    if created {
+        match locate::exclude_from_git(&cli.store) {
+            Ok(Some(exclude)) => tracing::info!(
+                "the new store {} is listed in {}, out of git status",
+                cli.store.display(),
+                exclude.display()
+            ),
+            Ok(None) => {}
+            Err(error) => {
+                tracing::warn!(%error, "the new store could not be kept out of git status")
+            }
+        }
+    }
     let journal = Journal::open(&cli.store)
         .map_err(|e| CommandError::internal(ErrorCode::InternalError, format!("journal: {e}")))?;
     let registry = Registry::load(cli.registry.as_deref())
         .map_err(|e| CommandError::bad_input(ErrorCode::InvalidParams, e.to_string()))?;
     let signers = read_signers(cli)?;
-    if !cli.workspace.is_dir() {
-        return Err(CommandError::bad_input(
-            ErrorCode::InvalidParams,
-            format!(
-                "the workspace {} is not a directory",
-                cli.workspace.display()
-            ),
-        ));
-    }
+    workspace_dir(cli)?;
     Ok(Setup {
         store_dir: cli.store.clone(),
         store,
@@ -82,19 +100,49 @@ pub fn setup(cli: &Cli) -> Result<Setup, CommandError> {
     })
 }
 
+/// Fails unless the workspace is a directory.
+fn workspace_dir(cli: &Cli) -> Result<(), CommandError> {
+    if cli.workspace.is_dir() {
+        return Ok(());
+    }
+    Err(CommandError::bad_input(
+        ErrorCode::InvalidParams,
+        format!(
+            "the workspace {} is not a directory",
+            cli.workspace.display()
+        ),
+    ))
+}
+
 /// `admission describe MECHANISM`.
 pub fn describe(cli: &Cli, out: Output, mechanism: &str) -> Result<u8, CommandError> {
-    let setup = setup(cli)?;
-    let entry = setup
-        .registry
+    let registry = Registry::load(cli.registry.as_deref())
+        .map_err(|e| CommandError::bad_input(ErrorCode::InvalidParams, e.to_string()))?;
+    let entry = registry
         .entry(mechanism)
         .map_err(|e| CommandError::bad_input(ErrorCode::InvalidParams, e.to_string()))?;
+    workspace_dir(cli)?;
+    // Describing reads nothing stored: where there is no store, the mechanism gets a
+    // throw-away one rather than an empty `.mechanism` being left behind.
+    let throw_away = if cli.store.is_dir() {
+        None
+    } else {
+        Some(tempfile::tempdir().map_err(|e| {
+            CommandError::internal(
+                ErrorCode::InternalError,
+                format!("cannot make a temporary store: {e}"),
+            )
+        })?)
+    };
+    let store_dir = throw_away
+        .as_ref()
+        .map_or(cli.store.as_path(), |t| t.path());
     let session = Session::start(
         entry,
         &LaunchPaths {
-            workspace: &setup.workspace,
-            store: &setup.store_dir,
-            allowed_signers: setup.signers_path.as_deref(),
+            workspace: &cli.workspace,
+            store: store_dir,
+            allowed_signers: cli.allowed_signers.as_deref(),
         },
     )
     .map_err(|e| {
@@ -255,11 +303,12 @@ fn read_force_ack(path: &Path) -> Result<Value, CommandError> {
 /// The global flags to repeat in next actions, so they paste as they are.
 fn invocation(cli: &Cli, workorder: Option<&Path>) -> Invocation {
     let mut flags = Vec::new();
-    if cli.store != Path::new(".mechanism") {
-        flags.push(format!("--store {}", quote(&cli.store)));
+    // Given by flag or environment; a store found by searching is found again.
+    if let Some(store) = &cli.store_arg {
+        flags.push(format!("--store {}", quote(store)));
     }
-    if cli.workspace != Path::new(".") {
-        flags.push(format!("--workspace {}", quote(&cli.workspace)));
+    if let Some(workspace) = &cli.workspace_arg {
+        flags.push(format!("--workspace {}", quote(workspace)));
     }
     if let Some(signers) = &cli.allowed_signers {
         flags.push(format!("--allowed-signers {}", quote(signers)));

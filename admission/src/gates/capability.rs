@@ -48,6 +48,8 @@ use protocol::ErrorCode;
 
 use super::{decide, Context, Problem};
 
+/// The resource naming the root itself.
+const ROOT: &str = ".";
 /// The capability a read would need, which this gate grants implicitly.
 const FS_READ: &str = "fs.read";
 
@@ -288,7 +290,9 @@ pub(super) fn check(ctx: &Context<'_>) -> GateRecord {
         .map(|op| op.effect_types.iter().map(String::as_str).collect());
     for effect in &plan.intended_effects {
         let (kind, resource) = (effect.effect_type.as_str(), effect.resource.as_str());
-        if let Some(why) = unsafe_resource(resource) {
+        // `.` alone is the root itself, as a repository at the root is (`"repo": "."`); only
+        // a `.` among other components is a spelling to refuse.
+        if let Some(why) = unsafe_resource(resource).filter(|_| resource != ROOT) {
             problems.push(denied(format!(
                 "effect {kind} on {resource:?}: the path {why}"
             )));
@@ -323,7 +327,7 @@ pub(super) fn check(ctx: &Context<'_>) -> GateRecord {
         .collect();
     for touch in &plan.touches {
         let resource = touch.resource.as_str();
-        if let Some(why) = unsafe_resource(resource) {
+        if let Some(why) = unsafe_resource(resource).filter(|_| resource != ROOT) {
             problems.push(denied(format!(
                 "{} touch of {resource:?}: the path {why}",
                 access_name(touch.access)

@@ -234,8 +234,12 @@ pub fn execute_plan(
             CommandError::from(ErrorInfo::new(
                 ErrorCode::AdmissionRequired,
                 format!(
-                    "plan {plan_hash} was never gated in this store; run `admission plan \
-                     WORKORDER` or `admission run WORKORDER` first"
+                    "plan {plan_hash} was never gated in the store {}; run `admission plan \
+                     WORKORDER` or `admission run WORKORDER` first, or name the store it was \
+                     gated in with --store DIR",
+                    std::path::absolute(&setup.store_dir)
+                        .unwrap_or_else(|_| setup.store_dir.clone())
+                        .display()
                 ),
             ))
         })?;

@@ -4,6 +4,7 @@
 mod admission;
 mod approve;
 mod artifacts;
+mod configuration;
 mod conformance;
 mod crash;
 mod execute;
