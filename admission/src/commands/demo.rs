@@ -26,12 +26,17 @@ use time::OffsetDateTime;
 use crate::cli::{Cli, Output};
 use crate::exit::{self, CommandError};
 use crate::journal::Journal;
+use crate::locate::STORE_DIR;
 use crate::pipeline::{self, Invocation, Mode, Report, Setup};
 use crate::registry::Registry;
 use crate::verify;
 
 /// The operator of the demo, as named in its `allowed_signers`.
 const APPROVER: &str = "operator@demo.invalid";
+/// The operator's directory (key and `allowed_signers`) in the demo directory.
+const OPERATOR_DIR: &str = "operator";
+/// The trusted signers file in it.
+const ALLOWED_SIGNERS: &str = "allowed_signers";
 
 /// `admission demo [--keep]`.
 pub fn run(cli: &Cli, out: Output, keep: bool) -> Result<u8, CommandError> {
@@ -48,21 +53,50 @@ pub fn run(cli: &Cli, out: Output, keep: bool) -> Result<u8, CommandError> {
     };
     let (story, summary, ok) = outcome?;
     let mut text = story;
-    if let Some(dir) = &dir {
-        let _ = writeln!(text, "\nkept in {}", dir.display());
-    }
     let mut value = summary;
+    if let Some(dir) = &dir {
+        let commands = kept_commands(dir, &value);
+        let _ = writeln!(
+            text,
+            "\nkept in {}; its store is {STORE_DIR} there, found by every command run in it:",
+            dir.display()
+        );
+        for command in &commands {
+            let _ = writeln!(text, "  {command}");
+        }
+        value["commands"] = json!(commands);
+    }
     value["kept"] = json!(dir.map(|d| d.display().to_string()));
     out.result(text.trim_end(), value);
     Ok(if ok { 0 } else { exit::INTERNAL })
 }
 
+/// Commands that explore a kept demo directory, as they paste: the first enters it, where the
+/// store is found; verifying the approved chain names the trusted signers, checking its
+/// force-ack's signature too.
+fn kept_commands(dir: &Path, summary: &Value) -> Vec<String> {
+    let mut commands = vec![
+        format!("cd {}", super::pipeline::quote(dir)),
+        "admission log".to_owned(),
+    ];
+    if let Some(uid) = summary["runs"][1]["run_uid"].as_str() {
+        commands.push(format!("admission show {uid}"));
+    }
+    if let Some(witness) = summary["verified"][1]["witness"].as_str() {
+        commands.push(format!(
+            "admission --allowed-signers {OPERATOR_DIR}/{ALLOWED_SIGNERS} verify {witness}"
+        ));
+    }
+    commands
+}
+
 fn demo(cli: &Cli, dir: &Path) -> Result<(String, Value, bool), CommandError> {
-    let workspace = dir.join("workspace");
-    let store_dir = dir.join("store");
+    // The directory is the workspace, its store where commands run there find it.
+    let workspace = dir.to_path_buf();
+    let store_dir = dir.join(STORE_DIR);
     let repo_dir = workspace.join("lighthouse");
     let base = make_repository(&repo_dir)?;
-    let (key, signers_path) = make_operator(&dir.join("operator"))?;
+    let (key, signers_path) = make_operator(&dir.join(OPERATOR_DIR))?;
     let signers = AllowedSigners::read(&signers_path)
         .map_err(|e| internal(format!("the demo's allowed_signers: {e}")))?;
     let setup = Setup {
@@ -553,7 +587,7 @@ fn make_operator(dir: &Path) -> Result<(PrivateKey, PathBuf), CommandError> {
         .public_key()
         .to_openssh()
         .map_err(|e| internal(e.to_string()))?;
-    let signers = dir.join("allowed_signers");
+    let signers = dir.join(ALLOWED_SIGNERS);
     fs::write(
         &signers,
         format!("{APPROVER} namespaces=\"{NAMESPACE}\" {public}\n"),

@@ -324,7 +324,7 @@ fn invocation(cli: &Cli, workorder: Option<&Path>) -> Invocation {
 }
 
 /// A path as a shell word.
-fn quote(path: &Path) -> String {
+pub(super) fn quote(path: &Path) -> String {
     let text = path.display().to_string();
     if text
         .chars()

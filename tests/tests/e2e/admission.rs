@@ -1313,6 +1313,46 @@ fn the_demo_without_terraform_skips_its_chapter_and_succeeds() {
     assert!(text.contains("proven"), "{text}");
 }
 
+#[test]
+fn the_demo_kept_prints_commands_that_run_in_its_directory() {
+    let s = Scratch::new();
+    let empty = s.path("empty-path");
+    fs::create_dir_all(&empty).unwrap();
+    // Kept under the scratch directory, so it goes with it.
+    let tmp = s.path("tmp");
+    fs::create_dir_all(&tmp).unwrap();
+    let out = s
+        .admission()
+        .args(["demo", "--keep"])
+        .env("PATH", &empty)
+        .env("TMPDIR", &tmp)
+        .env_remove("MECHANISM_TERRAFORM")
+        .assert()
+        .code(0);
+    let text = stdout(out.get_output());
+    let commands: Vec<&str> = text
+        .lines()
+        .skip_while(|l| !l.starts_with("kept in "))
+        .skip(1)
+        .map(str::trim)
+        .collect();
+    let dir = commands
+        .first()
+        .and_then(|c| c.strip_prefix("cd "))
+        .unwrap_or_else(|| panic!("no `cd DIR` after `kept in`: {text}"));
+    assert!(Path::new(dir).starts_with(&tmp), "{text}");
+    assert!(commands.contains(&"admission log"), "{text}");
+    // Each pastes and runs there as printed, with no flag or variable beyond those it shows.
+    for command in &commands[1..] {
+        let args: Vec<&str> = command.split_whitespace().collect();
+        assert_eq!(args[0], "admission", "{text}");
+        let mut cmd = s.admission();
+        cmd.current_dir(dir).args(&args[1..]);
+        let out = exits(&mut cmd, 0);
+        assert!(!stdout(&out).is_empty(), "{command} printed nothing");
+    }
+}
+
 // 10. verify of a chain that no longer holds.
 
 #[test]
