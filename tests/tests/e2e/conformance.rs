@@ -259,6 +259,8 @@ fn the_minimal_rust_example_mechanism_passes_every_check() {
 struct Broken {
     mode: &'static str,
     fails: &'static [&'static str],
+    /// Checks that fail or pass by timing alone (where a kill lands), beside `fails`.
+    may_fail: &'static [&'static str],
     details: &'static [(&'static str, &'static str)],
 }
 
@@ -267,18 +269,21 @@ const BROKEN: &[Broken] = &[
     Broken {
         mode: "stdout-log",
         fails: &["stdout.protocol-only"],
+        may_fail: &[],
         details: &[("stdout.protocol-only", "INFO mechanism starting up")],
     },
     // ... caught too as the mechanism exits.
     Broken {
         mode: "stdout-at-exit",
         fails: &["stdout.protocol-only"],
+        may_fail: &[],
         details: &[("stdout.protocol-only", "INFO mechanism shutting down")],
     },
     // A notification the protocol does not define fails stdout hygiene.
     Broken {
         mode: "log-notification",
         fails: &["stdout.protocol-only"],
+        may_fail: &[],
         details: &[
             (
                 "stdout.protocol-only",
@@ -299,6 +304,7 @@ const BROKEN: &[Broken] = &[
             "execute.killed [apply#2]",
             "execute.unknown-plan",
         ],
+        may_fail: &[],
         details: &[
             (
                 "execute.killed [apply#1]",
@@ -318,6 +324,7 @@ const BROKEN: &[Broken] = &[
     Broken {
         mode: "forgets-nonces",
         fails: &["execute.replay [apply#2]"],
+        may_fail: &[],
         details: &[(
             "execute.replay [apply#2]",
             "succeeded where FORCE_ACK_REPLAYED was required",
@@ -327,7 +334,10 @@ const BROKEN: &[Broken] = &[
     // seed is printed, to replay the instants with.
     Broken {
         mode: "stale-after-kill",
-        fails: &["execute.killed [apply#1]", "execute.killed [apply#2]"],
+        fails: &["execute.killed [apply#1]"],
+        // Its kills fall at instants of an execute timed earlier: on a loaded machine all of
+        // them can land after that execute answered, and nothing is left to find stale.
+        may_fail: &["execute.killed [apply#2]"],
         details: &[
             (
                 "execute.killed [apply#1]",
@@ -340,6 +350,7 @@ const BROKEN: &[Broken] = &[
     Broken {
         mode: "wrong-error-code",
         fails: &["jsonrpc.method-not-found"],
+        may_fail: &[],
         details: &[(
             "jsonrpc.method-not-found",
             "expected METHOD_NOT_FOUND (-32601), got INVALID_REQUEST (-32600)",
@@ -349,6 +360,7 @@ const BROKEN: &[Broken] = &[
     Broken {
         mode: "old-json-errors",
         fails: &["jsonrpc.deep-nesting", "jsonrpc.lone-surrogate"],
+        may_fail: &[],
         details: &[
             (
                 "jsonrpc.deep-nesting",
@@ -364,6 +376,7 @@ const BROKEN: &[Broken] = &[
     Broken {
         mode: "small-batch-cap",
         fails: &["jsonrpc.batch-cap"],
+        may_fail: &[],
         details: &[(
             "jsonrpc.batch-cap",
             "a batch of 9 entries, over the declared cap of 8, was served",
@@ -381,7 +394,24 @@ fn each_way_of_breaking_the_protocol_fails_exactly_the_checks_that_see_it() {
             "{}: {:#}",
             case.mode, run.report
         );
-        assert_eq!(run.failed(), case.fails, "{}: {:#}", case.mode, run.report);
+        let failed = run.failed();
+        let unexpected: Vec<_> = failed
+            .iter()
+            .filter(|check| !case.fails.contains(check) && !case.may_fail.contains(check))
+            .collect();
+        let missing: Vec<_> = case
+            .fails
+            .iter()
+            .filter(|check| !failed.contains(check))
+            .collect();
+        assert!(
+            unexpected.is_empty() && missing.is_empty(),
+            "{}: failed {failed:?}, expected {:?} (and maybe {:?}): {:#}",
+            case.mode,
+            case.fails,
+            case.may_fail,
+            run.report
+        );
         for (check, needle) in case.details {
             let detail = run.failure(check);
             assert!(
