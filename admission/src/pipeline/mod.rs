@@ -262,12 +262,22 @@ pub fn execute_plan(
             parent,
         )
         .map_err(journal_error)?;
+    // The workorder the plan was gated with failing its digest, or not being a workorder, is a
+    // verification failure like any other (exit 5), not an internal error.
     let workorder: Workorder = setup
         .store
         .get_artifact(&record.workorder)
-        .map_err(|e| e.to_string())
-        .and_then(|a| a.view().map_err(|e| e.to_string()))
-        .map_err(|e| CommandError::internal(ErrorCode::IntegrityMismatch, e.to_string()))?;
+        .map_err(ErrorInfo::from)
+        .and_then(|a| {
+            a.view()
+                .map_err(|e| ErrorInfo::new(ErrorCode::IntegrityMismatch, e.to_string()))
+        })
+        .map_err(|e| {
+            CommandError::from(e.context(format!(
+                "the workorder {} plan {plan_hash} was gated with",
+                record.workorder
+            )))
+        })?;
     // The first step makes the execution running, which every ending (pausing too) needs.
     step(
         &mut exec,

@@ -1607,6 +1607,36 @@ fn a_tampered_witness_is_a_verification_failure_in_every_command() {
 }
 
 #[test]
+fn a_tampered_stored_workorder_is_a_verification_failure_at_execute() {
+    let w = World::new();
+    let workorder = w.workorder("edit", edit_readme_and_add_file);
+    let report = w.json(&["plan", &workorder], 0);
+    let plan = string(&report["plan_hash"]);
+    let plan_hex = plan.trim_start_matches("sha256:");
+    let gated: Value = serde_json::from_slice(
+        &fs::read(w.s.path(&format!("store/refs/admissions/{plan_hex}.json")))
+            .expect("the plan's admission is recorded"),
+    )
+    .unwrap();
+    let hex = string(&gated["workorder"]);
+    let hex = hex.trim_start_matches("sha256:");
+    let object =
+        w.s.path(&format!("store/objects/sha256/{}/{}", &hex[..2], &hex[2..]));
+    let mut bytes = fs::read(&object).expect("the workorder is stored");
+    bytes[1] ^= 0x20;
+    set_mode(&object, 0o644);
+    fs::write(&object, &bytes).unwrap();
+
+    let reply = w.json(&["execute", &plan], 5);
+    assert_eq!(reply["error"]["code"], "INTEGRITY_MISMATCH", "{reply:#}");
+    assert!(
+        string(&reply["error"]["message"]).contains("the workorder"),
+        "{reply:#}"
+    );
+    assert!(!w.repo().join("src/new.rs").exists(), "nothing was applied");
+}
+
+#[test]
 fn usage_errors_under_json_are_error_objects_on_stdout() {
     let w = World::new();
     for args in [
