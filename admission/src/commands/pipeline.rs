@@ -159,13 +159,13 @@ pub fn describe(cli: &Cli, out: Output, mechanism: &str) -> Result<u8, CommandEr
     for op in &d.operations {
         let _ = writeln!(
             text,
-            "\noperation {}: {}\n  inputs: {}\n  effects: {}\n  destructive: {:?}, determinism: {:?}",
+            "\noperation {}: {}\n  inputs: {}\n  effects: {}\n  destructive: {}, determinism: {}",
             op.name,
             op.description,
             op.inputs.join(", "),
             op.effect_types.join(", "),
-            op.destructive,
-            op.determinism
+            spelled(&op.destructive),
+            spelled(&op.determinism)
         );
         text.push_str(&params_text(&op.params_schema));
     }
@@ -184,6 +184,14 @@ pub fn describe(cli: &Cli, out: Output, mechanism: &str) -> Result<u8, CommandEr
 
 /// An operation's params as its JSON Schema describes them: one line each, with its type,
 /// whether it is required, and its description.
+/// A value as the protocol spells it (`maybe`, `D0`), for text output.
+fn spelled<T: serde::Serialize + std::fmt::Debug>(value: &T) -> String {
+    match serde_json::to_value(value) {
+        Ok(Value::String(text)) => text,
+        _ => format!("{value:?}"),
+    }
+}
+
 fn params_text(schema: &Value) -> String {
     let Some(properties) = schema.get("properties").and_then(Value::as_object) else {
         return String::new();

@@ -1731,6 +1731,11 @@ fn text_output_counts_numbers_and_predicts_for_people() {
         "{text}"
     );
     assert!(text.contains("object {email, name}, required"), "{text}");
+    // Spelled as the protocol spells them.
+    assert!(
+        text.contains("destructive: maybe, determinism: D0"),
+        "{text}"
+    );
 }
 
 #[test]
