@@ -87,7 +87,8 @@ pub struct Loaded {
     pub digest: Digest,
     /// The inputs by name.
     pub inputs: BTreeMap<String, Digest>,
-    /// The file it was read from.
+    /// The file it was read from (the directory its inputs were relative to, when it was
+    /// not read from a file).
     pub path: PathBuf,
 }
 
@@ -99,6 +100,27 @@ pub fn load(path: &Path, store: &Store) -> Result<Loaded, WorkorderError> {
     };
     let bytes = read_bounded(path)?;
     let value = canonical::parse(&bytes).map_err(|e| invalid(e.to_string()))?;
+    let base = path.parent().unwrap_or(Path::new("."));
+    let mut loaded = load_value(value, base, store).map_err(|e| match e {
+        WorkorderError::Invalid { reason, .. } => invalid(reason),
+        other => other,
+    })?;
+    loaded.path = path.to_path_buf();
+    Ok(loaded)
+}
+
+/// Checks a workorder already parsed, stores its path inputs (relative to `base`) and
+/// itself, and returns it resolved.
+pub fn load_value(
+    value: serde_json::Value,
+    base: &Path,
+    store: &Store,
+) -> Result<Loaded, WorkorderError> {
+    let path = base;
+    let invalid = |reason: String| WorkorderError::Invalid {
+        path: path.to_path_buf(),
+        reason,
+    };
     // Before the schema, whose answer to a misspelt member is only that one is missing.
     if let Some(reason) = unknown_field(&value) {
         return Err(invalid(reason));
@@ -108,7 +130,6 @@ pub fn load(path: &Path, store: &Store) -> Result<Loaded, WorkorderError> {
         .and_then(|a| a.view())
         .map_err(|e| invalid(e.to_string()))?;
 
-    let base = path.parent().unwrap_or(Path::new("."));
     let mut inputs = BTreeMap::new();
     for (name, given) in &workorder.inputs {
         let digest = resolve_input(store, base, name, given, &workorder.work_order_id)?;

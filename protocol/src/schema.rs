@@ -93,6 +93,16 @@ schemas! {
     Registry => "registry.v0",
     /// `mechanism.execution/v0`.
     Execution => "execution.v0",
+    /// `mechanism.ticket/v0`.
+    Ticket => "ticket.v0",
+    /// `mechanism.event/v0`.
+    Event => "event.v0",
+    /// `mechanism.context-snapshot/v0`.
+    ContextSnapshot => "context-snapshot.v0",
+    /// `mechanism.output-bundle/v0`.
+    OutputBundle => "output-bundle.v0",
+    /// `mechanism.pause-state/v0`.
+    PauseState => "pause-state.v0",
     /// `describe` params.
     DescribeParams => "verbs/describe.params",
     /// `describe` result.
@@ -134,6 +144,11 @@ impl SchemaName {
             NextActions::KIND => Self::NextActions,
             Registry::KIND => Self::Registry,
             ExecutionDocument::KIND => Self::Execution,
+            Ticket::KIND => Self::Ticket,
+            Event::KIND => Self::Event,
+            ContextSnapshot::KIND => Self::ContextSnapshot,
+            OutputBundle::KIND => Self::OutputBundle,
+            PauseState::KIND => Self::PauseState,
             _ => return None,
         })
     }

@@ -27,7 +27,7 @@ use crate::cli::{Cli, Output};
 use crate::exit::{self, CommandError};
 use crate::journal::Journal;
 use crate::locate::STORE_DIR;
-use crate::pipeline::{self, Invocation, Mode, Report, Setup};
+use crate::pipeline::{self, Invocation, Mode, Report, Setup, WorkorderSource};
 use crate::registry::Registry;
 use crate::verify;
 
@@ -132,7 +132,7 @@ fn demo(cli: &Cli, dir: &Path) -> Result<(String, Value, bool), CommandError> {
     let mut quiet = |_: &protocol::verbs::ProgressParams| {};
     let one = pipeline::run_workorder(
         &setup,
-        &first,
+        WorkorderSource::File(&first),
         &Mode::Run { force_ack: None },
         &invocation,
         &mut quiet,
@@ -147,7 +147,7 @@ fn demo(cli: &Cli, dir: &Path) -> Result<(String, Value, bool), CommandError> {
     let second = write_workorder(dir, &DROP_NOTES)?;
     let two = pipeline::run_workorder(
         &setup,
-        &second,
+        WorkorderSource::File(&second),
         &Mode::Run { force_ack: None },
         &invocation,
         &mut quiet,
@@ -329,7 +329,7 @@ fn terraform_chapter(
         fs::write(&path, text).map_err(|e| internal(e.to_string()))?;
         pipeline::run_workorder(
             setup,
-            &path,
+            WorkorderSource::File(&path),
             &Mode::Run { force_ack: None },
             invocation,
             quiet,

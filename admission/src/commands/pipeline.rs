@@ -15,7 +15,7 @@ use crate::cli::{Cli, Output};
 use crate::exit::{self, CommandError};
 use crate::journal::Journal;
 use crate::locate;
-use crate::pipeline::{self, Invocation, Mode, Report, Setup};
+use crate::pipeline::{self, Invocation, Mode, Report, Setup, WorkorderSource};
 use crate::registry::{LaunchPaths, Registry};
 use crate::session::Session;
 use crate::text::count;
@@ -262,7 +262,7 @@ pub fn run(
     };
     let invocation = invocation(cli, Some(workorder));
     let mut progress = progress_printer(out);
-    let report = pipeline::run_workorder(&setup, workorder, &mode, &invocation, &mut progress)?;
+    let report = pipeline::run_workorder(&setup, WorkorderSource::File(workorder), &mode, &invocation, &mut progress)?;
     print_report(out, &report, execute, &setup.store_dir);
     Ok(report.exit)
 }

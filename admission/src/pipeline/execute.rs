@@ -31,6 +31,10 @@ impl Flow<'_> {
         if admitted.force_ack_required && force_ack.is_none() {
             return Ending::ok(RunOutcome::AwaitingForceAck);
         }
+        let admitted = &match self.within_budget(admitted) {
+            Ok(admitted) => admitted,
+            Err(e) => return Ending::denied(e),
+        };
         let session = match session() {
             Ok(session) => session,
             Err(e) => return Ending::error(e),
@@ -39,6 +43,28 @@ impl Flow<'_> {
             Ok(()) => Ending::ok(RunOutcome::Succeeded),
             Err(e) => Ending::failed(e),
         }
+    }
+
+    /// The admitted plan with its execute deadline cut to what the workorder's `budget_ms`
+    /// leaves; BUDGET_EXCEEDED once nothing is left, before any effect.
+    fn within_budget(&self, admitted: &Admitted) -> Result<Admitted, ErrorInfo> {
+        let mut bounded = admitted.clone();
+        let Some((budget_ms, deadline)) = self.budget else {
+            return Ok(bounded);
+        };
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return Err(ErrorInfo::new(
+                ErrorCode::BudgetExceeded,
+                format!(
+                    "the workorder's budget_ms of {budget_ms} ms was spent before execution \
+                     could start; nothing was executed"
+                ),
+            ));
+        }
+        let left_ms = u64::try_from(left.as_millis()).unwrap_or(u64::MAX).max(1);
+        bounded.deadline_ms = bounded.deadline_ms.min(left_ms);
+        Ok(bounded)
     }
 
     /// Checks the force-ack as the server will, executes, and verifies what came back.

@@ -13,7 +13,7 @@
 use std::path::{Path, PathBuf};
 
 use protocol::artifact::kinds::{
-    ErrorInfo, GateDecision, GateRecord, NextAction, Plan, RunOutcome, Workorder,
+    ContextSnapshot, ErrorInfo, GateDecision, GateRecord, NextAction, Plan, RunOutcome, Workorder,
 };
 use protocol::artifact::Artifact;
 use protocol::force_ack::allowed_signers::AllowedSigners;
@@ -36,6 +36,7 @@ mod next_actions;
 mod records;
 
 use records::Ending;
+pub use records::{RunRef, RUNS};
 
 /// The store reference namespace recording each gated plan (read by `approve`, `execute`).
 pub const ADMISSIONS: &str = "admissions";
@@ -106,6 +107,10 @@ pub struct Report {
     pub mechanism: String,
     /// The operation.
     pub operation: String,
+    /// The ticket the workorder belongs to, if any.
+    pub ticket_id: Option<String>,
+    /// The stored workorder, once read.
+    pub workorder: Option<Digest>,
     /// The plan hash, once planned.
     pub plan_hash: Option<Digest>,
     /// The plan, once planned.
@@ -128,6 +133,8 @@ pub struct Report {
     pub error: Option<ErrorInfo>,
     /// What to do next.
     pub next_actions: Vec<NextAction>,
+    /// The OutputBundle of what the run produced.
+    pub output_id: Option<Digest>,
     /// The run record.
     pub run_record: Option<Digest>,
     /// The process exit code this outcome calls for.
@@ -145,31 +152,55 @@ pub struct Invocation {
     pub signers_given: bool,
 }
 
-/// `plan` or `run` of a workorder file.
+/// Where a workorder comes from.
+#[derive(Debug, Clone, Copy)]
+pub enum WorkorderSource<'a> {
+    /// A file, as `admission plan|run FILE` names it; its path inputs are relative to it.
+    File(&'a Path),
+    /// A workorder made by the admission itself (a ticket's), every input a digest.
+    Made {
+        /// The workorder.
+        value: &'a Value,
+        /// What made it, for the journal.
+        origin: &'a str,
+    },
+}
+
+/// `plan` or `run` of a workorder.
 pub fn run_workorder(
     setup: &Setup,
-    path: &Path,
+    source: WorkorderSource<'_>,
     mode: &Mode,
     invocation: &Invocation,
     progress: &mut dyn FnMut(&ProgressParams),
 ) -> Result<Report, CommandError> {
+    let start = std::time::Instant::now();
     let command = match mode {
         Mode::Plan => "plan",
         Mode::Run { .. } => "run",
+    };
+    let (journaled, named) = match source {
+        WorkorderSource::File(path) => (
+            path.display().to_string(),
+            workorder::mechanism_named(path),
+        ),
+        WorkorderSource::Made { value, origin } => (
+            origin.to_owned(),
+            value.get("mechanism").and_then(Value::as_str).map(str::to_owned),
+        ),
     };
     let mut exec = setup
         .journal
         .start(
             command,
             config(setup),
-            json!({"workorder": path.display().to_string()}),
+            json!({"workorder": journaled}),
             None,
         )
         .map_err(journal_error)?;
     // The mechanism the workorder names starts (spawn, describe) on another thread while the
     // workorder and its inputs are stored and journaled: its start-up is on the way of every
     // run. Should the workorder turn out to name another (or none), that one is stopped.
-    let named = workorder::mechanism_named(path);
     std::thread::scope(|scope| {
         let starting = named.map(|name| {
             let handle = scope.spawn({
@@ -178,7 +209,13 @@ pub fn run_workorder(
             });
             (name, handle)
         });
-        let loaded = match workorder::load(path, &setup.store) {
+        let loaded = match source {
+            WorkorderSource::File(path) => workorder::load(path, &setup.store),
+            WorkorderSource::Made { value, .. } => {
+                workorder::load_value(value.clone(), Path::new("."), &setup.store)
+            }
+        };
+        let loaded = match loaded {
             Ok(loaded) => loaded,
             Err(e) => {
                 // Input that never became a run: no run record, but the journal says why.
@@ -194,6 +231,8 @@ pub fn run_workorder(
             work_order_id: loaded.workorder.work_order_id.clone(),
             mechanism: loaded.workorder.mechanism.clone(),
             operation: loaded.workorder.operation.clone(),
+            ticket_id: loaded.workorder.ticket_id.clone(),
+            workorder: Some(loaded.digest),
             ..Report::default()
         };
         step(
@@ -202,11 +241,7 @@ pub fn run_workorder(
             json!({"workorder": loaded.digest, "inputs": loaded.inputs}),
         )?;
 
-        let flow = Flow {
-            setup,
-            invocation,
-            started_at: now(),
-        };
+        let flow = Flow::new(setup, invocation, loaded.workorder.budget_ms, start);
         let session = match starting {
             Some((name, handle)) if name == loaded.workorder.mechanism => handle
                 .join()
@@ -226,6 +261,7 @@ pub fn execute_plan(
     invocation: &Invocation,
     progress: &mut dyn FnMut(&ProgressParams),
 ) -> Result<Report, CommandError> {
+    let start = std::time::Instant::now();
     let record: AdmissionRecord = setup
         .store
         .get_ref(ADMISSIONS, &plan_hash.hex())
@@ -289,16 +325,14 @@ pub fn execute_plan(
         parent: Some(record.run_uid.clone()),
         work_order_id: workorder.work_order_id,
         operation: workorder.operation,
+        ticket_id: workorder.ticket_id,
+        workorder: Some(record.workorder),
         mechanism: record.mechanism.clone(),
         plan_hash: Some(*plan_hash),
         admission_hash: Some(record.admission),
         ..Report::default()
     };
-    let flow = Flow {
-        setup,
-        invocation: &invocation,
-        started_at: now(),
-    };
+    let flow = Flow::new(setup, &invocation, workorder.budget_ms, start);
     let ending = flow.resume(
         plan_hash,
         &record,
@@ -311,6 +345,7 @@ pub fn execute_plan(
 }
 
 /// A gated plan.
+#[derive(Clone)]
 struct Admitted {
     plan_hash: Digest,
     admission_hash: Digest,
@@ -324,6 +359,24 @@ struct Flow<'a> {
     setup: &'a Setup,
     invocation: &'a Invocation,
     started_at: String,
+    /// The workorder's `budget_ms` and the instant it runs out, counted from the start.
+    budget: Option<(u64, std::time::Instant)>,
+}
+
+impl<'a> Flow<'a> {
+    fn new(
+        setup: &'a Setup,
+        invocation: &'a Invocation,
+        budget_ms: Option<u64>,
+        start: std::time::Instant,
+    ) -> Self {
+        Self {
+            setup,
+            invocation,
+            started_at: now(),
+            budget: budget_ms.map(|ms| (ms, start + std::time::Duration::from_millis(ms))),
+        }
+    }
 }
 
 impl Flow<'_> {
@@ -346,6 +399,9 @@ impl Flow<'_> {
             Ok(admitted) => admitted,
             Err(e) => return Ending::failed(e),
         };
+        if let Err(e) = self.matches_snapshot(loaded, &admitted.plan_hash) {
+            return Ending::failed(e);
+        }
         if !admitted.admitted {
             let code = report
                 .gates
@@ -398,6 +454,41 @@ impl Flow<'_> {
         };
         let session = || start_session(self.setup, &record.mechanism);
         self.execute_admitted(session, &admitted, force_ack, report, exec, progress)
+    }
+
+    /// A workorder made against a context snapshot runs only against that state: its plan
+    /// must be the one the snapshot recorded, else the world moved since (STALE_PLAN).
+    fn matches_snapshot(&self, loaded: &Loaded, plan_hash: &Digest) -> Result<(), ErrorInfo> {
+        let Some(snapshot_id) = loaded.workorder.context_snapshot_id else {
+            return Ok(());
+        };
+        let snapshot: ContextSnapshot = self
+            .setup
+            .store
+            .get_artifact(&snapshot_id)
+            .map_err(ErrorInfo::from)
+            .and_then(|a| {
+                a.view()
+                    .map_err(|e| ErrorInfo::new(ErrorCode::IntegrityMismatch, e.to_string()))
+            })
+            .map_err(|e| e.context(format!("the context snapshot {snapshot_id}")))?;
+        match snapshot.plan_hash {
+            Some(expected) if expected == *plan_hash => Ok(()),
+            Some(expected) => Err(ErrorInfo::new(
+                ErrorCode::StalePlan,
+                format!(
+                    "the plan {plan_hash} is not the one the context snapshot {snapshot_id} \
+                     recorded ({expected}): the state changed since the snapshot was taken"
+                ),
+            )),
+            None => Err(ErrorInfo::new(
+                ErrorCode::StalePlan,
+                format!(
+                    "the context snapshot {snapshot_id} recorded no plan (the mechanism could \
+                     not plan then), but it can now: the state changed since"
+                ),
+            )),
+        }
     }
 
     fn load_plan(&self, plan_hash: &Digest) -> Result<Plan, ErrorInfo> {

@@ -1,9 +1,12 @@
 //! How a run ends: its outcome, the exit code it calls for, the run record stored and the
 //! journal execution closed.
 
-use protocol::artifact::kinds::{ErrorInfo, GateDecision, NextActionsRef, RunOutcome, RunRecord};
+use protocol::artifact::kinds::{
+    ErrorInfo, GateDecision, NextActionsRef, OutputBundle, ResultWitness, RunOutcome, RunRecord,
+};
 use protocol::Digest;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
 
 use super::next_actions::next_actions;
 use super::{journal_error, now, Flow, Report};
@@ -71,6 +74,8 @@ impl Flow<'_> {
         };
         report.error = error;
         report.next_actions = next_actions(&report, self.invocation);
+        let output = self.store_output(&report);
+        report.output_id = output.as_ref().ok().copied();
         let record = RunRecord {
             work_order_id: report.work_order_id.clone(),
             run_uid: report.uid.clone(),
@@ -89,6 +94,14 @@ impl Flow<'_> {
                 GateDecision::Pass
             },
             outcome,
+            workorder: report.workorder,
+            ticket_id: report.ticket_id.clone(),
+            failed_gate: report
+                .gates
+                .iter()
+                .find(|g| g.decision == GateDecision::Fail)
+                .map(|g| g.gate),
+            output_id: report.output_id,
             plan_hash: report.plan_hash,
             admission_hash: report.admission_hash,
             force_ack_hash: report.force_ack_hash,
@@ -100,6 +113,8 @@ impl Flow<'_> {
             finished_at: Some(now()),
         };
         let derived: Vec<Digest> = [
+            report.workorder,
+            report.output_id,
             report.plan_hash,
             report.admission_hash,
             report.force_ack_hash,
@@ -109,7 +124,17 @@ impl Flow<'_> {
         .into_iter()
         .flatten()
         .collect();
-        let stored = self.store_typed(&record, "admission run", &derived);
+        let stored = output.and_then(|_| self.store_typed(&record, "admission run", &derived));
+        if let Ok(digest) = &stored {
+            // The journal is not needed to find a run's record: the store names it by uid.
+            let entry = RunRef {
+                run_record: *digest,
+                ticket_id: report.ticket_id.clone(),
+            };
+            if let Err(error) = self.setup.store.set_ref(RUNS, &report.uid, &entry) {
+                tracing::warn!(%error, "could not record the run under its uid");
+            }
+        }
         let summary = json!({
             "outcome": outcome,
             "run_record": stored.as_ref().ok(),
@@ -130,6 +155,61 @@ impl Flow<'_> {
         Ok(report)
     }
 }
+
+impl Flow<'_> {
+    /// Stores the OutputBundle of what the run produced, by digest, with the commit or state
+    /// and the evidence the result gives.
+    fn store_output(&self, report: &Report) -> Result<Digest, ErrorInfo> {
+        let evidence = report.evidence.clone();
+        let commit = evidence
+            .as_ref()
+            .and_then(|e| e.get("commit"))
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        let state = report.witness_hash.and_then(|witness| {
+            let artifact = self.setup.store.get_artifact(&witness).ok()?;
+            let witness: ResultWitness = artifact.view().ok()?;
+            Some(witness.predicate.state_after)
+        });
+        let bundle = OutputBundle {
+            output_id: format!("out-{}", report.uid),
+            run_uid: report.uid.clone(),
+            work_order_id: report.work_order_id.clone(),
+            plan_hash: report.plan_hash,
+            admission_hash: report.admission_hash,
+            force_ack_hash: report.force_ack_hash,
+            result_hash: report.result_hash,
+            witness_hash: report.witness_hash,
+            commit,
+            state: state.filter(Value::is_object),
+            evidence: evidence.filter(Value::is_object),
+        };
+        let derived: Vec<Digest> = [
+            report.plan_hash,
+            report.admission_hash,
+            report.force_ack_hash,
+            report.result_hash,
+            report.witness_hash,
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        self.store_typed(&bundle, "admission output", &derived)
+    }
+}
+
+/// What the store reference `runs/<uid>` holds: the run's record, found without the journal.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunRef {
+    /// The run record.
+    pub run_record: Digest,
+    /// The ticket of its workorder, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ticket_id: Option<String>,
+}
+
+/// The store reference namespace naming each run's record by its uid.
+pub const RUNS: &str = "runs";
 
 /// The outcome a failure stands for.
 fn outcome_of(error: &ErrorInfo) -> RunOutcome {

@@ -132,6 +132,10 @@ impl World {
                 files_touched: Some(100),
             },
             ticket_id: Some("T-7".into()),
+            context_snapshot_id: None,
+            budget_ms: None,
+            branch: None,
+            runner: None,
         };
         let plan = Plan {
             mechanism: pinned(),

@@ -15,6 +15,7 @@ mod common;
 mod plan;
 mod records;
 mod result;
+mod tickets;
 
 pub use crate::artifact::IN_TOTO_STATEMENT_V1;
 pub use crate::error::ErrorInfo;
@@ -24,6 +25,10 @@ pub use plan::{CostWitness, Plan, RecipeStep};
 pub use records::{
     Command, ExecStatus, ExecStep, ExecutionDocument, NextAction, NextActions, NextActionsRef,
     Registry, RegistryEntry, RunOutcome, RunRecord, Workorder,
+};
+pub use tickets::{
+    Blocker, ContextSnapshot, Event, EventOutcome, EventResolution, EventType, OutputBundle,
+    PauseState, Ticket, TicketResolution, TicketStatus, TicketWork,
 };
 pub use result::{
     ResultArtifact, ResultPredicate, ResultStatus, ResultWitness, Subject, RESULT_WITNESS_PREDICATE,
@@ -42,6 +47,11 @@ pub const ALL_KINDS: &[&str] = &[
     NextActions::KIND,
     Registry::KIND,
     ExecutionDocument::KIND,
+    Ticket::KIND,
+    Event::KIND,
+    ContextSnapshot::KIND,
+    OutputBundle::KIND,
+    PauseState::KIND,
 ];
 
 /// The in-toto predicate types this version defines, each with the kind a Statement v1 of that

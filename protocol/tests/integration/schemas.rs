@@ -663,6 +663,10 @@ fn every_typed_view_validates_and_round_trips() {
             params: json!({"repo": "repo"}),
             inputs: BTreeMap::from([("patch".to_owned(), d("patch").to_string())]),
             budget: budget(),
+            context_snapshot_id: ticket_id.as_ref().map(|_| d("snapshot")),
+            budget_ms: ticket_id.as_ref().map(|_| 60_000),
+            branch: ticket_id.as_ref().map(|_| "main".to_owned()),
+            runner: ticket_id.as_ref().map(|_| mechanism()),
             ticket_id,
         });
     }
@@ -673,6 +677,10 @@ fn every_typed_view_validates_and_round_trips() {
         operation: "apply".into(),
         decision: GateDecision::Pass,
         outcome: RunOutcome::Succeeded,
+        workorder: Some(d("workorder")),
+        ticket_id: Some("OPS-1".into()),
+        failed_gate: None,
+        output_id: Some(d("output")),
         plan_hash: Some(d("plan")),
         admission_hash: Some(d("admission")),
         force_ack_hash: Some(d("force-ack")),
@@ -690,6 +698,10 @@ fn every_typed_view_validates_and_round_trips() {
         operation: "apply".into(),
         decision: GateDecision::Fail,
         outcome: RunOutcome::Error,
+        workorder: None,
+        ticket_id: None,
+        failed_gate: None,
+        output_id: None,
         plan_hash: None,
         admission_hash: None,
         force_ack_hash: None,
@@ -987,6 +999,10 @@ fn workorder_fields_agree_between_schema_type_and_list() {
         inputs: BTreeMap::new(),
         budget: budget(),
         ticket_id: Some("OPS-1".into()),
+        context_snapshot_id: Some(d("snapshot")),
+        budget_ms: Some(60_000),
+        branch: Some("main".into()),
+        runner: Some(mechanism()),
     })
     .unwrap();
     let serialised: BTreeSet<&str> = full

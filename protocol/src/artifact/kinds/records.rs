@@ -6,7 +6,8 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::common::{Budget, Determinism, GateDecision, Grant};
+use super::admission::Gate;
+use super::common::{Budget, Determinism, GateDecision, Grant, MechanismRef};
 use crate::artifact::Kind;
 use crate::digest::Digest;
 use crate::error::ErrorInfo;
@@ -30,6 +31,18 @@ pub struct Workorder {
     /// The ticket this work belongs to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ticket_id: Option<String>,
+    /// The context snapshot the work runs against (a ticket's workorder has one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context_snapshot_id: Option<Digest>,
+    /// The wall-clock budget of the whole run, in ms: execution may not start after it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget_ms: Option<u64>,
+    /// The branch the change lands on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub branch: Option<String>,
+    /// The mechanism that runs it, at the version the registry pinned when it was written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runner: Option<MechanismRef>,
 }
 
 impl Workorder {
@@ -43,6 +56,10 @@ impl Workorder {
         "inputs",
         "budget",
         "ticket_id",
+        "context_snapshot_id",
+        "budget_ms",
+        "branch",
+        "runner",
     ];
 }
 
@@ -95,6 +112,18 @@ pub struct RunRecord {
     pub decision: GateDecision,
     /// How the run ended.
     pub outcome: RunOutcome,
+    /// The stored workorder the run was given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workorder: Option<Digest>,
+    /// The ticket the workorder belongs to, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ticket_id: Option<String>,
+    /// The first gate that failed, on a FAIL by a gate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed_gate: Option<Gate>,
+    /// The OutputBundle of what the run produced.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_id: Option<Digest>,
     /// The plan, when one was made.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub plan_hash: Option<Digest>,
