@@ -15,5 +15,6 @@ pub mod registry;
 mod result_checks;
 pub mod session;
 pub mod text;
+pub mod tickets;
 pub mod verify;
 pub mod workorder;

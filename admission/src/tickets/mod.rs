@@ -1,0 +1,5 @@
+//! The ticket lifecycle above mechanisms: tickets, the events that schedule them, and the
+//! cycle each scheduled event runs (context snapshot, workorder, run, output bundle, run
+//! record, pause state), every step a stored artifact.
+
+pub mod ledger;
