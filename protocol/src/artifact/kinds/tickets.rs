@@ -105,8 +105,9 @@ pub struct TicketWork {
 /// How a ticket's last run ended, on the ticket version that records it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TicketResolution {
-    /// The run record.
-    pub run_record: Digest,
+    /// The run record (none when the run could not even start).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_record: Option<Digest>,
     /// The commit (or other state id) produced, on `DONE`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub commit: Option<String>,
