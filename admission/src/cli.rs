@@ -222,6 +222,18 @@ pub enum Command {
         #[arg(long)]
         keep: bool,
     },
+    /// Tickets: one objective, acceptance criteria and the work that meets them.
+    Ticket {
+        /// What to do with tickets.
+        #[command(subcommand)]
+        command: TicketCommand,
+    },
+    /// Events that schedule tickets (TICKET_READY), and processing them.
+    Events {
+        /// What to do with events.
+        #[command(subcommand)]
+        command: EventsCommand,
+    },
     /// Print a shell completion script, e.g. `admission completions bash > ~/.local/share/bash-completion/completions/admission`.
     Completions {
         /// The shell to complete in.
@@ -229,6 +241,44 @@ pub enum Command {
     },
     /// Print the manual page (roff), e.g. `admission man > ~/.local/share/man/man1/admission.1`.
     Man,
+}
+
+/// `admission ticket ...`.
+#[derive(Debug, Subcommand)]
+pub enum TicketCommand {
+    /// File a ticket: checks the objective, the acceptance criteria and that the work names a
+    /// registered mechanism and operation; stores its inputs and the ticket.
+    New {
+        /// The ticket file (JSON).
+        file: PathBuf,
+    },
+    /// Show a ticket: its current version, history, pause state and events.
+    Show {
+        /// The ticket id.
+        id: String,
+    },
+    /// List the tickets and their status.
+    List,
+    /// Mark a ticket READY and emit its TICKET_READY event, or say why it is not ready.
+    Ready {
+        /// The ticket id.
+        id: String,
+    },
+}
+
+/// `admission events ...`.
+#[derive(Debug, Subcommand)]
+pub enum EventsCommand {
+    /// Add an event from an outside system (a tracker), pending.
+    Add {
+        /// The event file (JSON).
+        file: PathBuf,
+    },
+    /// Process every pending event, in arrival order, each to one terminal outcome.
+    ///
+    /// A ready ticket's work runs through the pipeline (snapshot, workorder, plan, gates,
+    /// execute, verify) and the ticket ends DONE, FAILED, or paused for a force-ack.
+    Process,
 }
 
 /// Arguments of `admission approve`, in its three modes: sign, `--payload`, `--attach`.

@@ -122,7 +122,7 @@ pub fn load_value(
         reason,
     };
     // Before the schema, whose answer to a misspelt member is only that one is missing.
-    if let Some(reason) = unknown_field(&value) {
+    if let Some(reason) = unknown_member(&value, Workorder::FIELDS, "a workorder") {
         return Err(invalid(reason));
     }
     schema::validate(schema::SchemaName::Workorder, &value).map_err(|e| invalid(e.to_string()))?;
@@ -151,20 +151,16 @@ pub fn load_value(
     })
 }
 
-/// The first member a workorder may not have, with the known one it is probably meant for.
-fn unknown_field(value: &serde_json::Value) -> Option<String> {
+/// The first member of `value` not among `fields`, with the known one it is probably meant
+/// for; `what` names the document (`a workorder`).
+pub fn unknown_member(value: &serde_json::Value, fields: &[&str], what: &str) -> Option<String> {
     let object = value.as_object()?;
-    let unknown = object
-        .keys()
-        .find(|key| !Workorder::FIELDS.contains(&key.as_str()))?;
+    let unknown = object.keys().find(|key| !fields.contains(&key.as_str()))?;
     let mut message = format!("unknown field {unknown:?}");
-    if let Some(known) = closest(unknown, Workorder::FIELDS) {
+    if let Some(known) = closest(unknown, fields) {
         message.push_str(&format!("; did you mean {known:?}?"));
     }
-    message.push_str(&format!(
-        " (a workorder has only {})",
-        Workorder::FIELDS.join(", ")
-    ));
+    message.push_str(&format!(" ({what} has only {})", fields.join(", ")));
     Some(message)
 }
 
@@ -205,7 +201,7 @@ pub fn mechanism_named(path: &Path) -> Option<String> {
     value.get("mechanism")?.as_str().map(str::to_owned)
 }
 
-fn read_bounded(path: &Path) -> Result<Vec<u8>, WorkorderError> {
+pub(crate) fn read_bounded(path: &Path) -> Result<Vec<u8>, WorkorderError> {
     let read_error = |source| WorkorderError::Read {
         path: path.to_path_buf(),
         source,
@@ -224,7 +220,7 @@ fn read_bounded(path: &Path) -> Result<Vec<u8>, WorkorderError> {
 }
 
 /// A digest must name a stored blob that re-hashes; a path is streamed into the store.
-fn resolve_input(
+pub(crate) fn resolve_input(
     store: &Store,
     base: &Path,
     name: &str,
@@ -272,6 +268,10 @@ mod tests {
         assert_eq!(edit_distance("kitten", "sitting"), 3);
         assert_eq!(edit_distance("", "abc"), 3);
         assert_eq!(edit_distance("same", "same"), 0);
+    }
+
+    fn unknown_field(value: &serde_json::Value) -> Option<String> {
+        unknown_member(value, Workorder::FIELDS, "a workorder")
     }
 
     #[test]

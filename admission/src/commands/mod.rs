@@ -7,6 +7,7 @@ mod journal;
 mod objects;
 mod pipeline;
 mod shell;
+mod tickets;
 mod verify;
 
 use std::path::Path;
@@ -14,7 +15,7 @@ use std::path::Path;
 use protocol::store::{parse_digest_arg, DigestArg, PrefixError};
 use protocol::{Digest, ErrorCode};
 
-use crate::cli::{Cli, Command, Output};
+use crate::cli::{Cli, Command, EventsCommand, Output, TicketCommand};
 use crate::exit::CommandError;
 
 /// Runs the parsed command line; returns the exit code.
@@ -45,6 +46,16 @@ pub fn run(cli: &Cli) -> Result<u8, CommandError> {
         Command::Verify { digest } => verify::run(cli, out, digest),
         Command::Conformance(args) => conformance::run(out, args),
         Command::Demo { keep } => demo::run(cli, out, *keep),
+        Command::Ticket { command } => match command {
+            TicketCommand::New { file } => tickets::new(cli, out, file),
+            TicketCommand::Show { id } => tickets::show(cli, out, id),
+            TicketCommand::List => tickets::list(cli, out),
+            TicketCommand::Ready { id } => tickets::ready(cli, out, id),
+        },
+        Command::Events { command } => match command {
+            EventsCommand::Add { file } => tickets::add(cli, out, file),
+            EventsCommand::Process => tickets::process(cli, out),
+        },
         Command::Completions { shell } => done(shell::completions(*shell)),
         Command::Man => done(shell::man()),
     }

@@ -262,7 +262,13 @@ pub fn run(
     };
     let invocation = invocation(cli, Some(workorder));
     let mut progress = progress_printer(out);
-    let report = pipeline::run_workorder(&setup, WorkorderSource::File(workorder), &mode, &invocation, &mut progress)?;
+    let report = pipeline::run_workorder(
+        &setup,
+        WorkorderSource::File(workorder),
+        &mode,
+        &invocation,
+        &mut progress,
+    )?;
     print_report(out, &report, execute, &setup.store_dir);
     Ok(report.exit)
 }
@@ -282,7 +288,9 @@ pub fn execute(
     let invocation = invocation(cli, None);
     let mut progress = progress_printer(out);
     let report = pipeline::execute_plan(&setup, &plan_hash, force_ack, &invocation, &mut progress)?;
-    print_report(out, &report, true, &setup.store_dir);
+    // A ticket's paused run, resumed, completes its cycle.
+    let ticket = super::tickets::after_execute(&setup, &invocation, &report);
+    print_report_with(out, &report, true, &setup.store_dir, ticket);
     Ok(report.exit)
 }
 
@@ -309,7 +317,7 @@ fn read_force_ack(path: &Path) -> Result<Value, CommandError> {
 }
 
 /// The global flags to repeat in next actions, so they paste as they are.
-fn invocation(cli: &Cli, workorder: Option<&Path>) -> Invocation {
+pub(super) fn invocation(cli: &Cli, workorder: Option<&Path>) -> Invocation {
     let mut flags = Vec::new();
     // Given by flag or environment; a store found by searching is found again.
     if let Some(store) = &cli.store_arg {
@@ -345,7 +353,7 @@ pub(super) fn quote(path: &Path) -> String {
 }
 
 /// Progress on a terminal, overwriting one line of stderr; nothing otherwise.
-fn progress_printer(out: Output) -> impl FnMut(&ProgressParams) {
+pub(super) fn progress_printer(out: Output) -> impl FnMut(&ProgressParams) {
     let show = !out.is_json() && std::io::stderr().is_terminal();
     move |p: &ProgressParams| {
         if show {
@@ -373,6 +381,9 @@ pub fn report_json(report: &Report) -> Value {
         "result_hash": report.result_hash,
         "witness_hash": report.witness_hash,
         "run_record": report.run_record,
+        "output_id": report.output_id,
+        "workorder": report.workorder,
+        "ticket_id": report.ticket_id,
         "destructive": report.plan.as_ref().map(|p| p.destructive),
         "gates": report.gates,
         "evidence": report.evidence,
@@ -383,11 +394,32 @@ pub fn report_json(report: &Report) -> Value {
 
 /// Prints the report; its next actions name `store`, the store they refer to.
 fn print_report(out: Output, report: &Report, with_preview_only_if_planned: bool, store: &Path) {
+    print_report_with(out, report, with_preview_only_if_planned, store, None);
+}
+
+/// Prints the report, and the ticket cycle it ended (text and JSON) when there is one.
+fn print_report_with(
+    out: Output,
+    report: &Report,
+    with_preview_only_if_planned: bool,
+    store: &Path,
+    ticket: Option<(String, Value)>,
+) {
     // Absolute, so the store is unmistakable wherever the commands are pasted.
     let store = std::path::absolute(store).unwrap_or_else(|_| store.to_path_buf());
     let mut value = report_json(report);
     value["store"] = json!(store.display().to_string());
-    out.result(&render(report, with_preview_only_if_planned, &store), value);
+    let mut text = render(report, with_preview_only_if_planned, &store);
+    if let Some((ticket_text, ticket_value)) = ticket {
+        text.push_str(
+            "
+
+",
+        );
+        text.push_str(&ticket_text);
+        value["ticket"] = ticket_value;
+    }
+    out.result(&text, value);
 }
 
 /// The report for people: the plan, its preview, the gate table, what happened, what next.

@@ -180,13 +180,15 @@ pub fn run_workorder(
         Mode::Run { .. } => "run",
     };
     let (journaled, named) = match source {
-        WorkorderSource::File(path) => (
-            path.display().to_string(),
-            workorder::mechanism_named(path),
-        ),
+        WorkorderSource::File(path) => {
+            (path.display().to_string(), workorder::mechanism_named(path))
+        }
         WorkorderSource::Made { value, origin } => (
             origin.to_owned(),
-            value.get("mechanism").and_then(Value::as_str).map(str::to_owned),
+            value
+                .get("mechanism")
+                .and_then(Value::as_str)
+                .map(str::to_owned),
         ),
     };
     let mut exec = setup
@@ -536,7 +538,7 @@ impl Flow<'_> {
 }
 
 /// Starts the registry's `mechanism` and describes it.
-fn start_session(setup: &Setup, mechanism: &str) -> Result<Session, ErrorInfo> {
+pub(crate) fn start_session(setup: &Setup, mechanism: &str) -> Result<Session, ErrorInfo> {
     let entry = setup
         .registry
         .entry(mechanism)
@@ -584,7 +586,7 @@ fn journal_error(error: crate::journal::JournalError) -> CommandError {
     CommandError::internal(ErrorCode::InternalError, format!("journal: {error}"))
 }
 
-fn now() -> String {
+pub(crate) fn now() -> String {
     OffsetDateTime::now_utc()
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default()

@@ -2,4 +2,6 @@
 //! cycle each scheduled event runs (context snapshot, workorder, run, output bundle, run
 //! record, pause state), every step a stored artifact.
 
+pub mod file;
 pub mod ledger;
+pub mod process;

@@ -26,12 +26,12 @@ pub use records::{
     Command, ExecStatus, ExecStep, ExecutionDocument, NextAction, NextActions, NextActionsRef,
     Registry, RegistryEntry, RunOutcome, RunRecord, Workorder,
 };
+pub use result::{
+    ResultArtifact, ResultPredicate, ResultStatus, ResultWitness, Subject, RESULT_WITNESS_PREDICATE,
+};
 pub use tickets::{
     Blocker, ContextSnapshot, Event, EventOutcome, EventResolution, EventType, OutputBundle,
     PauseState, Ticket, TicketResolution, TicketStatus, TicketWork,
-};
-pub use result::{
-    ResultArtifact, ResultPredicate, ResultStatus, ResultWitness, Subject, RESULT_WITNESS_PREDICATE,
 };
 
 /// Every artifact kind this version of the protocol defines.
