@@ -480,15 +480,33 @@ impl Cycle<'_> {
             )
         };
         let ticket_id = &running.value.ticket_id;
-        let mut actions = report.next_actions.clone();
         let rehydrate = self.action(
             format!("rehydrate {ticket_id}"),
             "rebuild the ticket's whole cycle from the store",
         );
-        if !waiting {
-            actions.truncate(2);
-            actions.push(rehydrate);
-        }
+        let actions = match status {
+            // The approve and execute commands of the paused run.
+            TicketStatus::Running => report.next_actions.clone(),
+            TicketStatus::Done => {
+                let mut actions = report.next_actions.clone();
+                actions.truncate(2);
+                actions.push(rehydrate);
+                actions
+            }
+            // A ticket is run again by making it ready, not by running its workorder.
+            _ => vec![
+                self.action(
+                    format!("show {}", report.uid),
+                    "read what happened, step by step",
+                ),
+                self.action(
+                    format!("ticket ready {ticket_id}"),
+                    "run the ticket again once the cause is fixed",
+                ),
+                rehydrate,
+            ],
+        };
+        let mut actions = actions;
         renumber(&mut actions);
         let reason = match (status, &report.error) {
             (TicketStatus::Done, _) => format!("run {} succeeded", report.uid),
