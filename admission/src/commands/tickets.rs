@@ -20,6 +20,7 @@ pub fn new(cli: &Cli, out: Output, path: &Path) -> Result<u8, CommandError> {
     let setup = setup(cli)?;
     let mut ticket = file::read_ticket(path, &setup.store).map_err(bad_input)?;
     check_work(&setup, &ticket)?;
+    let _lock = process::lock(&setup, true)?;
     let ledger = Ledger::new(&setup.store);
     let (digest, created) = match ledger.ticket(&ticket.ticket_id)? {
         Some(current) => {
@@ -218,6 +219,7 @@ pub fn list(cli: &Cli, out: Output) -> Result<u8, CommandError> {
 pub fn ready(cli: &Cli, out: Output, ticket_id: &str) -> Result<u8, CommandError> {
     existing_store(cli)?;
     let setup = setup(cli)?;
+    let _lock = process::lock(&setup, true)?;
     let ledger = Ledger::new(&setup.store);
     let current = find(&ledger, cli, ticket_id)?;
     let t = &current.value;

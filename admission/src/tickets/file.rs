@@ -51,6 +51,16 @@ pub fn read_ticket(path: &Path, store: &Store) -> Result<Ticket, ErrorInfo> {
     let mut ticket: Ticket = Artifact::from_value(value)
         .and_then(|a| a.view())
         .map_err(|e| invalid(e.to_string()))?;
+    if matches!(
+        ticket.status,
+        TicketStatus::Running | TicketStatus::Done | TicketStatus::Failed
+    ) {
+        return Err(invalid(format!(
+            "a ticket is filed NEW, TODO, READY or BLOCKED, not {}: the admission sets the \
+             others when its work runs",
+            ticket.status
+        )));
+    }
     if let Some(why) = unclear_objective(&ticket.objective) {
         return Err(invalid(format!(
             "the objective {:?} {why}",

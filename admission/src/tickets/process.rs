@@ -81,7 +81,7 @@ pub fn process_pending(
     invocation: &Invocation,
     progress: &mut dyn FnMut(&ProgressParams),
 ) -> Result<Vec<Processed>, CommandError> {
-    let _lock = lock(setup)?;
+    let _lock = lock(setup, false)?;
     let ledger = Ledger::new(&setup.store);
     let mut processed = Vec::new();
     for (seq, stored) in ledger.events().map_err(CommandError::from)? {
@@ -98,8 +98,10 @@ pub fn process_pending(
     Ok(processed)
 }
 
-/// Holds the store's event lock, so two `events process` never run one ticket twice.
-fn lock(setup: &Setup) -> Result<File, CommandError> {
+/// Holds the store's ticket lock until dropped: two `events process` never run one ticket
+/// twice, and a ticket changes by one writer at a time. `wait`: wait for it; otherwise a lock
+/// held elsewhere is BUSY.
+pub fn lock(setup: &Setup, wait: bool) -> Result<File, CommandError> {
     let path = setup.store_dir.join(LOCK_FILE);
     let file = File::options()
         .create(true)
@@ -112,6 +114,14 @@ fn lock(setup: &Setup) -> Result<File, CommandError> {
                 format!("cannot open {}: {e}", path.display()),
             )
         })?;
+    if wait {
+        return file.lock().map(|()| file).map_err(|e| {
+            CommandError::internal(
+                ErrorCode::InternalError,
+                format!("cannot lock {}: {e}", path.display()),
+            )
+        });
+    }
     match file.try_lock() {
         Ok(()) => Ok(file),
         Err(std::fs::TryLockError::WouldBlock) => Err(CommandError::from(ErrorInfo::new(
@@ -143,6 +153,7 @@ pub fn after_execute(
     if workorder.context_snapshot_id.is_none() {
         return Ok(None);
     }
+    let _lock = lock(setup, true).map_err(|e| e.error)?;
     let Some(ticket) = ledger.ticket(ticket_id)? else {
         return Ok(None);
     };
