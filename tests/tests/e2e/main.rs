@@ -14,3 +14,4 @@ mod guide;
 mod jsonrpc;
 mod objects;
 mod terraform;
+mod tickets;
