@@ -14,7 +14,7 @@ use std::process::Output;
 use assert_cmd::Command;
 use protocol::schema::{self, SchemaName};
 use serde_json::{json, Value};
-use tests::fixtures::APPROVER;
+use tests::fixtures::{Operator, APPROVER};
 use tests::output::{exits, json_of, stderr, stdout, string};
 use tests::repo::{self, git};
 use tests::World;
@@ -827,4 +827,103 @@ fn every_artifact_of_a_cycle_validates_and_links_to_the_others() {
     let pause = t.artifact(&processed["pause_state"], "mechanism.pause-state/v0");
     assert_eq!(pause["ticket"], shown["digest"], "{pause:#}");
     assert_eq!(pause["run_record"], processed["run_record"], "{pause:#}");
+}
+
+#[test]
+fn a_paused_ticket_stays_running_through_an_event_and_a_refused_force_ack_and_fails_when_stale() {
+    let t = Tix::new();
+    let patch = t.patch("delete", |dir| {
+        git(dir, &["rm", "-q", "src/old.rs"]);
+    });
+    t.file_ticket(&t.ticket("OPS-12", &patch));
+    t.ready("OPS-12");
+    let paused = t.process_one();
+    assert_eq!(paused["ticket_status"], "RUNNING", "{paused:#}");
+    let running = t.show("OPS-12")["digest"].clone();
+
+    // Another event finds it RUNNING: nothing runs, the approve and execute commands stand.
+    t.add_event("again.json", &ready_event("ev-again", "OPS-12"));
+    let again = t.process_one();
+    assert_eq!(again["outcome"], "NON_EXECUTABLE_STATUS", "{again:#}");
+    assert_eq!(again["ticket_status"], "RUNNING", "{again:#}");
+    assert!(again.get("run_uid").is_none(), "{again:#}");
+    assert_eq!(again["actions"], paused["actions"], "{again:#}");
+    assert_eq!(
+        t.show("OPS-12")["digest"],
+        running,
+        "the ticket is unchanged"
+    );
+    let ready = t.json(&["ticket", "ready", "OPS-12"], 2);
+    assert!(
+        string(&ready["error"]["message"]).contains("RUNNING"),
+        "{ready:#}"
+    );
+
+    // A force-ack by a key not trusted: refused, and the ticket still waits for one.
+    let record = t.artifact(&paused["run_record"], "mechanism.run-record/v0");
+    let plan = string(&record["plan_hash"]);
+    let stranger = Operator::new(&t.w.s.path("stranger"));
+    let mut approve = t.admission();
+    approve
+        .args(["approve", &plan, "--approver", APPROVER, "--key"])
+        .arg(&stranger.key)
+        .args(["-o", "stranger-ack.json"]);
+    exits(&mut approve, 0);
+    let head = t.w.head();
+    let mut execute = t.admission();
+    execute
+        .args([
+            "--json",
+            "execute",
+            &plan,
+            "--force-ack",
+            "stranger-ack.json",
+        ])
+        .arg("--allowed-signers")
+        .arg(&t.w.operator.allowed_signers);
+    let refused = json_of(&exits(&mut execute, 3));
+    assert_eq!(refused["error"]["code"], "FORCE_ACK_INVALID", "{refused:#}");
+    assert_eq!(refused["ticket"]["status"], "RUNNING", "{refused:#}");
+    assert_eq!(t.w.head(), head, "nothing committed");
+    let (digest, pause) = t.pause_state("OPS-12");
+    assert_eq!(digest, refused["ticket"]["pause_state"]);
+    assert_eq!(pause["status"], "RUNNING", "{pause:#}");
+    let actions = commands(&pause["actions"]);
+    assert!(
+        actions[0].contains(&format!(" approve {plan} ")),
+        "{actions:#?}"
+    );
+
+    // The repository moves on before the approval: the plan is stale and the ticket FAILED.
+    repo::write(&t.w.repo(), "docs/late.txt", "late\n");
+    git(&t.w.repo(), &["add", "-A"]);
+    git(&t.w.repo(), &["commit", "-q", "-m", "late"]);
+    let mut approve = t.admission();
+    approve
+        .args(["approve", &plan, "--approver", APPROVER, "--key"])
+        .arg(&t.w.operator.key)
+        .args(["-o", "ack.json"]);
+    exits(&mut approve, 0);
+    let mut execute = t.admission();
+    execute
+        .args(["--json", "execute", &plan, "--force-ack", "ack.json"])
+        .arg("--allowed-signers")
+        .arg(&t.w.operator.allowed_signers);
+    let stale = json_of(&exits(&mut execute, 6));
+    assert_eq!(stale["error"]["code"], "STALE_PLAN", "{stale:#}");
+    assert_eq!(stale["ticket"]["status"], "FAILED", "{stale:#}");
+    let failed = t.show("OPS-12");
+    assert_eq!(failed["ticket"]["status"], "FAILED", "{failed:#}");
+    assert_eq!(
+        failed["ticket"]["resolution"]["error"]["code"], "STALE_PLAN",
+        "{failed:#}"
+    );
+    assert!(t.w.repo().join("src/old.rs").is_file(), "nothing deleted");
+
+    // Made ready again, it plans against the new state and pauses for a fresh approval.
+    t.ready("OPS-12");
+    let replanned = t.process_one();
+    assert_eq!(replanned["ticket_status"], "RUNNING", "{replanned:#}");
+    let record = t.artifact(&replanned["run_record"], "mechanism.run-record/v0");
+    assert_ne!(string(&record["plan_hash"]), plan, "a new plan");
 }
