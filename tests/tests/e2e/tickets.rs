@@ -927,3 +927,39 @@ fn a_paused_ticket_stays_running_through_an_event_and_a_refused_force_ack_and_fa
     let record = t.artifact(&replanned["run_record"], "mechanism.run-record/v0");
     assert_ne!(string(&record["plan_hash"]), plan, "a new plan");
 }
+
+#[test]
+fn a_ticket_refused_for_its_work_stores_nothing_not_even_its_inputs() {
+    let t = Tix::new();
+    let patch = t.append_patch("orphan");
+    t.file_ticket(&t.ticket("OPS-13", &t.append_patch("kept")));
+    let objects = t.objects();
+    for (id, member, value) in [
+        ("BAD-6", "mechanism", "no_such_mechanism"),
+        ("BAD-7", "operation", "frobnicate"),
+    ] {
+        let mut ticket = t.ticket(id, &patch);
+        ticket["work"][member] = json!(value);
+        let file = t.write_json(&format!("{id}.json"), &ticket);
+        let why = t.refused(&["ticket", "new", &file]);
+        assert!(why.contains(value), "{why}");
+        assert_eq!(
+            t.objects(),
+            objects,
+            "refusing {id} (work.{member} {value}) stored its patch all the same"
+        );
+    }
+}
+
+#[test]
+fn a_ticket_file_cannot_claim_a_status_only_a_run_gives() {
+    let t = Tix::new();
+    let patch = t.append_patch("claims");
+    let mut ticket = t.ticket("OPS-14", &patch);
+    ticket["status"] = json!("RUNNING");
+    let file = t.write_json("OPS-14.json", &ticket);
+    // Filed RUNNING with no run, it could never be made ready nor run: refuse it up front.
+    let why = t.refused(&["ticket", "new", &file]);
+    assert!(why.contains("RUNNING"), "{why}");
+    assert!(t.listed().is_empty());
+}
