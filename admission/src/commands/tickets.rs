@@ -17,9 +17,11 @@ use crate::tickets::process::{self, blocker_text};
 
 /// `admission ticket new FILE`.
 pub fn new(cli: &Cli, out: Output, path: &Path) -> Result<u8, CommandError> {
+    let mut ticket = file::read_ticket(path).map_err(bad_input)?;
     let setup = setup(cli)?;
-    let mut ticket = file::read_ticket(path, &setup.store).map_err(bad_input)?;
     check_work(&setup, &ticket)?;
+    // Only a ticket that will be kept has its inputs stored.
+    file::store_inputs(&mut ticket, path, &setup.store).map_err(bad_input)?;
     let _lock = process::lock(&setup, true)?;
     let ledger = Ledger::new(&setup.store);
     let (digest, created) = match ledger.ticket(&ticket.ticket_id)? {

@@ -20,8 +20,8 @@ const PLACEHOLDERS: &[&str] = &["todo", "tbd", "fixme", "xxx", "fix", "fix it", 
 
 /// Reads the ticket file at `path`: strict I-JSON, no member the admission writes, `kind`
 /// and `status` (NEW) filled in when absent, checked against the schema and for a clear
-/// objective; path inputs are stored as blobs and named by digest.
-pub fn read_ticket(path: &Path, store: &Store) -> Result<Ticket, ErrorInfo> {
+/// objective. Nothing is stored: see [`store_inputs`].
+pub fn read_ticket(path: &Path) -> Result<Ticket, ErrorInfo> {
     let mut object = read_object(path, "ticket")?;
     let invalid = |reason: String| {
         ErrorInfo::new(
@@ -48,7 +48,7 @@ pub fn read_ticket(path: &Path, store: &Store) -> Result<Ticket, ErrorInfo> {
         return Err(invalid(reason));
     }
     schema::validate(SchemaName::Ticket, &value).map_err(|e| invalid(e.to_string()))?;
-    let mut ticket: Ticket = Artifact::from_value(value)
+    let ticket: Ticket = Artifact::from_value(value)
         .and_then(|a| a.view())
         .map_err(|e| invalid(e.to_string()))?;
     if matches!(
@@ -72,6 +72,12 @@ pub fn read_ticket(path: &Path, store: &Store) -> Result<Ticket, ErrorInfo> {
             "an acceptance criterion is blank: {empty:?}"
         )));
     }
+    Ok(ticket)
+}
+
+/// Stores a ticket's path inputs (relative to the ticket file at `path`) as blobs and names
+/// them by digest; digests are checked against the store.
+pub fn store_inputs(ticket: &mut Ticket, path: &Path, store: &Store) -> Result<(), ErrorInfo> {
     let base = path.parent().unwrap_or(Path::new("."));
     let label = format!("ticket {}", ticket.ticket_id);
     for (name, given) in &mut ticket.work.inputs {
@@ -79,7 +85,7 @@ pub fn read_ticket(path: &Path, store: &Store) -> Result<Ticket, ErrorInfo> {
             .map_err(|e| ErrorInfo::new(e.code(), e.to_string()))?;
         *given = digest.to_string();
     }
-    Ok(ticket)
+    Ok(())
 }
 
 /// Reads the event file at `path`: strict I-JSON, `kind` filled in and `processed` false when

@@ -961,5 +961,6 @@ fn a_ticket_file_cannot_claim_a_status_only_a_run_gives() {
     // Filed RUNNING with no run, it could never be made ready nor run: refuse it up front.
     let why = t.refused(&["ticket", "new", &file]);
     assert!(why.contains("RUNNING"), "{why}");
-    assert!(t.listed().is_empty());
+    // Refused before anything is opened: not even a store was made.
+    assert!(!t.w.store().exists(), "a refused ticket made a store");
 }
