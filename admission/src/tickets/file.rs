@@ -15,6 +15,17 @@ use crate::workorder::{read_bounded, resolve_input, unknown_member};
 /// Members only the admission writes: a file that sets them is refused.
 const WRITTEN_BY_ADMISSION: &[&str] = &["previous", "event_id", "resolution", "updated_at"];
 
+/// Every member of a ticket's `work`; its schema allows no other.
+const WORK_FIELDS: &[&str] = &[
+    "mechanism",
+    "operation",
+    "params",
+    "inputs",
+    "budget",
+    "budget_ms",
+    "branch",
+];
+
 /// Words that say an objective is not written yet.
 const PLACEHOLDERS: &[&str] = &["todo", "tbd", "fixme", "xxx", "fix", "fix it", "wip", "n/a"];
 
@@ -44,7 +55,11 @@ pub fn read_ticket(path: &Path) -> Result<Ticket, ErrorInfo> {
         .entry("status")
         .or_insert_with(|| Value::from(TicketStatus::New.as_str()));
     let value = Value::Object(object);
-    if let Some(reason) = unknown_member(&value, Ticket::FIELDS, "a ticket") {
+    let unknown = unknown_member(&value, Ticket::FIELDS, "a ticket").or_else(|| {
+        let work = value.get("work")?;
+        unknown_member(work, WORK_FIELDS, "a ticket's work").map(|r| format!("work: {r}"))
+    });
+    if let Some(reason) = unknown {
         return Err(invalid(reason));
     }
     schema::validate(SchemaName::Ticket, &value).map_err(|e| invalid(e.to_string()))?;
@@ -172,5 +187,27 @@ mod tests {
         assert!(unclear_objective("fix it.").is_some());
         assert!(unclear_objective("refactor").is_some());
         assert!(unclear_objective("two\nlines here").is_some());
+    }
+
+    #[test]
+    fn work_fields_are_the_schemas() {
+        let schema: Value = serde_json::from_str(
+            schema::embedded_files()
+                .into_iter()
+                .find(|(path, _)| *path == SchemaName::Ticket.path())
+                .map(|(_, source)| source)
+                .unwrap(),
+        )
+        .unwrap();
+        let mut in_schema: Vec<&str> = schema["$defs"]["work"]["properties"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        let mut listed = WORK_FIELDS.to_vec();
+        in_schema.sort_unstable();
+        listed.sort_unstable();
+        assert_eq!(in_schema, listed);
     }
 }
