@@ -172,6 +172,52 @@ fn schema_enums_match_the_rust_enums() {
         assert_eq!(serde_json::to_value(gate).unwrap(), json!(gate.as_str()));
     }
     assert!(Determinism::D0 < Determinism::D1 && Determinism::D2 < Determinism::D3);
+
+    // A run record names the failed gate as a witness does (the order may differ).
+    let run_record = schema_source(SchemaName::RunRecord.path());
+    let failed_gate: BTreeSet<&str> = run_record["properties"]["failed_gate"]["enum"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert_eq!(failed_gate, gates.iter().copied().collect::<BTreeSet<_>>());
+    let ticket = schema_source(SchemaName::Ticket.path());
+    let statuses = [
+        TicketStatus::New,
+        TicketStatus::Todo,
+        TicketStatus::Ready,
+        TicketStatus::Running,
+        TicketStatus::Done,
+        TicketStatus::Failed,
+        TicketStatus::Blocked,
+    ];
+    let spelt: Vec<Value> = statuses
+        .iter()
+        .map(|s| serde_json::to_value(s).unwrap())
+        .collect();
+    assert_eq!(ticket["$defs"]["status"]["enum"], json!(spelt));
+    for status in statuses {
+        assert_eq!(
+            serde_json::to_value(status).unwrap(),
+            json!(status.as_str())
+        );
+    }
+    let event = schema_source(SchemaName::Event.path());
+    let outcomes = [
+        EventOutcome::Scheduled,
+        EventOutcome::MissingTicket,
+        EventOutcome::NonExecutableStatus,
+        EventOutcome::Blocked,
+    ];
+    assert_eq!(
+        event["properties"]["resolution"]["properties"]["outcome"]["enum"],
+        json!(outcomes)
+    );
+    assert_eq!(
+        event["properties"]["type"]["enum"],
+        json!([EventType::TicketReady])
+    );
 }
 
 // ---------------------------------------------------------------------------------------
@@ -331,6 +377,11 @@ fn artifact_fixtures_read_as_their_typed_views() {
     check::<NextActions>();
     check::<Registry>();
     check::<ExecutionDocument>();
+    check::<Ticket>();
+    check::<Event>();
+    check::<ContextSnapshot>();
+    check::<OutputBundle>();
+    check::<PauseState>();
 }
 
 #[test]
@@ -972,39 +1023,32 @@ fn typed_views_refuse_another_kind() {
     assert!(artifact.view::<Plan>().is_ok());
 }
 
-/// The workorder schema, its Rust type and `Workorder::FIELDS` name the same members, and the
-/// schema refuses any other (a misspelt `ticket_id` would otherwise vanish unseen).
-#[test]
-fn workorder_fields_agree_between_schema_type_and_list() {
+/// The schema `name`, the list `fields` and the serialised keys of `full` (a value with every
+/// member set) name the same members, and the schema refuses any other (a misspelt optional
+/// member would otherwise vanish unseen).
+fn fields_agree<T: Kind>(name: SchemaName, fields: &[&str], full: &T) -> Artifact {
     let source = schema::embedded_files()
         .into_iter()
-        .find(|(path, _)| *path == SchemaName::Workorder.path())
+        .find(|(path, _)| *path == name.path())
         .map(|(_, source)| source)
         .unwrap();
     let document: serde_json::Value = serde_json::from_str(source).unwrap();
-    assert_eq!(document["additionalProperties"], json!(false));
+    assert_eq!(
+        document["additionalProperties"],
+        json!(false),
+        "{}",
+        T::KIND
+    );
     let in_schema: BTreeSet<&str> = document["properties"]
         .as_object()
         .unwrap()
         .keys()
         .map(String::as_str)
         .collect();
-    let listed: BTreeSet<&str> = Workorder::FIELDS.iter().copied().collect();
-    assert_eq!(in_schema, listed);
-    let full = Artifact::from_typed(&Workorder {
-        work_order_id: "wo-1".into(),
-        mechanism: "git_apply_patch".into(),
-        operation: "apply".into(),
-        params: json!({}),
-        inputs: BTreeMap::new(),
-        budget: budget(),
-        ticket_id: Some("OPS-1".into()),
-        context_snapshot_id: Some(d("snapshot")),
-        budget_ms: Some(60_000),
-        branch: Some("main".into()),
-        runner: Some(mechanism()),
-    })
-    .unwrap();
+    let listed: BTreeSet<&str> = fields.iter().copied().collect();
+    assert_eq!(in_schema, listed, "{}", T::KIND);
+    let full = Artifact::from_typed(full).unwrap();
+    schema::validate_artifact(&full).unwrap();
     let serialised: BTreeSet<&str> = full
         .value()
         .as_object()
@@ -1012,8 +1056,251 @@ fn workorder_fields_agree_between_schema_type_and_list() {
         .keys()
         .map(String::as_str)
         .collect();
-    assert_eq!(serialised, listed);
+    assert_eq!(serialised, listed, "{}", T::KIND);
     let mut extra = full.value().clone();
     extra["ticketid"] = json!("OPS-1");
-    assert!(schema::validate(SchemaName::Workorder, &extra).is_err());
+    assert!(schema::validate(name, &extra).is_err(), "{}", T::KIND);
+    full
+}
+
+/// The workorder schema, its Rust type and `Workorder::FIELDS` name the same members.
+#[test]
+fn workorder_fields_agree_between_schema_type_and_list() {
+    fields_agree(
+        SchemaName::Workorder,
+        Workorder::FIELDS,
+        &Workorder {
+            work_order_id: "wo-1".into(),
+            mechanism: "git_apply_patch".into(),
+            operation: "apply".into(),
+            params: json!({}),
+            inputs: BTreeMap::new(),
+            budget: budget(),
+            ticket_id: Some("OPS-1".into()),
+            context_snapshot_id: Some(d("snapshot")),
+            budget_ms: Some(60_000),
+            branch: Some("main".into()),
+            runner: Some(mechanism()),
+        },
+    );
+}
+
+/// The ticket schema, its Rust type and `Ticket::FIELDS` name the same members; so do the
+/// event's, which `events add` checks files against.
+#[test]
+fn ticket_and_event_fields_agree_between_schema_type_and_list() {
+    fields_agree(
+        SchemaName::Ticket,
+        Ticket::FIELDS,
+        &ticket(TicketStatus::Done),
+    );
+    fields_agree(
+        SchemaName::Event,
+        Event::FIELDS,
+        &Event {
+            source: Some("admission ticket ready".into()),
+            ..processed_event(EventOutcome::Scheduled)
+        },
+    );
+}
+
+fn ticket(status: TicketStatus) -> Ticket {
+    Ticket {
+        ticket_id: "OPS-1".into(),
+        objective: "Fix the frobnicator in the main repository".into(),
+        acceptance: vec!["the patch applies on main".into()],
+        status,
+        blocked_on: vec![
+            Blocker {
+                ticket_id: Some("OPS-0".into()),
+                reason: None,
+            },
+            Blocker {
+                ticket_id: None,
+                reason: Some("needs the new API".into()),
+            },
+        ],
+        work: TicketWork {
+            mechanism: "git_apply_patch".into(),
+            operation: "apply".into(),
+            params: json!({"repo": "repo"}),
+            inputs: BTreeMap::from([("patch".to_owned(), d("patch").to_string())]),
+            budget: budget(),
+            budget_ms: Some(120_000),
+            branch: Some("main".into()),
+        },
+        previous: Some(d("ticket-before")),
+        event_id: Some("ready-1".into()),
+        resolution: Some(TicketResolution {
+            run_record: Some(d("run-record")),
+            commit: Some(NEXT.into()),
+            error: None,
+        }),
+        updated_at: Some("2026-11-22T18:00:02Z".into()),
+    }
+}
+
+fn processed_event(outcome: EventOutcome) -> Event {
+    let scheduled = outcome == EventOutcome::Scheduled;
+    let has_ticket = outcome != EventOutcome::MissingTicket;
+    Event {
+        event_id: "ready-1".into(),
+        event_type: EventType::TicketReady,
+        ticket_id: "OPS-1".into(),
+        processed: true,
+        resolution: Some(EventResolution {
+            outcome,
+            reason: "because".into(),
+            run_uid: scheduled.then(|| "r1".to_owned()),
+            run_record: scheduled.then(|| d("run-record")),
+            ticket: has_ticket.then(|| d("ticket")),
+            pause_state: has_ticket.then(|| d("pause-state")),
+            blockers: if outcome == EventOutcome::Blocked {
+                vec![Blocker {
+                    ticket_id: Some("OPS-0".into()),
+                    reason: None,
+                }]
+            } else {
+                vec![]
+            },
+            processed_at: "2026-11-22T18:00:02Z".into(),
+        }),
+        source: None,
+        previous: Some(d("pending")),
+    }
+}
+
+#[test]
+fn every_ticket_kind_validates_and_round_trips() {
+    round_trip(&ticket(TicketStatus::Done));
+    round_trip(&Ticket {
+        blocked_on: vec![],
+        previous: None,
+        event_id: None,
+        resolution: None,
+        updated_at: None,
+        work: TicketWork {
+            inputs: BTreeMap::new(),
+            budget_ms: None,
+            branch: None,
+            ..ticket(TicketStatus::New).work
+        },
+        ..ticket(TicketStatus::New)
+    });
+    // A workorder that could not run leaves a FAILED ticket without a run record.
+    round_trip(&Ticket {
+        resolution: Some(TicketResolution {
+            run_record: None,
+            commit: None,
+            error: Some(ErrorInfo::new(ErrorCode::InvalidParams, "no such input")),
+        }),
+        ..ticket(TicketStatus::Failed)
+    });
+    round_trip(&Event {
+        processed: false,
+        resolution: None,
+        previous: None,
+        ..processed_event(EventOutcome::Scheduled)
+    });
+    for outcome in [
+        EventOutcome::Scheduled,
+        EventOutcome::MissingTicket,
+        EventOutcome::NonExecutableStatus,
+        EventOutcome::Blocked,
+    ] {
+        round_trip(&processed_event(outcome));
+    }
+    // SCHEDULED whose workorder could not run: the ticket failed, no run exists.
+    let mut unrun = processed_event(EventOutcome::Scheduled);
+    if let Some(resolution) = unrun.resolution.as_mut() {
+        resolution.run_uid = None;
+        resolution.run_record = None;
+    }
+    round_trip(&unrun);
+    let snapshot = ContextSnapshot {
+        snapshot_id: "snap-r1".into(),
+        ticket_id: "OPS-1".into(),
+        ticket: d("ticket"),
+        mechanism: "git_apply_patch".into(),
+        operation: "apply".into(),
+        params: json!({"repo": "repo", "branch": "main"}),
+        inputs: BTreeMap::from([("patch".to_owned(), d("patch"))]),
+        plan_hash: Some(d("plan")),
+        state: Some(json!({"repo": "repo", "base_commit": BASE})),
+        error: None,
+        taken_at: "2026-11-22T18:00:00Z".into(),
+    };
+    round_trip(&snapshot);
+    round_trip(&ContextSnapshot {
+        plan_hash: None,
+        state: None,
+        error: Some(ErrorInfo::new(ErrorCode::ExecutionFailed, "does not apply")),
+        ..snapshot
+    });
+    let bundle = OutputBundle {
+        output_id: "out-r1".into(),
+        run_uid: "r1".into(),
+        work_order_id: "OPS-1@ready-1".into(),
+        plan_hash: Some(d("plan")),
+        admission_hash: Some(d("admission")),
+        force_ack_hash: Some(d("force-ack")),
+        result_hash: Some(d("result")),
+        witness_hash: Some(d("witness")),
+        commit: Some(NEXT.into()),
+        state: Some(json!({"commit": NEXT})),
+        evidence: Some(json!({"commit": NEXT})),
+    };
+    round_trip(&bundle);
+    // A run refused before planning produced nothing but its bundle.
+    round_trip(&OutputBundle {
+        plan_hash: None,
+        admission_hash: None,
+        force_ack_hash: None,
+        result_hash: None,
+        witness_hash: None,
+        commit: None,
+        state: None,
+        evidence: None,
+        ..bundle
+    });
+    let pause = PauseState {
+        ticket_id: "OPS-1".into(),
+        ticket: d("ticket"),
+        status: TicketStatus::Running,
+        reason: "the plan waits for a force-ack".into(),
+        event_id: Some("ready-1".into()),
+        run_uid: Some("r1".into()),
+        run_record: Some(d("run-record")),
+        actions: actions(),
+        paused_at: "2026-11-22T18:00:01Z".into(),
+    };
+    round_trip(&pause);
+    round_trip(&PauseState {
+        status: TicketStatus::Blocked,
+        event_id: None,
+        run_uid: None,
+        run_record: None,
+        ..pause
+    });
+    round_trip(&RunRecord {
+        work_order_id: "OPS-1@ready-1".into(),
+        run_uid: "r3".into(),
+        mechanism: "git_apply_patch".into(),
+        operation: "apply".into(),
+        decision: GateDecision::Fail,
+        outcome: RunOutcome::Denied,
+        workorder: Some(d("workorder")),
+        ticket_id: Some("OPS-1".into()),
+        failed_gate: Some(Gate::Cap),
+        output_id: Some(d("output")),
+        plan_hash: Some(d("plan")),
+        admission_hash: Some(d("admission")),
+        force_ack_hash: None,
+        result_hash: None,
+        witness_hash: None,
+        error: Some(ErrorInfo::new(ErrorCode::CapabilityDenied, "outside")),
+        next_actions: NextActionsRef::Inline(actions()),
+        started_at: None,
+        finished_at: None,
+    });
 }

@@ -196,16 +196,17 @@ pub struct EventResolution {
     pub outcome: EventOutcome,
     /// Why, for people.
     pub reason: String,
-    /// The run, when scheduled: its journal uid.
+    /// The run, when scheduled and its workorder ran: its journal uid.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub run_uid: Option<String>,
-    /// The run record, when scheduled.
+    /// The run record, with `run_uid`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub run_record: Option<Digest>,
-    /// The ticket version the processing wrote last, when there is a ticket.
+    /// The ticket version the processing wrote last (or found, if it wrote none), unless
+    /// `MISSING_TICKET`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ticket: Option<Digest>,
-    /// The pause state the processing ended in, when there is a ticket.
+    /// The pause state the processing ended in, unless `MISSING_TICKET`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pause_state: Option<Digest>,
     /// The unresolved blockers, when blocked.
