@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use git2::{IndexAddOption, Repository, RepositoryInitOptions, Signature, Time};
-use protocol::artifact::kinds::RunOutcome;
+use protocol::artifact::kinds::{Event, EventOutcome, EventType, RunOutcome, TicketStatus};
 use protocol::force_ack::allowed_signers::AllowedSigners;
 use protocol::force_ack::ssh_key::{rand_core::OsRng, Algorithm, LineEnding, PrivateKey};
 use protocol::force_ack::{self, NAMESPACE};
@@ -29,6 +29,7 @@ use crate::journal::Journal;
 use crate::locate::STORE_DIR;
 use crate::pipeline::{self, Invocation, Mode, Report, Setup, WorkorderSource};
 use crate::registry::Registry;
+use crate::tickets::{self, ledger::Ledger};
 use crate::verify;
 
 /// The operator of the demo, as named in its `allowed_signers`.
@@ -86,6 +87,9 @@ fn kept_commands(dir: &Path, summary: &Value) -> Vec<String> {
         commands.push(format!(
             "admission --allowed-signers {OPERATOR_DIR}/{ALLOWED_SIGNERS} verify {witness}"
         ));
+    }
+    if let Some(ticket) = summary["ticket"]["ticket_id"].as_str() {
+        commands.push(format!("admission ticket show {ticket}"));
     }
     commands
 }
@@ -189,6 +193,12 @@ fn demo(cli: &Cli, dir: &Path) -> Result<(String, Value, bool), CommandError> {
         let ok = tell_verify(&mut story, &setup, &signers, &witness);
         verified.push((witness, ok));
     }
+    let ok = one.outcome == Some(RunOutcome::Succeeded)
+        && two.outcome == Some(RunOutcome::AwaitingForceAck)
+        && three.as_ref().and_then(|r| r.outcome) == Some(RunOutcome::Succeeded)
+        && verified.len() == 2
+        && verified.iter().all(|(_, ok)| *ok);
+    let (ticket, ticket_ok) = ticket_chapter(&setup, dir, &invocation, &mut story)?;
     let head = Repository::open(&repo_dir)
         .and_then(|r| {
             r.head()
@@ -196,14 +206,9 @@ fn demo(cli: &Cli, dir: &Path) -> Result<(String, Value, bool), CommandError> {
                 .map(|c| c.id().to_string())
         })
         .unwrap_or_default();
-    let ok = one.outcome == Some(RunOutcome::Succeeded)
-        && two.outcome == Some(RunOutcome::AwaitingForceAck)
-        && three.as_ref().and_then(|r| r.outcome) == Some(RunOutcome::Succeeded)
-        && verified.len() == 2
-        && verified.iter().all(|(_, ok)| *ok);
     let (terraform, terraform_ok) =
         terraform_chapter(&setup, dir, &key, &signers, &invocation, &mut story)?;
-    let ok = ok && terraform_ok;
+    let ok = ok && ticket_ok && terraform_ok;
     if ok {
         let _ = writeln!(
             story,
@@ -227,9 +232,86 @@ fn demo(cli: &Cli, dir: &Path) -> Result<(String, Value, bool), CommandError> {
         ],
         "force_ack": ack_path.map(|p| p.display().to_string()),
         "verified": verified.iter().map(|(w, ok)| json!({"witness": w, "verified": ok})).collect::<Vec<_>>(),
+        "ticket": ticket,
         "terraform": terraform,
     });
     Ok((story, summary, ok))
+}
+
+/// The ticket chapter: a READY ticket filed, its TICKET_READY event processed, the ticket
+/// DONE with its commit and pause state. Returns its JSON summary and whether it went so.
+fn ticket_chapter(
+    setup: &Setup,
+    dir: &Path,
+    invocation: &Invocation,
+    story: &mut String,
+) -> Result<(Value, bool), CommandError> {
+    let path = write_workorder(dir, &LIGHT_DIM)?;
+    let mut ticket = tickets::file::read_ticket(&path).map_err(|e| internal(e.message))?;
+    tickets::file::store_inputs(&mut ticket, &path, &setup.store)
+        .map_err(|e| internal(e.message))?;
+    ticket.updated_at = Some(pipeline::now());
+    let ledger = Ledger::new(&setup.store);
+    ledger.put_ticket(&ticket, "admission demo")?;
+    let event = Event {
+        event_id: "demo-ready-1".to_owned(),
+        event_type: EventType::TicketReady,
+        ticket_id: ticket.ticket_id.clone(),
+        processed: false,
+        resolution: None,
+        source: Some("admission demo".to_owned()),
+        previous: None,
+    };
+    ledger.add_event(&event, "admission demo")?;
+    let mut quiet = |_: &protocol::verbs::ProgressParams| {};
+    let processed = tickets::process::process_pending(setup, invocation, &mut quiet)?;
+    let _ = writeln!(
+        story,
+        "\nThen a ticket: {} READY (\"{}\"), its TICKET_READY event, then `admission events process`:",
+        ticket.ticket_id, ticket.objective
+    );
+    let Some(done) = processed.first() else {
+        let _ = writeln!(story, "   no event was processed  FAILED");
+        return Ok((
+            json!({"ticket_id": ticket.ticket_id, "processed": null}),
+            false,
+        ));
+    };
+    let ended = ledger.ticket(&ticket.ticket_id)?;
+    let commit = ended
+        .as_ref()
+        .and_then(|t| t.value.resolution.as_ref())
+        .and_then(|r| r.commit.clone());
+    let _ = writeln!(
+        story,
+        "   {}: snapshot of main, workorder {}@{}, run {}",
+        serde_json::to_value(done.outcome)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default(),
+        ticket.ticket_id,
+        event.event_id,
+        done.run_uid.as_deref().unwrap_or("-")
+    );
+    let _ = writeln!(
+        story,
+        "   ticket {} {}{}; its pause state holds {}, the first `{}`",
+        ticket.ticket_id,
+        done.ticket_status.map_or("?", |s| s.as_str()),
+        commit
+            .as_deref()
+            .map(|c| format!(" at {}", abbrev(c)))
+            .unwrap_or_default(),
+        crate::text::count(done.actions.len(), "next command", "next commands"),
+        done.actions.first().map_or("", |a| a.command.as_str())
+    );
+    let ok = done.outcome == EventOutcome::Scheduled
+        && done.ticket_status == Some(TicketStatus::Done)
+        && commit.is_some();
+    Ok((
+        json!({"ticket_id": ticket.ticket_id, "processed": done, "commit": commit}),
+        ok,
+    ))
 }
 
 /// Verifies the chain of `witness` offline and tells how it went; returns whether it holds.
@@ -504,6 +586,11 @@ const ADD_KEEPER: Example = Example {
     name: "add-keeper",
     workorder: include_str!("../../../examples/demo/add-keeper.json"),
     patch: include_str!("../../../examples/demo/add-keeper.diff"),
+};
+const LIGHT_DIM: Example = Example {
+    name: "light-dim",
+    workorder: include_str!("../../../examples/demo/light-dim.json"),
+    patch: include_str!("../../../examples/demo/light-dim.diff"),
 };
 const DROP_NOTES: Example = Example {
     name: "drop-notes",

@@ -1285,6 +1285,7 @@ fn the_demo_runs_and_verifies() {
     assert!(text.contains("checks hold"), "{text}");
     assert!(!text.contains("NOT verified"), "{text}");
     assert!(text.contains("proven"), "{text}");
+    assert!(text.contains("ticket DEMO-3 DONE at"), "{text}");
     assert!(
         text.contains("8. `admission verify`, offline:"),
         "no Terraform chapter (it needs terraform on PATH): {text}"

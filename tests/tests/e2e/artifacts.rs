@@ -70,6 +70,12 @@ fn every_artifact_of_a_demo_validates_against_its_schema() {
         serde_json::from_slice(&fs::read(module.join("terraform.tfstate")).unwrap()).unwrap();
     assert_eq!(state["resources"], json!([]), "{state:#}");
 
+    // The ticket chapter: its event scheduled, the ticket DONE at a commit.
+    let ticket = &summary["ticket"];
+    assert_eq!(ticket["processed"]["outcome"], "SCHEDULED", "{ticket:#}");
+    assert_eq!(ticket["processed"]["ticket_status"], "DONE", "{ticket:#}");
+    assert_eq!(ticket["commit"], summary["head"], "{ticket:#}");
+
     let mut objects = Vec::new();
     files_under(&store.join("objects"), &mut objects);
     let mut kinds = std::collections::BTreeSet::new();
@@ -94,6 +100,11 @@ fn every_artifact_of_a_demo_validates_against_its_schema() {
         "mechanism.result/v0",
         "mechanism.result-witness/v0",
         "mechanism.run-record/v0",
+        "mechanism.output-bundle/v0",
+        "mechanism.ticket/v0",
+        "mechanism.event/v0",
+        "mechanism.context-snapshot/v0",
+        "mechanism.pause-state/v0",
     ] {
         assert!(
             kinds.contains(kind),
