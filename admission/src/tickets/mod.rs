@@ -5,3 +5,4 @@
 pub mod file;
 pub mod ledger;
 pub mod process;
+pub mod trace;
