@@ -50,6 +50,9 @@
 //!   `state.files`: see `mechanisms/git_apply_patch/src/state.rs`;
 //! - `state.other` (skipped): the effects no state check covers, all of them for a mechanism
 //!   that is not built in.
+//! - `trace.workorder`, `trace.snapshot`, `trace.ticket`, `trace.output`, `trace.pause`, from
+//!   a run record: its links to its workorder, context snapshot, ticket, output bundle and
+//!   pause state; see `tickets/trace.rs`.
 
 use std::fmt;
 use std::path::Path;
@@ -69,6 +72,7 @@ use serde_json::Value;
 use crate::outcome::Outcome;
 use crate::pipeline::{AdmissionRecord, ADMISSIONS};
 use crate::result_checks;
+use crate::tickets::trace;
 use protocol::store::refs::RESULTS;
 
 mod ack;
@@ -313,6 +317,11 @@ pub fn verify(
     ));
     chain.follow();
     chain.check_all(workspace, allowed_signers);
+    if let Some((digest, record)) = &chain.record {
+        chain
+            .checks
+            .extend(trace::trace(store, digest, record).checks);
+    }
     Ok(Report {
         start: *digest,
         kind,

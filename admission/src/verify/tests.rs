@@ -10,8 +10,8 @@ use std::process::Command;
 use protocol::artifact::effect::{Effect, FS_WRITE, GIT_COMMIT};
 use protocol::artifact::kinds::{
     AdmissionDecision, AdmissionWitness, Costs, Determinism, ErrorInfo, Gate, GateDecision,
-    GateRecord, MechanismRef, NextActionsRef, Plan, ResultArtifact, ResultPredicate, ResultStatus,
-    ResultWitness, RunOutcome, RunRecord, Subject,
+    GateRecord, MechanismRef, NextActionsRef, OutputBundle, Plan, ResultArtifact, ResultPredicate,
+    ResultStatus, ResultWitness, RunOutcome, RunRecord, Subject,
 };
 use protocol::artifact::{Artifact, Kind};
 use protocol::force_ack::allowed_signers::AllowedSigners;
@@ -1258,4 +1258,51 @@ fn a_plan_stating_other_blob_ids_than_the_commit_fails() {
         check.detail.contains("committed but not planned"),
         "{check}"
     );
+}
+
+#[test]
+fn a_run_record_is_traced_and_a_broken_trace_fails_verify() {
+    let w = World::new();
+    // A run outside tickets: the trace checks are made, and skipped.
+    let b = build(&w, Knobs::default());
+    let report = w.verify(&b.record);
+    assert_failures(&report, &[]);
+    for name in [
+        "trace.workorder",
+        "trace.snapshot",
+        "trace.ticket",
+        "trace.output",
+        "trace.pause",
+    ] {
+        let check = report.named(name).next().unwrap();
+        assert_eq!(check.outcome, Outcome::Skip, "{check}");
+    }
+    // A record naming the output bundle of another run.
+    let bundle = w.put(&OutputBundle {
+        output_id: "out-run-other".to_owned(),
+        run_uid: "run-other".to_owned(),
+        work_order_id: "wo-1".to_owned(),
+        plan_hash: None,
+        admission_hash: None,
+        force_ack_hash: None,
+        result_hash: None,
+        witness_hash: None,
+        commit: None,
+        state: None,
+        evidence: None,
+    });
+    let b = build(
+        &w,
+        Knobs {
+            record: Some(Box::new(move |record| record.output_id = Some(bundle))),
+            ..Knobs::default()
+        },
+    );
+    let report = w.verify(&b.record);
+    assert_failures(&report, &["trace.output"]);
+    let check = failure(&report, "trace.output", ErrorCode::IntegrityMismatch);
+    assert!(check.detail.contains("run-other"), "{check}");
+    // The trace checks come from a run record only.
+    let report = w.verify(&b.result);
+    assert_eq!(report.named("trace.output").count(), 0);
 }
