@@ -22,9 +22,7 @@
 //! A check that needs an artifact an earlier check could not read is skipped, since that
 //! check's failure already says why.
 
-use protocol::artifact::kinds::{
-    ContextSnapshot, OutputBundle, PauseState, RunRecord, Ticket, Workorder,
-};
+use protocol::artifact::kinds::{ContextSnapshot, OutputBundle, RunRecord, Ticket, Workorder};
 use protocol::artifact::Kind;
 use protocol::store::Store;
 use protocol::{Digest, ErrorCode, ErrorInfo};
@@ -44,24 +42,16 @@ pub const OUTPUT: &str = "trace.output";
 /// Check name: the ticket's latest pause state.
 pub const PAUSE: &str = "trace.pause";
 
-/// What a run record leads to, as read (an artifact that could not be read is `None`), and
-/// the trace checks made on it.
+/// The artifacts of a run record's cycle that only the record leads to, as read (`None`
+/// when named nowhere or unreadable), and the trace checks made.
 #[derive(Debug, Default)]
 pub struct Trace {
     /// The record's workorder.
     pub workorder: Option<Stored<Workorder>>,
     /// The workorder's context snapshot.
     pub snapshot: Option<Stored<ContextSnapshot>>,
-    /// The ticket version the snapshot was made from.
-    pub planned_from: Option<Stored<Ticket>>,
-    /// The ticket's current version.
-    pub current: Option<Stored<Ticket>>,
-    /// The ticket's versions, newest first, from the current one.
-    pub history: Vec<Stored<Ticket>>,
     /// The record's output bundle.
     pub output: Option<Stored<OutputBundle>>,
-    /// The ticket's latest pause state.
-    pub pause: Option<Stored<PauseState>>,
     /// The checks, in the order the module docs list them.
     pub checks: Vec<Check>,
 }
@@ -221,7 +211,7 @@ impl Trace {
         };
         let named = snapshot.value.ticket;
         let version = match read::<Ticket>(store, named) {
-            Ok(version) => version,
+            Ok(version) => version.value,
             Err(e) => {
                 let by = format!("the ticket version named by snapshot {}", snapshot.digest);
                 self.checks.push(unreadable(TICKET, &e, &by));
@@ -229,10 +219,10 @@ impl Trace {
             }
         };
         let mut problems = Vec::new();
-        if version.value.ticket_id != *ticket_id {
+        if version.ticket_id != *ticket_id {
             problems.push(format!(
                 "the snapshot was made from {named}, a version of ticket {}, not {ticket_id}",
-                version.value.ticket_id
+                version.ticket_id
             ));
         }
         let ledger = Ledger::new(store);
@@ -246,34 +236,26 @@ impl Trace {
         };
         match current {
             None => problems.push(format!("ticket {ticket_id} has no current version")),
-            Some(current) => {
-                match ledger.history(current.digest) {
-                    Ok(history) => {
-                        if !history.iter().any(|v| v.digest == named) {
-                            problems.push(format!(
-                                "the current version {} of ticket {ticket_id} does not descend \
-                                 from {named}, the version the snapshot was made from",
-                                current.digest
-                            ));
-                        }
-                        self.history = history;
-                    }
-                    Err(e) => {
-                        self.checks
-                            .push(unreadable(TICKET, &e, "the ticket's history"));
-                        return;
-                    }
+            Some(current) => match ledger.history(current.digest) {
+                Ok(history) if history.iter().any(|v| v.digest == named) => {}
+                Ok(_) => problems.push(format!(
+                    "the current version {} of ticket {ticket_id} does not descend from \
+                     {named}, the version the snapshot was made from",
+                    current.digest
+                )),
+                Err(e) => {
+                    self.checks
+                        .push(unreadable(TICKET, &e, "the ticket's history"));
+                    return;
                 }
-                self.current = Some(current);
-            }
+            },
         }
         let ok = format!(
             "the snapshot was made from {named} ({} of ticket {ticket_id}), an ancestor of \
              its current version",
-            version.value.status
+            version.status
         );
         self.checks.push(verdict(TICKET, &problems, ok));
-        self.planned_from = Some(version);
     }
 
     fn check_output(&mut self, store: &Store, digest: &Digest, record: &RunRecord) {
@@ -368,7 +350,6 @@ impl Trace {
             Err(e) => {
                 let by = format!("the ticket version named by pause state {}", pause.digest);
                 self.checks.push(unreadable(PAUSE, &e, &by));
-                self.pause = Some(pause);
                 return;
             }
         }
@@ -377,7 +358,6 @@ impl Trace {
             pause.digest, p.ticket, p.status, p.reason
         );
         self.checks.push(verdict(PAUSE, &problems, ok));
-        self.pause = Some(pause);
     }
 }
 

@@ -95,7 +95,6 @@ struct Cycle {
     record: Digest,
     workorder: Digest,
     output: Digest,
-    current: Digest,
 }
 
 impl Cycle {
@@ -209,7 +208,6 @@ impl Cycle {
             record,
             workorder,
             output,
-            current,
         }
     }
 
@@ -269,21 +267,10 @@ fn a_consistent_cycle_passes_every_check() {
     );
     assert_eq!(trace.workorder.map(|w| w.digest), Some(cycle.workorder));
     assert_eq!(trace.output.map(|o| o.digest), Some(cycle.output));
-    assert_eq!(trace.current.map(|c| c.digest), Some(cycle.current));
-    let statuses: Vec<TicketStatus> = trace.history.iter().map(|v| v.value.status).collect();
     assert_eq!(
-        statuses,
-        [
-            TicketStatus::Done,
-            TicketStatus::Running,
-            TicketStatus::Ready
-        ]
+        trace.snapshot.map(|s| s.value.ticket_id),
+        Some(T1.to_owned())
     );
-    assert_eq!(
-        trace.planned_from.map(|v| v.value.status),
-        Some(TicketStatus::Running)
-    );
-    assert!(trace.snapshot.is_some() && trace.pause.is_some());
 }
 
 #[test]
