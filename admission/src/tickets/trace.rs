@@ -16,6 +16,9 @@
 //! - `trace.pause`: the ticket's latest pause state is of the run's ticket, and names a version
 //!   of it.
 //!
+//! A workorder filed by hand may name a ticket but no context snapshot: its run was not made
+//! by the ticket lifecycle, so `trace.snapshot` and `trace.ticket` are skipped.
+//!
 //! "The run's ticket" is the record's `ticket_id`, which `trace.workorder` checks the workorder
 //! agrees with: so a broken link fails the check of that link, not every check after it. A
 //! record without a ticket skips the ticket checks; without an output bundle, `trace.output`.
@@ -151,11 +154,13 @@ impl Trace {
             return;
         };
         let Some(named) = workorder.value.context_snapshot_id else {
-            self.checks.push(Check::fail(
+            // Only the ticket lifecycle snapshots; a workorder filed by hand may still name
+            // a ticket, and its run has no cycle to trace.
+            self.checks.push(Check::skip(
                 SNAPSHOT,
-                ErrorCode::IntegrityMismatch,
                 format!(
-                    "workorder {} of ticket {ticket_id} names no context snapshot",
+                    "workorder {} of ticket {ticket_id} names no context snapshot: it was not \
+                     written by the ticket lifecycle",
                     workorder.digest
                 ),
             ));
@@ -205,7 +210,7 @@ impl Trace {
         let Some(snapshot) = &self.snapshot else {
             self.checks.push(Check::skip(
                 TICKET,
-                format!("needs the context snapshot, which {SNAPSHOT} could not read"),
+                format!("needs the context snapshot, which {SNAPSHOT} did not read"),
             ));
             return;
         };

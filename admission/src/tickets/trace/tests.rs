@@ -88,6 +88,8 @@ struct Breaks {
     pause_of: Option<&'static str>,
     /// The record names no ticket, no workorder and no bundle (a run outside tickets).
     no_ticket: bool,
+    /// The workorder names no context snapshot (a workorder filed by hand with a ticket id).
+    no_snapshot: bool,
 }
 
 struct Cycle {
@@ -130,7 +132,7 @@ impl Cycle {
                 files_touched: None,
             },
             ticket_id: Some(breaks.workorder_ticket.unwrap_or(T1).to_owned()),
-            context_snapshot_id: Some(snap),
+            context_snapshot_id: (!breaks.no_snapshot).then_some(snap),
             budget_ms: Some(1000),
             branch: None,
             runner: None,
@@ -375,4 +377,21 @@ fn a_run_outside_tickets_skips_every_check() {
         "{}",
         show(&trace)
     );
+}
+
+#[test]
+fn a_workorder_filed_by_hand_with_a_ticket_id_skips_the_snapshot_and_ticket_checks() {
+    let trace = Cycle::new(Breaks {
+        no_snapshot: true,
+        ..Breaks::default()
+    })
+    .trace();
+    assert_failures(&trace, &[]);
+    let skipped: Vec<&str> = trace
+        .checks
+        .iter()
+        .filter(|c| c.outcome == Outcome::Skip)
+        .map(|c| c.name.as_str())
+        .collect();
+    assert_eq!(skipped, [SNAPSHOT, TICKET], "{}", show(&trace));
 }
