@@ -129,6 +129,7 @@ fn reads(subcommand: &str, flag: &str) -> bool {
         "show" => &["json", "store", "color"],
         "approve" => &["json", "store", "allowed_signers"],
         "verify" => &["json", "store", "workspace", "allowed_signers"],
+        "rehydrate" => &["json", "store"],
         "describe" => &["json", "store", "workspace", "allowed_signers", "registry"],
         "demo" => &["json", "registry"],
         "completions" | "man" => &[],
@@ -209,6 +210,14 @@ pub enum Command {
     Verify {
         /// A run record, result witness or result digest.
         digest: String,
+    },
+    /// Rebuild a ticket's cycle from the object store alone (never the journal) and check
+    /// its links.
+    ///
+    /// Exit 0: every check holds; 5: one fails; 2: nothing has that id.
+    Rehydrate {
+        /// A ticket id, a run uid or a run record digest.
+        id: String,
     },
     /// Check a mechanism against the protocol: `admission conformance -- PROGRAM [ARGS...]`.
     ///

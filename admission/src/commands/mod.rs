@@ -6,6 +6,7 @@ mod demo;
 mod journal;
 mod objects;
 mod pipeline;
+mod rehydrate;
 mod shell;
 mod tickets;
 mod verify;
@@ -44,6 +45,7 @@ pub fn run(cli: &Cli) -> Result<u8, CommandError> {
         Command::Show { id } => journal::show(cli, out, id),
         Command::Log => journal::log(cli, out),
         Command::Verify { digest } => verify::run(cli, out, digest),
+        Command::Rehydrate { id } => rehydrate::run(cli, out, id),
         Command::Conformance(args) => conformance::run(out, args),
         Command::Demo { keep } => demo::run(cli, out, *keep),
         Command::Ticket { command } => match command {
