@@ -1834,3 +1834,104 @@ fn the_diff_and_the_gate_table_are_coloured_when_asked_and_never_after_no_color(
         assert!(plain.contains("PASS G-SCHEMA"), "{plain}");
     }
 }
+
+/// A ticket's cycle rebuilt from the store alone, with the journal deleted: every artifact and
+/// every link; a tampered workorder then fails `trace.workorder`, exit 5.
+#[test]
+fn rehydrate_rebuilds_a_tickets_cycle_without_the_journal() {
+    let w = World::new();
+    let patch = repo::patch_from_edits(&w.repo(), edit_readme_and_add_file);
+    w.s.write("edit.diff", &patch);
+    let work = git_workorder("edit", "edit.diff");
+    let ticket = json!({
+        "ticket_id": "OPS-1",
+        "objective": "Edit the readme and add a file",
+        "acceptance": ["the readme is edited"],
+        "status": "TODO",
+        "work": {
+            "mechanism": work["mechanism"],
+            "operation": work["operation"],
+            "params": work["params"],
+            "inputs": work["inputs"],
+            "budget": work["budget"],
+        },
+    });
+    w.write_json("OPS-1.json", &ticket);
+    w.json(&["ticket", "new", "OPS-1.json"], 0);
+    w.json(&["ticket", "ready", "OPS-1"], 0);
+    w.json(&["events", "process"], 0);
+    fs::remove_dir_all(w.s.path("store/exec")).unwrap();
+
+    let cycle = w.json(&["rehydrate", "OPS-1"], 0);
+    assert_eq!(cycle["ticket"]["artifact"]["status"], "DONE", "{cycle:#}");
+    assert_eq!(
+        cycle["history"].as_array().map(Vec::len),
+        Some(4),
+        "{cycle:#}"
+    );
+    assert_eq!(
+        cycle["events"].as_array().map(Vec::len),
+        Some(1),
+        "{cycle:#}"
+    );
+    for part in [
+        "context_snapshot",
+        "workorder",
+        "output_bundle",
+        "run_record",
+        "pause_state",
+    ] {
+        assert!(cycle[part]["digest"].is_string(), "{part}: {cycle:#}");
+    }
+    assert!(cycle["commit"].is_string(), "{cycle:#}");
+    assert_eq!(
+        cycle["commit"], cycle["output_bundle"]["artifact"]["commit"],
+        "{cycle:#}"
+    );
+    let checks: Vec<(String, String)> = cycle["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| (string(&c["name"]), string(&c["outcome"])))
+        .collect();
+    let names = ["workorder", "snapshot", "ticket", "output", "pause"];
+    let expected: Vec<(String, String)> = names
+        .iter()
+        .map(|n| (format!("trace.{n}"), "PASS".to_owned()))
+        .collect();
+    assert_eq!(checks, expected, "{cycle:#}");
+
+    // The same cycle from its run's uid and from its record's digest.
+    let uid = string(&cycle["run_record"]["artifact"]["run_uid"]);
+    let record = string(&cycle["run_record"]["digest"]);
+    for id in [uid.as_str(), record.as_str()] {
+        let again = w.json(&["rehydrate", id], 0);
+        assert_eq!(again["pause_state"], cycle["pause_state"], "{again:#}");
+        assert_eq!(again["history"], cycle["history"], "{again:#}");
+    }
+    let unknown = w.json(&["rehydrate", "OPS-404"], 2);
+    assert!(
+        string(&unknown["error"]["message"]).contains("store"),
+        "{unknown:#}"
+    );
+
+    let workorder = string(&cycle["workorder"]["digest"]);
+    let hex = workorder.parse::<Digest>().unwrap().hex();
+    let object =
+        w.s.path(&format!("store/objects/sha256/{}/{}", &hex[..2], &hex[2..]));
+    set_mode(&object, 0o644);
+    let mut bytes = fs::read(&object).unwrap();
+    bytes[10] ^= 0x01;
+    fs::write(&object, bytes).unwrap();
+    let broken = w.json(&["rehydrate", "OPS-1"], 5);
+    assert_eq!(broken["workorder"], Value::Null, "{broken:#}");
+    let failed: Vec<&Value> = broken["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["outcome"] == "FAIL")
+        .collect();
+    assert_eq!(failed.len(), 1, "{broken:#}");
+    assert_eq!(failed[0]["name"], "trace.workorder", "{broken:#}");
+    assert_eq!(failed[0]["code"], "INTEGRITY_MISMATCH", "{broken:#}");
+}
