@@ -51,8 +51,9 @@
 //! - `state.other` (skipped): the effects no state check covers, all of them for a mechanism
 //!   that is not built in.
 //! - `trace.workorder`, `trace.snapshot`, `trace.ticket`, `trace.output`, `trace.pause`, from
-//!   a run record: its links to its workorder, context snapshot, ticket, output bundle and
-//!   pause state; see `tickets/trace.rs`.
+//!   the run record (given, or the one under `runs/<uid>` naming the chain's witness): its
+//!   links to its workorder, context snapshot, ticket, output bundle and pause state; see
+//!   `tickets/trace.rs`.
 
 use std::fmt;
 use std::path::Path;
@@ -70,7 +71,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::outcome::Outcome;
-use crate::pipeline::{AdmissionRecord, ADMISSIONS};
+use crate::pipeline::{AdmissionRecord, RunRef, ADMISSIONS, RUNS};
 use crate::result_checks;
 use crate::tickets::trace;
 use protocol::store::refs::RESULTS;
@@ -317,7 +318,11 @@ pub fn verify(
     ));
     chain.follow();
     chain.check_all(workspace, allowed_signers);
-    if let Some((digest, record)) = &chain.record {
+    let found = match (&chain.record, &chain.witness) {
+        (None, Some((witness, _))) => record_of_witness(store, witness),
+        _ => None,
+    };
+    if let Some((digest, record)) = chain.record.as_ref().or(found.as_ref()) {
         chain
             .checks
             .extend(trace::trace(store, digest, record).checks);
@@ -333,6 +338,17 @@ pub fn verify(
         admission_hash: chain.admission_hash(),
         force_ack_hash: chain.force_ack_hash(),
         checks: chain.checks,
+    })
+}
+
+/// The record of the run that executed `witness`, found through the references `runs/<uid>`
+/// (newest first), so a chain verified from its witness or result is traced too.
+fn record_of_witness(store: &Store, witness: &Digest) -> Option<(Digest, RunRecord)> {
+    let uids = store.ref_keys(RUNS).ok()?;
+    uids.iter().rev().find_map(|uid| {
+        let entry = store.get_ref::<RunRef>(RUNS, uid).ok()??;
+        let record: RunRecord = store.get_artifact(&entry.run_record).ok()?.view().ok()?;
+        (record.witness_hash == Some(*witness)).then_some((entry.run_record, record))
     })
 }
 

@@ -26,6 +26,7 @@ use time::macros::datetime;
 
 use super::{verify, Report, VerifyError};
 use crate::outcome::Outcome;
+use crate::pipeline::{RunRef, RUNS};
 
 const ALICE: &str = "alice@example.com";
 const MAIN: &str = "refs/heads/main";
@@ -1302,7 +1303,16 @@ fn a_run_record_is_traced_and_a_broken_trace_fails_verify() {
     assert_failures(&report, &["trace.output"]);
     let check = failure(&report, "trace.output", ErrorCode::IntegrityMismatch);
     assert!(check.detail.contains("run-other"), "{check}");
-    // The trace checks come from a run record only.
+    // From the witness or the result, the run record is found only under `runs/<uid>`.
     let report = w.verify(&b.result);
     assert_eq!(report.named("trace.output").count(), 0);
+    let entry = RunRef {
+        run_record: b.record,
+        ticket_id: None,
+    };
+    w.store.set_ref(RUNS, "run-1", &entry).unwrap();
+    for start in [b.witness, b.result] {
+        let report = w.verify(&start);
+        assert_failures(&report, &["trace.output"]);
+    }
 }
