@@ -234,8 +234,8 @@ impl Cycle {
                 let _ = writeln!(text, "  objective  {}", t.objective);
                 let _ = writeln!(
                     text,
-                    "  history    {} version(s), newest first",
-                    self.history.len()
+                    "  history    {}, newest first",
+                    crate::text::count(self.history.len(), "version", "versions")
                 );
                 for version in &self.history {
                     let v = &version.value;
