@@ -4,9 +4,11 @@
 
 use std::fs::File;
 
+use mechanism_server::failpoint;
 use protocol::artifact::kinds::{
-    Blocker, ContextSnapshot, Event, EventOutcome, EventResolution, NextAction, PauseState,
-    RunOutcome, Ticket, TicketResolution, TicketStatus, Workorder,
+    Blocker, ContextSnapshot, Event, EventOutcome, EventResolution, NextAction, NextActionsRef,
+    OutputBundle, PauseState, RunOutcome, RunRecord, Ticket, TicketResolution, TicketStatus,
+    Workorder,
 };
 use protocol::artifact::Kind;
 use protocol::verbs::{PlanParams, PlanResult, ProgressParams};
@@ -210,6 +212,14 @@ impl Cycle<'_> {
                     self.store_text()
                 );
             }
+            // This very event's processing was cut short (the process died): take it up.
+            Some(ticket)
+                if ticket.value.status == TicketStatus::Running
+                    && ticket.value.event_id.as_deref() == Some(event.event_id.as_str()) =>
+            {
+                done.outcome = EventOutcome::Scheduled;
+                self.resume(ticket, &event.event_id, &mut done, progress)?;
+            }
             Some(ticket) if !ticket.value.status.executable() => {
                 done.outcome = EventOutcome::NonExecutableStatus;
                 done.reason = format!(
@@ -300,6 +310,86 @@ impl Cycle<'_> {
                 .put_ticket(&running, "admission events process")?,
             value: running,
         };
+        failpoint::hit("ticket:running");
+        self.run_cycle(running, event_id, done, progress)
+    }
+
+    /// The processing of `event_id` died with the ticket RUNNING: a run of its workorder on
+    /// record ends the cycle as it ended; with none, the cycle runs again from a fresh
+    /// snapshot (plans are made against the current state, so nothing is applied twice).
+    fn resume(
+        &self,
+        running: Stored<Ticket>,
+        event_id: &str,
+        done: &mut Processed,
+        progress: &mut dyn FnMut(&ProgressParams),
+    ) -> Result<(), CommandError> {
+        let work_order_id = format!("{}@{event_id}", running.value.ticket_id);
+        let Some(report) = self.recorded_run(&running.value.ticket_id, &work_order_id)? else {
+            return self.run_cycle(running, event_id, done, progress);
+        };
+        self.ended(&running, event_id, &report, done)?;
+        done.reason = format!("taken up after an interruption: {}", done.reason);
+        Ok(())
+    }
+
+    /// The newest run on record of the workorder `work_order_id`, as a report.
+    fn recorded_run(
+        &self,
+        ticket_id: &str,
+        work_order_id: &str,
+    ) -> Result<Option<Report>, ErrorInfo> {
+        let store = self.ledger.store();
+        for uid in store.ref_keys(pipeline::RUNS)?.into_iter().rev() {
+            let Some(entry) = store.get_ref::<pipeline::RunRef>(pipeline::RUNS, &uid)? else {
+                continue;
+            };
+            if entry.ticket_id.as_deref() != Some(ticket_id) {
+                continue;
+            }
+            let record: RunRecord = self.ledger.read(&entry.run_record)?;
+            if record.work_order_id != work_order_id {
+                continue;
+            }
+            let evidence = match record.output_id {
+                Some(output) => self.ledger.read::<OutputBundle>(&output)?.evidence,
+                None => None,
+            };
+            return Ok(Some(Report {
+                uid: record.run_uid,
+                outcome: Some(record.outcome),
+                work_order_id: record.work_order_id,
+                mechanism: record.mechanism,
+                operation: record.operation,
+                ticket_id: record.ticket_id,
+                workorder: record.workorder,
+                plan_hash: record.plan_hash,
+                admission_hash: record.admission_hash,
+                force_ack_hash: record.force_ack_hash,
+                result_hash: record.result_hash,
+                witness_hash: record.witness_hash,
+                evidence,
+                error: record.error,
+                next_actions: match record.next_actions {
+                    NextActionsRef::Inline(actions) => actions,
+                    NextActionsRef::Digest(_) => Vec::new(),
+                },
+                output_id: record.output_id,
+                run_record: Some(entry.run_record),
+                ..Report::default()
+            }));
+        }
+        Ok(None)
+    }
+
+    /// From a RUNNING ticket: snapshot, workorder, run, and the ticket's end of the cycle.
+    fn run_cycle(
+        &self,
+        running: Stored<Ticket>,
+        event_id: &str,
+        done: &mut Processed,
+        progress: &mut dyn FnMut(&ProgressParams),
+    ) -> Result<(), CommandError> {
         let (snapshot, runner) = self.snapshot(&running)?;
         let work = &running.value.work;
         let workorder = json!({
@@ -339,10 +429,22 @@ impl Cycle<'_> {
                 return Ok(());
             }
         };
+        failpoint::hit("ticket:ran");
+        self.ended(&running, event_id, &report, done)
+    }
+
+    /// The ticket's end of the run `report`, told in `done`.
+    fn ended(
+        &self,
+        running: &Stored<Ticket>,
+        event_id: &str,
+        report: &Report,
+        done: &mut Processed,
+    ) -> Result<(), CommandError> {
         done.run_uid = Some(report.uid.clone());
         done.run_record = report.run_record;
         done.run_outcome = report.outcome;
-        let end = self.end_run(&running, Some(event_id), &report)?;
+        let end = self.end_run(running, Some(event_id), report)?;
         done.reason = format!(
             "ran as {}: {} ({})",
             report.uid,

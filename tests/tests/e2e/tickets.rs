@@ -964,3 +964,51 @@ fn a_ticket_file_cannot_claim_a_status_only_a_run_gives() {
     // Refused before anything is opened: not even a store was made.
     assert!(!t.w.store().exists(), "a refused ticket made a store");
 }
+
+#[test]
+fn an_events_process_killed_mid_cycle_is_taken_up_by_the_next_and_applies_once() {
+    // The debug build aborts itself (as `kill -9`) where MECHANISM_FAILPOINT says: after the
+    // ticket went RUNNING (no run yet), and after the run was recorded (ticket not ended).
+    for (n, step) in ["ticket:running", "ticket:ran"].into_iter().enumerate() {
+        let t = Tix::new();
+        let id = format!("OPS-{}", 40 + n);
+        let patch = t.append_patch(&format!("killed-{n}"));
+        t.file_ticket(&t.ticket(&id, &patch));
+        t.ready(&id);
+        let head = repo::rev(&t.w.repo(), "HEAD");
+
+        let mut killed = t.admission();
+        killed
+            .env("MECHANISM_FAILPOINT", step)
+            .args(["--json", "events", "process"]);
+        let out = killed.output().expect("admission runs");
+        assert!(
+            !out.status.success(),
+            "{step}: the failpoint did not stop events process: {}",
+            stdout(&out)
+        );
+        assert_eq!(t.show(&id)["ticket"]["status"], "RUNNING", "{step}");
+        let pending = t.show(&id)["events"].clone();
+        assert_eq!(pending[0]["processed"], false, "{step}: {pending:#}");
+
+        // The next events process takes the same event up, to one outcome, once.
+        let done = t.process_one();
+        assert_eq!(done["outcome"], "SCHEDULED", "{step}: {done:#}");
+        assert_eq!(done["ticket_status"], "DONE", "{step}: {done:#}");
+        if step == "ticket:ran" {
+            assert!(
+                string(&done["reason"]).starts_with("taken up after an interruption"),
+                "{step}: {done:#}"
+            );
+        }
+        let shown = t.show(&id);
+        let commit = string(&shown["ticket"]["resolution"]["commit"]);
+        assert_eq!(repo::rev(&t.w.repo(), "HEAD"), commit, "{step}");
+        assert_eq!(
+            repo::rev(&t.w.repo(), "HEAD~1"),
+            head,
+            "{step}: applied twice?"
+        );
+        assert!(t.process().is_empty(), "{step}: processed again");
+    }
+}
