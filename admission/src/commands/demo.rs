@@ -285,10 +285,7 @@ fn ticket_chapter(
     let _ = writeln!(
         story,
         "   {}: snapshot of main, workorder {}@{}, run {}",
-        serde_json::to_value(done.outcome)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_owned))
-            .unwrap_or_default(),
+        crate::text::spelled(&done.outcome),
         ticket.ticket_id,
         event.event_id,
         done.run_uid.as_deref().unwrap_or("-")

@@ -19,6 +19,7 @@ use crate::pipeline::{self, Invocation, Mode, Report, Setup, WorkorderSource};
 use crate::registry::{LaunchPaths, Registry};
 use crate::session::Session;
 use crate::text::count;
+use crate::text::spelled;
 
 /// Largest force-ack file read: a few kilobytes at most.
 const MAX_FORCE_ACK_BYTES: u64 = 64 * 1024;
@@ -184,14 +185,6 @@ pub fn describe(cli: &Cli, out: Output, mechanism: &str) -> Result<u8, CommandEr
 
 /// An operation's params as its JSON Schema describes them: one line each, with its type,
 /// whether it is required, and its description.
-/// A value as the protocol spells it (`maybe`, `D0`), for text output.
-fn spelled<T: serde::Serialize + std::fmt::Debug>(value: &T) -> String {
-    match serde_json::to_value(value) {
-        Ok(Value::String(text)) => text,
-        _ => format!("{value:?}"),
-    }
-}
-
 fn params_text(schema: &Value) -> String {
     let Some(properties) = schema.get("properties").and_then(Value::as_object) else {
         return String::new();

@@ -20,6 +20,7 @@ use serde_json::{json, Value};
 use crate::cli::{Cli, Output};
 use crate::exit::{self, CommandError};
 use crate::pipeline::{RunRef, RUNS};
+use crate::text::spelled;
 use crate::tickets::ledger::{self, Ledger, Stored};
 use crate::tickets::trace;
 use crate::verify::Check;
@@ -354,12 +355,4 @@ fn entry<T: Kind + Serialize>(stored: &Stored<T>) -> Result<Value, CommandError>
     let artifact = Artifact::from_typed(&stored.value)
         .map_err(|e| CommandError::internal(ErrorCode::InternalError, e.to_string()))?;
     Ok(json!({"digest": stored.digest, "artifact": artifact.into_value()}))
-}
-
-/// A value as the protocol spells it (`succeeded`, `PASS`, `SCHEDULED`).
-fn spelled<T: Serialize>(value: &T) -> String {
-    serde_json::to_value(value)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_owned))
-        .unwrap_or_default()
 }

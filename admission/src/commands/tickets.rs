@@ -11,6 +11,7 @@ use super::pipeline::{existing_store, invocation, progress_printer, setup};
 use crate::cli::{Cli, Output};
 use crate::exit::{self, CommandError};
 use crate::pipeline::{self, Setup};
+use crate::text::spelled;
 use crate::tickets::file;
 use crate::tickets::ledger::{Added, Ledger, Stored};
 use crate::tickets::process::{self, blocker_text};
@@ -436,13 +437,6 @@ fn flags(cli: &Cli) -> String {
     } else {
         format!(" {flags}")
     }
-}
-
-fn spelled<T: serde::Serialize>(value: &T) -> String {
-    serde_json::to_value(value)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_owned))
-        .unwrap_or_default()
 }
 
 fn bad_input(error: ErrorInfo) -> CommandError {

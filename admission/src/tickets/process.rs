@@ -864,11 +864,9 @@ fn renumber(actions: &mut [NextAction]) {
     }
 }
 
+/// A run's outcome as spelled; `error` when it never had one.
 fn outcome_text(outcome: Option<RunOutcome>) -> String {
-    outcome
-        .and_then(|o| serde_json::to_value(o).ok())
-        .and_then(|v| v.as_str().map(str::to_owned))
-        .unwrap_or_else(|| "error".to_owned())
+    outcome.map_or_else(|| "error".to_owned(), |o| crate::text::spelled(&o))
 }
 
 /// A blocker in words: the ticket and/or the reason.
