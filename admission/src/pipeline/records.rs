@@ -112,18 +112,11 @@ impl Flow<'_> {
             started_at: Some(self.started_at.clone()),
             finished_at: Some(now()),
         };
-        let derived: Vec<Digest> = [
-            report.workorder,
-            report.output_id,
-            report.plan_hash,
-            report.admission_hash,
-            report.force_ack_hash,
-            report.result_hash,
-            report.witness_hash,
-        ]
-        .into_iter()
-        .flatten()
-        .collect();
+        let derived: Vec<Digest> = [report.workorder, report.output_id]
+            .into_iter()
+            .flatten()
+            .chain(produced(&report))
+            .collect();
         let stored = output.and_then(|_| self.store_typed(&record, "admission run", &derived));
         if let Ok(digest) = &stored {
             // The journal is not needed to find a run's record: the store names it by uid.
@@ -184,18 +177,22 @@ impl Flow<'_> {
             state: state.filter(Value::is_object),
             evidence: evidence.filter(Value::is_object),
         };
-        let derived: Vec<Digest> = [
-            report.plan_hash,
-            report.admission_hash,
-            report.force_ack_hash,
-            report.result_hash,
-            report.witness_hash,
-        ]
-        .into_iter()
-        .flatten()
-        .collect();
+        let derived: Vec<Digest> = produced(report).collect();
         self.store_typed(&bundle, "admission output", &derived)
     }
+}
+
+/// The digests a run produced, as far as it got: plan, admission, force-ack, result, witness.
+fn produced(report: &Report) -> impl Iterator<Item = Digest> {
+    [
+        report.plan_hash,
+        report.admission_hash,
+        report.force_ack_hash,
+        report.result_hash,
+        report.witness_hash,
+    ]
+    .into_iter()
+    .flatten()
 }
 
 /// What the store reference `runs/<uid>` holds: the run's record, found without the journal.
