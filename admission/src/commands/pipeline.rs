@@ -4,7 +4,7 @@ use std::fmt::Write as _;
 use std::io::{IsTerminal, Write as _};
 use std::path::Path;
 
-use protocol::artifact::kinds::{GateDecision, Plan};
+use protocol::artifact::kinds::{GateDecision, NextAction, Plan};
 use protocol::force_ack::allowed_signers::AllowedSigners;
 use protocol::store::Store;
 use protocol::verbs::ProgressParams;
@@ -495,11 +495,18 @@ pub fn render(report: &Report, executing: bool, store: &Path) -> String {
     }
     if !report.next_actions.is_empty() {
         let _ = writeln!(t, "\nnext (store {})", store.display());
-        for (n, action) in report.next_actions.iter().enumerate() {
-            let _ = writeln!(t, "  {}. {}\n     # {}", n + 1, action.command, action.why);
-        }
+        t.push_str(&actions_text(&report.next_actions));
     }
     t.trim_end().to_owned()
+}
+
+/// Next actions for people: numbered, each with why as a comment, so each line pastes.
+pub(super) fn actions_text(actions: &[NextAction]) -> String {
+    let mut t = String::new();
+    for (n, action) in actions.iter().enumerate() {
+        let _ = writeln!(t, "  {}. {}\n     # {}", n + 1, action.command, action.why);
+    }
+    t
 }
 
 /// The commit a plan's `git.commit` effect predicts (its `to`), if it has one.

@@ -3,11 +3,11 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
-use protocol::artifact::kinds::{Event, EventType, NextAction, Ticket, TicketStatus};
+use protocol::artifact::kinds::{Event, EventType, Ticket, TicketStatus};
 use protocol::{ErrorCode, ErrorInfo};
 use serde_json::{json, Value};
 
-use super::pipeline::{existing_store, invocation, progress_printer, setup};
+use super::pipeline::{actions_text, existing_store, invocation, progress_printer, setup};
 use crate::cli::{Cli, Output};
 use crate::exit::{self, CommandError};
 use crate::pipeline::{self, Setup};
@@ -419,14 +419,6 @@ fn find<'s>(
             ),
         )
     })
-}
-
-fn actions_text(actions: &[NextAction]) -> String {
-    let mut t = String::new();
-    for (n, action) in actions.iter().enumerate() {
-        let _ = writeln!(t, "  {}. {}\n     # {}", n + 1, action.command, action.why);
-    }
-    t
 }
 
 /// The global flags given, as ` --store DIR ...`, for commands to paste.

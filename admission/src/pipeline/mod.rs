@@ -141,6 +141,22 @@ pub struct Report {
     pub exit: u8,
 }
 
+impl Report {
+    /// Whether the run was refused for its force-ack (missing, invalid, expired or replayed)
+    /// rather than by a gate: a fresh approval, not a changed workorder, lets it through.
+    pub fn force_ack_refused(&self) -> bool {
+        self.error.as_ref().is_some_and(|e| {
+            matches!(
+                e.code,
+                ErrorCode::ForceAckRequired
+                    | ErrorCode::ForceAckInvalid
+                    | ErrorCode::ForceAckExpired
+                    | ErrorCode::ForceAckReplayed
+            )
+        })
+    }
+}
+
 /// Options that shape the next-action commands (so they can be pasted as they are).
 #[derive(Debug, Clone, Default)]
 pub struct Invocation {

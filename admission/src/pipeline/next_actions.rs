@@ -1,7 +1,6 @@
 //! The next actions of a run: one to three commands to paste, shaped by its outcome.
 
 use protocol::artifact::kinds::{NextAction, RunOutcome};
-use protocol::ErrorCode;
 
 use super::{Invocation, Report};
 
@@ -67,7 +66,7 @@ pub(super) fn next_actions(report: &Report, inv: &Invocation) -> Vec<NextAction>
                 "read why it is destructive",
             ));
         }
-        Some(RunOutcome::Denied) if force_ack_refused(report) => {
+        Some(RunOutcome::Denied) if report.force_ack_refused() => {
             if let Some(plan) = report.plan_hash {
                 actions.push(action(
                     1,
@@ -147,20 +146,6 @@ pub(super) fn next_actions(report: &Report, inv: &Invocation) -> Vec<NextAction>
     }
     actions.truncate(3);
     actions
-}
-
-/// Whether the run was denied for its force-ack (missing, invalid, expired or replayed) rather
-/// than by a gate: a fresh approval, not a changed workorder, lets it through.
-fn force_ack_refused(report: &Report) -> bool {
-    report.error.as_ref().is_some_and(|e| {
-        matches!(
-            e.code,
-            ErrorCode::ForceAckRequired
-                | ErrorCode::ForceAckInvalid
-                | ErrorCode::ForceAckExpired
-                | ErrorCode::ForceAckReplayed
-        )
-    })
 }
 
 /// `admission approve` of `plan`, with the key and principal to fill in.

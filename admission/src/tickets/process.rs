@@ -547,15 +547,7 @@ impl Cycle<'_> {
         report: &Report,
     ) -> Result<CycleEnd, ErrorInfo> {
         let waiting = matches!(report.outcome, Some(RunOutcome::AwaitingForceAck))
-            || report.error.as_ref().is_some_and(|e| {
-                matches!(
-                    e.code,
-                    ErrorCode::ForceAckRequired
-                        | ErrorCode::ForceAckInvalid
-                        | ErrorCode::ForceAckExpired
-                        | ErrorCode::ForceAckReplayed
-                )
-            });
+            || report.force_ack_refused();
         let (ticket, status) = if waiting {
             (running.digest, TicketStatus::Running)
         } else {
