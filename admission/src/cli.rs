@@ -11,7 +11,7 @@ use protocol::ErrorInfo;
 use crate::exit::{CommandError, BAD_INPUT};
 
 /// Plan, gate, approve, execute and verify effects through mechanisms.
-#[derive(Debug, Parser)]
+#[derive(Debug, Clone, Parser)]
 #[command(name = "admission", version, about)]
 pub struct Cli {
     /// Print machine-readable JSON instead of text.
@@ -132,6 +132,7 @@ fn reads(subcommand: &str, flag: &str) -> bool {
         "rehydrate" => &["json", "store"],
         "describe" => &["json", "store", "workspace", "allowed_signers", "registry"],
         "demo" => &["json", "registry"],
+        "mcp" => &["store", "workspace", "allowed_signers", "registry"],
         "completions" | "man" => &[],
         _ => return true,
     };
@@ -139,7 +140,7 @@ fn reads(subcommand: &str, flag: &str) -> bool {
 }
 
 /// The subcommands.
-#[derive(Debug, Subcommand)]
+#[derive(Debug, Clone, Subcommand)]
 pub enum Command {
     /// Print the digest of a JSON artifact (SHA-256 of its RFC 8785 canonical bytes).
     Digest {
@@ -243,6 +244,14 @@ pub enum Command {
         #[command(subcommand)]
         command: EventsCommand,
     },
+    /// Serve MCP over stdio: agents list mechanisms, plan, execute, show and verify.
+    ///
+    /// Tools: `list_mechanisms`, `plan` (inputs as text or stored digests; records the plan
+    /// and the gates' decision, changes nothing else), `execute` (by plan hash only; a
+    /// destructive plan needs an approval an operator recorded with `admission approve`),
+    /// `show` and `verify`. The server never signs and reads no private key. Logs go to
+    /// stderr; stdout is the protocol.
+    Mcp,
     /// Print a shell completion script, e.g. `admission completions bash > ~/.local/share/bash-completion/completions/admission`.
     Completions {
         /// The shell to complete in.
@@ -253,7 +262,7 @@ pub enum Command {
 }
 
 /// `admission ticket ...`.
-#[derive(Debug, Subcommand)]
+#[derive(Debug, Clone, Subcommand)]
 pub enum TicketCommand {
     /// File a ticket: checks the objective, the acceptance criteria and that the work names a
     /// registered mechanism and operation; stores its inputs and the ticket.
@@ -276,7 +285,7 @@ pub enum TicketCommand {
 }
 
 /// `admission events ...`.
-#[derive(Debug, Subcommand)]
+#[derive(Debug, Clone, Subcommand)]
 pub enum EventsCommand {
     /// Add an event from an outside system (a tracker), pending.
     Add {
@@ -291,7 +300,7 @@ pub enum EventsCommand {
 }
 
 /// Arguments of `admission approve`, in its three modes: sign, `--payload`, `--attach`.
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct ApproveArgs {
     /// The plan to approve, `sha256:<64 hex>`.
     #[arg(value_name = "PLAN_HASH", required_unless_present = "attach")]
@@ -333,7 +342,7 @@ pub struct ApproveArgs {
 }
 
 /// Arguments of `admission conformance`.
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct ConformanceArgs {
     /// Start the workspace as a copy of this directory (which is never modified).
     #[arg(long, value_name = "DIR")]
@@ -374,6 +383,25 @@ pub fn usage_error(err: &clap::Error) -> std::process::ExitCode {
 /// Whether `--json` is among the arguments (before a `--`, after which they are a program's).
 fn json_asked(args: impl Iterator<Item = std::ffi::OsString>) -> bool {
     args.take_while(|a| a != "--").any(|a| a == "--json")
+}
+
+/// A command's result before it is printed: text for people, JSON for machines.
+#[derive(Debug, Clone)]
+pub struct Rendered {
+    /// For people.
+    pub text: String,
+    /// For machines.
+    pub value: Value,
+}
+
+impl Rendered {
+    /// A result of `text` and `value`.
+    pub fn new(text: impl Into<String>, value: Value) -> Self {
+        Self {
+            text: text.into(),
+            value,
+        }
+    }
 }
 
 /// Where results and errors are printed, in the chosen style.

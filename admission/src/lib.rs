@@ -9,6 +9,7 @@ pub mod gates;
 pub mod journal;
 pub mod locate;
 pub mod logging;
+pub mod mcp;
 pub mod outcome;
 pub mod pipeline;
 pub mod registry;

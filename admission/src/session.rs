@@ -13,6 +13,7 @@ use protocol::verbs::{
 };
 use protocol::ErrorCode;
 use serde_json::Value;
+use tokio_util::sync::CancellationToken;
 
 use crate::client::{Client, ClientError, SpawnSpec};
 use crate::registry::{self, LaunchPaths};
@@ -164,19 +165,24 @@ impl Session {
     }
 
     /// Calls `execute`, giving up (and cancelling) `ANSWER_GRACE` after `deadline`; each
-    /// `progress` notification is passed to `on_progress` while it runs.
+    /// `progress` notification is passed to `on_progress` while it runs. Once `cancel`
+    /// fires, the mechanism is asked to cancel (`$/cancelRequest`) and its answer awaited.
     pub fn execute(
         &self,
         params: &ExecuteParams,
         deadline: Duration,
+        cancel: &CancellationToken,
         mut on_progress: impl FnMut(&ProgressParams),
     ) -> Result<Value, SessionError> {
         let params =
             serde_json::to_value(params).map_err(|e| unexpected("execute", e.to_string()))?;
         let mut notifications = self.client.notifications();
-        let call = self
-            .client
-            .call("execute", params, deadline.saturating_add(ANSWER_GRACE));
+        let call = self.client.call_cancellable(
+            "execute",
+            params,
+            deadline.saturating_add(ANSWER_GRACE),
+            Some(cancel),
+        );
         self.runtime.block_on(async {
             tokio::pin!(call);
             loop {

@@ -26,6 +26,7 @@ use protocol::jsonrpc;
 use serde_json::{json, Map, Value};
 use tokio::process::Child;
 use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 
 pub use error::ClientError;
 
@@ -156,6 +157,19 @@ impl Client {
         params: Value,
         timeout: Duration,
     ) -> Result<Value, ClientError> {
+        self.call_cancellable(method, params, timeout, None).await
+    }
+
+    /// [`Client::call`] that `cancel` can withdraw: once it fires, the request is cancelled
+    /// with `$/cancelRequest` and its answer is still awaited, since the mechanism decides
+    /// (a `CANCELLED` refusal before its point of no return, its result past it).
+    pub async fn call_cancellable(
+        &self,
+        method: &str,
+        params: Value,
+        timeout: Duration,
+        cancel: Option<&CancellationToken>,
+    ) -> Result<Value, ClientError> {
         let params = object_params(method, params)?;
         if let Some(failure) = self.link.failure() {
             return Err(self.report(failure).await);
@@ -165,10 +179,24 @@ impl Client {
             Arc::clone(&id),
             self.rpc.request::<Value, _>(method, params),
         );
+        let answer = async {
+            tokio::pin!(request);
+            let mut withdrawn = cancel.is_none();
+            loop {
+                tokio::select! {
+                    outcome = &mut request => return outcome,
+                    () = wait_cancelled(cancel), if !withdrawn => {
+                        withdrawn = true;
+                        tracing::debug!(mechanism = %self.name, method, "cancelling the request");
+                        self.cancel(id.get()).await;
+                    }
+                }
+            }
+        };
         // Biased so an answer that came in just before the mechanism died still counts.
         let outcome = tokio::select! {
             biased;
-            outcome = tokio::time::timeout(timeout, request) => outcome,
+            outcome = tokio::time::timeout(timeout, answer) => outcome,
             failure = self.link.failed() => return Err(self.report(failure).await),
         };
         match outcome {
@@ -318,5 +346,13 @@ fn rpc_error(number: i32, message: &str, data: Option<&str>) -> ClientError {
         number: i64::from(number),
         message: message.to_owned(),
         data,
+    }
+}
+
+/// Resolves once `cancel` fires; never without one.
+async fn wait_cancelled(cancel: Option<&CancellationToken>) {
+    match cancel {
+        Some(cancel) => cancel.cancelled().await,
+        None => std::future::pending().await,
     }
 }

@@ -113,6 +113,7 @@ fn demo(cli: &Cli, dir: &Path) -> Result<(String, Value, bool), CommandError> {
         signers_path: Some(signers_path.clone()),
         signers: Some(signers.clone()),
         max_ttl: protocol::force_ack::DEFAULT_MAX_TTL,
+        cancel: tokio_util::sync::CancellationToken::new(),
     };
     let invocation = Invocation {
         global_flags: format!(

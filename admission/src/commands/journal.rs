@@ -10,7 +10,7 @@ use protocol::store::{Store, StoreError};
 use protocol::{Digest, ErrorCode, ErrorInfo};
 use serde_json::{json, Value};
 
-use crate::cli::{Cli, Output};
+use crate::cli::{Cli, Output, Rendered};
 use crate::exit::CommandError;
 use crate::journal::{Journal, JournalError, Uid};
 use crate::pipeline::{self, AdmissionRecord};
@@ -136,10 +136,17 @@ fn millis(time: &str) -> String {
 
 /// `admission show ID`: a run uid or a digest.
 pub fn show(cli: &Cli, out: Output, id: &str) -> Result<u8, CommandError> {
+    let shown = shown(cli, id)?;
+    out.result(&shown.text, shown.value);
+    Ok(0)
+}
+
+/// What `admission show ID` prints, rendered but not printed.
+pub(crate) fn shown(cli: &Cli, id: &str) -> Result<Rendered, CommandError> {
     // A run uid has dashes; a digest, whole or a prefix, is hex with or without `sha256:`.
     if id.starts_with(protocol::digest::PREFIX) || id.bytes().all(|b| b.is_ascii_hexdigit()) {
         let digest = super::digest_arg(&cli.store, id)?;
-        return show_artifact(cli, out, &digest);
+        return show_artifact(cli, &digest);
     }
     let uid: Uid = id.parse().map_err(|e| {
         CommandError::bad_input(
@@ -147,10 +154,10 @@ pub fn show(cli: &Cli, out: Output, id: &str) -> Result<u8, CommandError> {
             format!("{id:?} is neither a digest (sha256:...) nor a run uid: {e}"),
         )
     })?;
-    show_run(cli, out, &uid)
+    show_run(cli, &uid)
 }
 
-fn show_run(cli: &Cli, out: Output, uid: &Uid) -> Result<u8, CommandError> {
+fn show_run(cli: &Cli, uid: &Uid) -> Result<Rendered, CommandError> {
     let journal = open_journal(cli)?;
     let history = journal.history(uid).map_err(journal_error)?;
     let children = journal.children(uid).map_err(journal_error)?;
@@ -179,8 +186,7 @@ fn show_run(cli: &Cli, out: Output, uid: &Uid) -> Result<u8, CommandError> {
         "run_record": record.as_ref().map(|(d, r)| json!({"digest": d, "record": r})),
         "children": children,
     });
-    out.result(text.trim_end(), value);
-    Ok(0)
+    Ok(Rendered::new(text.trim_end(), value))
 }
 
 fn describe_run(doc: &ExecutionDocument, history: &[(String, ExecutionDocument)]) -> String {
@@ -298,7 +304,7 @@ fn describe_admission(witness: &AdmissionWitness) -> String {
     t
 }
 
-fn show_artifact(cli: &Cli, out: Output, digest: &Digest) -> Result<u8, CommandError> {
+fn show_artifact(cli: &Cli, digest: &Digest) -> Result<Rendered, CommandError> {
     let store = super::pipeline::existing_store(cli)?;
     let artifact = store.get_artifact(digest).map_err(|e| match e {
         StoreError::NotFound(_) => CommandError::bad_input(
@@ -318,11 +324,10 @@ fn show_artifact(cli: &Cli, out: Output, digest: &Digest) -> Result<u8, CommandE
         let _ = writeln!(text, "made by {} at {}", p.producer, p.created_at);
     }
     text.push_str(&describe_artifact(&store, &artifact));
-    out.result(
+    Ok(Rendered::new(
         text.trim_end(),
         json!({"digest": digest, "kind": artifact.kind(), "artifact": artifact.value(), "provenance": provenance}),
-    );
-    Ok(0)
+    ))
 }
 
 fn describe_artifact(store: &Store, artifact: &Artifact) -> String {

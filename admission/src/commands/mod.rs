@@ -3,13 +3,14 @@
 mod approve;
 mod conformance;
 mod demo;
-mod journal;
+pub(crate) mod journal;
+mod mcp;
 mod objects;
-mod pipeline;
+pub(crate) mod pipeline;
 mod rehydrate;
 mod shell;
-mod tickets;
-mod verify;
+pub(crate) mod tickets;
+pub(crate) mod verify;
 
 use std::path::Path;
 
@@ -58,6 +59,7 @@ pub fn run(cli: &Cli) -> Result<u8, CommandError> {
             EventsCommand::Add { file } => tickets::add(cli, out, file),
             EventsCommand::Process => tickets::process(cli, out),
         },
+        Command::Mcp => mcp::run(cli),
         Command::Completions { shell } => done(shell::completions(*shell)),
         Command::Man => done(shell::man()),
     }

@@ -98,6 +98,7 @@ pub fn setup(cli: &Cli) -> Result<Setup, CommandError> {
         signers_path: cli.allowed_signers.clone(),
         signers,
         max_ttl: protocol::force_ack::DEFAULT_MAX_TTL,
+        cancel: tokio_util::sync::CancellationToken::new(),
     })
 }
 
@@ -333,7 +334,7 @@ pub(super) fn invocation(cli: &Cli, workorder: Option<&Path>) -> Invocation {
 }
 
 /// A path as a shell word.
-pub(super) fn quote(path: &Path) -> String {
+pub(crate) fn quote(path: &Path) -> String {
     let text = path.display().to_string();
     if text
         .chars()

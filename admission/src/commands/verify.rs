@@ -4,12 +4,27 @@ use std::fmt::Write as _;
 
 use protocol::{ErrorCode, ErrorInfo};
 
-use crate::cli::{Cli, Output};
+use crate::cli::{Cli, Output, Rendered};
 use crate::exit::{self, CommandError};
 use crate::verify;
 
 /// Runs every check from `digest`; exit 0 only when all hold, 5 when any fails.
 pub fn run(cli: &Cli, out: Output, digest: &str) -> Result<u8, CommandError> {
+    let (rendered, failure) = verified(cli, digest)?;
+    out.result(&rendered.text, rendered.value);
+    Ok(if failure.is_none() {
+        0
+    } else {
+        exit::EXECUTION_FAILED
+    })
+}
+
+/// What `admission verify DIGEST` prints, rendered but not printed, and the first check that
+/// failed, as an error with its code (`None` when every check holds).
+pub(crate) fn verified(
+    cli: &Cli,
+    digest: &str,
+) -> Result<(Rendered, Option<ErrorInfo>), CommandError> {
     let digest = super::digest_arg(&cli.store, digest)?;
     let store = super::pipeline::existing_store(cli)?;
     let signers = super::pipeline::read_signers(cli)?;
@@ -32,6 +47,12 @@ pub fn run(cli: &Cli, out: Output, digest: &str) -> Result<u8, CommandError> {
     let mut value = serde_json::to_value(&report)
         .map_err(|e| CommandError::internal(ErrorCode::InternalError, e.to_string()))?;
     value["verified"] = verified.into();
-    out.result(&text, value);
-    Ok(if verified { 0 } else { exit::EXECUTION_FAILED })
+    let failure = (!verified).then(|| match report.failures().next() {
+        Some(check) => ErrorInfo::new(
+            check.code.unwrap_or(ErrorCode::IntegrityMismatch),
+            format!("{}: {}", check.name, check.detail),
+        ),
+        None => ErrorInfo::new(ErrorCode::IntegrityMismatch, "nothing could be checked"),
+    });
+    Ok((Rendered::new(text, value), failure))
 }

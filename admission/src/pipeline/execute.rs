@@ -104,7 +104,13 @@ impl Flow<'_> {
             deadline_ms: Some(admitted.deadline_ms),
         };
         let deadline = Duration::from_millis(admitted.deadline_ms);
-        let answer = session.execute(&params, deadline, |p| progress(p));
+        if self.setup.cancel.is_cancelled() {
+            return Err(ErrorInfo::new(
+                ErrorCode::Cancelled,
+                "the request was cancelled before execution started; nothing was executed",
+            ));
+        }
+        let answer = session.execute(&params, deadline, &self.setup.cancel, |p| progress(p));
         let answer = match answer {
             Ok(answer) => answer,
             Err(e) => {

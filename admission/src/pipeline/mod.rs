@@ -23,6 +23,7 @@ use protocol::{Digest, ErrorCode};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use time::OffsetDateTime;
+use tokio_util::sync::CancellationToken;
 
 use crate::exit::{self, CommandError};
 use crate::journal::{ExecHandle, Journal, Uid};
@@ -59,6 +60,9 @@ pub struct Setup {
     pub signers: Option<AllowedSigners>,
     /// How far ahead a force-ack may expire.
     pub max_ttl: time::Duration,
+    /// Fired when whoever asked for the run withdraws it (an MCP client's cancellation): an
+    /// execute not yet started does not start, one under way is cancelled at the mechanism.
+    pub cancel: CancellationToken,
 }
 
 /// What `admission plan` recorded for a gated plan, under `admissions/<plan hex>`.
