@@ -5,6 +5,7 @@
 
 pub mod fixtures;
 pub mod in_toto;
+pub mod node;
 pub mod output;
 pub mod repo;
 pub mod scratch;

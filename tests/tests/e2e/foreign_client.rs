@@ -8,10 +8,8 @@
 //! Needs Node.js (20 or later) and npm on `PATH`; the client's one dependency is installed
 //! with `npm ci` from the committed lockfile on first use.
 
-use std::fs::{self, File};
 use std::path::Path;
-use std::process::{self, Output};
-use std::sync::OnceLock;
+use std::process::Output;
 
 use assert_cmd::Command;
 use protocol::store::Store;
@@ -124,7 +122,7 @@ fn a_vscode_jsonrpc_client_describes_plans_and_gets_status_from_the_real_server(
 /// `node client.mjs --patch DIGEST --params JSON -- mechanism-server git_apply_patch --root ws
 /// --store store`, run in the scratch directory.
 fn foreign_client(s: &Scratch, patch: &Digest) -> Command {
-    ensure_node_modules();
+    tests::node::ensure_installed(Path::new(CLIENT_DIR), DEPENDENCY);
     let mut cmd = Command::new("node");
     cmd.current_dir(s.root())
         .env_remove("RUST_LOG")
@@ -166,67 +164,6 @@ fn admission_plan_hash(s: &Scratch, patch: &Digest) -> Digest {
         .as_str()
         .and_then(|h| h.parse().ok())
         .unwrap_or_else(|| panic!("no valid plan_hash in {report:#}"))
-}
-
-/// Makes sure `foreign-client/node_modules` holds the pinned dependency, running
-/// `npm ci` once if not. A file lock keeps two test processes from installing at once.
-fn ensure_node_modules() {
-    static READY: OnceLock<()> = OnceLock::new();
-    READY.get_or_init(|| {
-        require_tool("node");
-        // Checked under the lock too: while another process's `npm ci` is extracting, the
-        // dependency's package.json can be in place before the rest of it.
-        let lock_path = Path::new(env!("CARGO_TARGET_TMPDIR")).join("foreign-client-npm.lock");
-        let lock = File::create(&lock_path).expect("create the npm lock file");
-        lock.lock().expect("lock the npm lock file");
-        if !installed() {
-            npm_ci();
-        }
-        assert!(
-            installed(),
-            "`npm ci` in {CLIENT_DIR} did not install {DEPENDENCY} {}",
-            pinned_version()
-        );
-    });
-}
-
-/// Whether the installed dependency is the version package.json pins.
-fn installed() -> bool {
-    let manifest = Path::new(CLIENT_DIR).join(format!("node_modules/{DEPENDENCY}/package.json"));
-    fs::read(manifest)
-        .ok()
-        .and_then(|bytes| serde_json::from_slice::<Value>(&bytes).ok())
-        .is_some_and(|installed| installed["version"] == pinned_version().as_str())
-}
-
-/// The exact version package.json pins.
-fn pinned_version() -> String {
-    let manifest = Path::new(CLIENT_DIR).join("package.json");
-    let package: Value = serde_json::from_slice(&fs::read(&manifest).expect("read package.json"))
-        .expect("package.json is JSON");
-    package["dependencies"][DEPENDENCY]
-        .as_str()
-        .unwrap_or_else(|| panic!("{} does not pin {DEPENDENCY}", manifest.display()))
-        .to_owned()
-}
-
-/// `npm ci --no-audit --no-fund` in the client's directory.
-fn npm_ci() {
-    require_tool("npm");
-    let mut cmd = Command::new("npm");
-    cmd.current_dir(CLIENT_DIR)
-        .args(["ci", "--no-audit", "--no-fund"]);
-    succeeds(&mut cmd);
-}
-
-/// Fails clearly, naming what to install, when `tool` (node or npm) cannot run.
-fn require_tool(tool: &str) {
-    if let Err(e) = process::Command::new(tool).arg("--version").output() {
-        panic!(
-            "the foreign-client test needs Node.js 20+ and npm on PATH, \
-             but `{tool} --version` could not run: {e}"
-        );
-    }
 }
 
 /// Runs `cmd`, which must exit 0; assert_cmd prints the command, stdout and stderr if not.

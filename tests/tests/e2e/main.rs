@@ -12,6 +12,7 @@ mod foreign_client;
 mod fs_write;
 mod guide;
 mod jsonrpc;
+mod mcp;
 mod objects;
 mod terraform;
 mod tickets;
