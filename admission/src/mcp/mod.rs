@@ -37,7 +37,15 @@ the command the operator runs; ask them, then call `execute` again. `verify` che
 offline; `show` reads any run or artifact.";
 
 /// Serves MCP on stdin and stdout until the client closes the connection.
-pub fn serve(cli: Cli) -> Result<(), CommandError> {
+pub fn serve(mut cli: Cli) -> Result<(), CommandError> {
+    // An MCP client starts the server in a directory of its own choosing: the store is the
+    // workspace's unless named, never one found above that directory, and both are absolute
+    // so that every command the server hands out pastes anywhere.
+    if let (None, Some(workspace)) = (&cli.store_arg, &cli.workspace_arg) {
+        cli.store = workspace.join(crate::locate::STORE_DIR);
+    }
+    cli.store = std::path::absolute(&cli.store).unwrap_or(cli.store);
+    cli.workspace = std::path::absolute(&cli.workspace).unwrap_or(cli.workspace);
     // Refuse a bad configuration now, on stderr, rather than in every tool call.
     crate::commands::pipeline::read_signers(&cli)?;
     crate::registry::Registry::load(cli.registry.as_deref())
