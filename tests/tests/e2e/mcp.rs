@@ -303,7 +303,7 @@ fn an_mcp_client_plans_executes_is_refused_a_destructive_plan_until_approved_and
         "{planned:#}"
     );
     let plan_hash = digest(&planned["plan_hash"]);
-    let store = Store::open(&w.s.path("store")).expect("store");
+    let store = Store::open(w.s.path("store")).expect("store");
     let plan = store.get_artifact(&plan_hash).expect("the plan is stored");
     assert_eq!(plan.value()["kind"], "mechanism.plan/v0");
     assert_eq!(
@@ -568,7 +568,7 @@ fn an_mcp_cancellation_stops_an_execute_before_its_point_of_no_return() {
 
     // The cancelled execute ends CANCELLED with nothing applied, once the mechanism has
     // reached its point of no return and refused to pass it.
-    let store = Store::open(&w.s.path("store")).expect("store");
+    let store = Store::open(w.s.path("store")).expect("store");
     let cancelled = || {
         std::fs::read_dir(w.s.path("store/refs/runs"))
             .into_iter()
