@@ -22,8 +22,10 @@ use crate::pipeline::{self, Invocation, Mode, Report, WorkorderSource};
 use crate::registry::{LaunchPaths, Registry};
 use crate::session::Session;
 
-/// The largest input given as text: a patch, not a repository.
-const MAX_TEXT_INPUT_BYTES: usize = 32 * 1024 * 1024;
+/// The largest input given as text: a patch, not a repository. Well inside the 16 MiB an MCP
+/// message may have on rmcp's stdio transport (which drops a longer one unanswered), so that an
+/// input too large is refused here, with a way forward, rather than lost.
+const MAX_TEXT_INPUT_BYTES: usize = 8 * 1024 * 1024;
 
 /// The wall-clock budget of a plan that names none.
 const DEFAULT_WALL_MS: u64 = 120_000;
@@ -301,9 +303,11 @@ fn store_inputs(
                     return Err(ErrorInfo::new(
                         ErrorCode::MessageTooLarge,
                         format!(
-                            "input {name:?}: {} bytes of text, more than the {MAX_TEXT_INPUT_BYTES} \
-                             allowed",
-                            text.len()
+                            "input {name:?}: {} bytes of text, more than the \
+                             {MAX_TEXT_INPUT_BYTES} an input given as text may have; store \
+                             it with `admission --store {} put FILE` and give its digest",
+                            text.len(),
+                            store.root().display()
                         ),
                     ));
                 }

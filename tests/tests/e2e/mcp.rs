@@ -476,6 +476,25 @@ fn every_refusal_over_mcp_is_a_tool_error_with_the_protocols_code() {
         "{refused:#}"
     );
 
+    // Text larger than an input given as text may be: refused, with the way forward.
+    let huge = "x".repeat(9 * 1024 * 1024);
+    let refused = client.refused(
+        "plan",
+        json!({
+            "mechanism": "git_apply_patch",
+            "operation": "apply",
+            "params": apply("repo", "agent: huge"),
+            "inputs": {"patch": {"text": huge}},
+        }),
+        "MESSAGE_TOO_LARGE",
+    );
+    assert!(
+        refused["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("put FILE")),
+        "{refused:#}"
+    );
+
     // A digest that is not stored, an unknown member, an unknown plan hash, a malformed one.
     let absent = Digest::of_bytes(b"never stored");
     client.refused(
