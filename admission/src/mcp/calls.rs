@@ -503,3 +503,85 @@ fn strip_nulls(value: &mut Value) {
         members.retain(|_, v| !v.is_null());
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refusal_is_an_error_result_leading_with_its_code() {
+        let outcome = Outcome {
+            text: "\u{1b}[1mplan\u{1b}[0m sha256:...".to_owned(),
+            value: json!({"plan_hash": "sha256:...", "commit": null}),
+            error: Some(ErrorInfo::new(ErrorCode::StalePlan, "the world moved")),
+        };
+        let result = outcome.into_result();
+        assert_eq!(result.is_error, Some(true));
+        let content = result.structured_content.expect("structured content");
+        assert_eq!(content["error"]["code"], "STALE_PLAN");
+        assert_eq!(content["error"]["message"], "the world moved");
+        assert!(content.get("commit").is_none(), "a null member is left out");
+        let text = serde_json::to_value(&result.content[0]).expect("content");
+        assert_eq!(
+            text["text"], "STALE_PLAN: the world moved\n\nplan sha256:...",
+            "the text leads with the code, without terminal styles"
+        );
+    }
+
+    #[test]
+    fn every_run_outcome_is_one_the_output_schema_lists() {
+        let listed = tools::all()
+            .into_iter()
+            .find(|t| t.name == tools::PLAN)
+            .and_then(|t| t.output_schema)
+            .map(|s| s["properties"]["outcome"]["enum"].clone())
+            .expect("plan's outcome enum");
+        for outcome in [
+            RunOutcome::Admitted,
+            RunOutcome::AwaitingForceAck,
+            RunOutcome::Succeeded,
+            RunOutcome::Failed,
+            RunOutcome::Stale,
+            RunOutcome::Denied,
+            RunOutcome::Error,
+        ] {
+            let spelled = json!(outcome);
+            assert!(
+                listed.as_array().is_some_and(|l| l.contains(&spelled)),
+                "{spelled} is not in {listed}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_input_is_text_or_a_stored_digest_never_a_path() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let store = Store::open(dir.path()).expect("store");
+        let inputs = |value: Value| match value {
+            Value::Object(members) => members,
+            _ => Map::new(),
+        };
+        let stored = store_inputs(&store, &inputs(json!({"patch": {"text": "abc"}})), "w")
+            .expect("text is stored");
+        let digest: Digest = stored["patch"].parse().expect("a digest");
+        assert_eq!(store.read_blob(&digest, 16).expect("stored"), b"abc");
+        let again = store_inputs(&store, &inputs(json!({"patch": digest.to_string()})), "w")
+            .expect("a stored digest is taken");
+        assert_eq!(again["patch"], digest.to_string());
+        for (bad, code) in [
+            (json!({"patch": "patch.diff"}), ErrorCode::InvalidParams),
+            (
+                json!({"patch": {"text": "a", "path": "b"}}),
+                ErrorCode::InvalidParams,
+            ),
+            (json!({"patch": 7}), ErrorCode::InvalidParams),
+            (
+                json!({"patch": Digest::of_bytes(b"absent").to_string()}),
+                ErrorCode::UnknownArtifact,
+            ),
+        ] {
+            let error = store_inputs(&store, &inputs(bad.clone()), "w").expect_err("refused");
+            assert_eq!(error.code, code, "{bad}: {error}");
+        }
+    }
+}
