@@ -170,7 +170,8 @@ pub enum Command {
     /// Signs with an OpenSSH private key file (`--key`). To sign with `ssh-keygen` instead,
     /// print the payload with `--payload`, sign it with
     /// `ssh-keygen -Y sign -n mechanism-force-ack -f KEY PAYLOAD`, then assemble the force-ack
-    /// with `--attach PAYLOAD.sig --payload-file PAYLOAD`.
+    /// with `--attach PAYLOAD.sig --payload-file PAYLOAD`. The signed force-ack is also
+    /// recorded in the store, if there is one, and `execute PLAN` then uses it.
     Approve(ApproveArgs),
     /// Start a mechanism from the registry and print what it offers.
     Describe {
@@ -188,7 +189,8 @@ pub enum Command {
     Execute {
         /// The plan hash, `sha256:<64 hex>`.
         plan_hash: String,
-        /// The signed force-ack, for a destructive plan.
+        /// The signed force-ack, for a destructive plan; default: the approval `approve`
+        /// recorded for it.
         #[arg(long, value_name = "FILE")]
         force_ack: Option<PathBuf>,
     },

@@ -9,6 +9,9 @@
 //! A force-ack approves a plan *and* the AdmissionWitness that admitted it. Unless given with
 //! `--admission`, that witness is the one `admission plan` recorded in the store reference
 //! `admissions/<plan hex>`.
+//!
+//! A signed force-ack (`--key`, `--attach`) is also recorded in the store, when there is one,
+//! under `approvals/<plan hex>`: `admission execute PLAN` then uses it with no `--force-ack`.
 
 use std::fs::File;
 use std::io::{self, Read, Write};
@@ -25,7 +28,7 @@ use time::{Duration, OffsetDateTime};
 
 use crate::cli::{ApproveArgs, Output};
 use crate::exit::{self, CommandError};
-use crate::pipeline::{AdmissionRecord, ADMISSIONS};
+use crate::pipeline::{self, AdmissionRecord, ADMISSIONS};
 
 /// Largest key, payload or signature file read: all are a few kilobytes at most.
 const MAX_INPUT_BYTES: u64 = 64 * 1024;
@@ -40,7 +43,14 @@ pub fn run(
 ) -> Result<(), CommandError> {
     if let Some(sig_file) = &args.attach {
         let payload_file = required(args.payload_file.as_deref(), "--payload-file")?;
-        return attach(out, signers, sig_file, payload_file, args.output.as_deref());
+        return attach(
+            out,
+            store,
+            signers,
+            sig_file,
+            payload_file,
+            args.output.as_deref(),
+        );
     }
     let unsigned = build_unsigned(store, args)?;
     if args.payload {
@@ -60,7 +70,7 @@ pub fn run(
         // written: the operator signs once.
         check_signed(&signed, signers)?;
     }
-    write_force_ack(out, &signed, args.output.as_deref())
+    write_force_ack(out, store, &signed, args.output.as_deref())
 }
 
 /// Refuses a principal that no line of the trusted signers lists for force-acks, before the
@@ -290,6 +300,7 @@ fn payload(out: Output, unsigned: &Value, output: Option<&Path>) -> Result<(), C
 /// `--attach`: the force-ack made of a payload and the signature ssh-keygen made over it.
 fn attach(
     out: Output,
+    store: &Path,
     signers: Option<&AllowedSigners>,
     sig_file: &Path,
     payload_file: &Path,
@@ -352,7 +363,7 @@ fn attach(
 
     if let Some(signers) = signers {
         check_signed(&force_ack, signers)?;
-        return write_force_ack(out, &force_ack, output);
+        return write_force_ack(out, store, &force_ack, output);
     }
     // Without the trusted signers, whom to trust is decided where the force-ack is used.
     // Here the signing key is trusted for any principal, so that every other check of the
@@ -380,12 +391,14 @@ fn attach(
         DEFAULT_MAX_TTL,
     )
     .map_err(force_ack_error)?;
-    write_force_ack(out, &force_ack, output)
+    write_force_ack(out, store, &force_ack, output)
 }
 
-/// Writes a signed force-ack (pretty JSON) and reports it as the output style asks.
+/// Writes a signed force-ack (pretty JSON), records it in the store when there is one, and
+/// reports both as the output style asks.
 fn write_force_ack(
     out: Output,
+    store: &Path,
     force_ack: &Value,
     output: Option<&Path>,
 ) -> Result<(), CommandError> {
@@ -401,16 +414,50 @@ fn write_force_ack(
         None if !out.is_json() => write_stdout(text.as_bytes())?,
         None => {}
     }
+    let recorded = record(store, force_ack)?;
     if out.is_json() {
         println!(
             "{}",
-            json!({ "force_ack": force_ack, "path": shown(output) })
+            json!({ "force_ack": force_ack, "path": shown(output), "recorded": recorded })
         );
     } else {
         let place = output.map_or("stdout".to_owned(), |p| p.display().to_string());
         eprintln!("force-ack: {}; written to {place}", summary(force_ack));
+        let plan = force_ack
+            .get("plan_hash")
+            .and_then(Value::as_str)
+            .unwrap_or("PLAN");
+        match recorded {
+            Some(digest) => eprintln!(
+                "recorded as the approval of the plan in the store {} (force-ack {digest}): \
+                 `admission execute {plan}` will use it, no --force-ack needed",
+                store.display()
+            ),
+            None => eprintln!(
+                "not recorded: there is no store at {} (approve never creates one); give \
+                 the force-ack to `admission execute {plan} --force-ack FILE`",
+                store.display()
+            ),
+        }
     }
     Ok(())
+}
+
+/// Records a signed force-ack as the latest approval of its plan (`approvals/<plan hex>`) and
+/// returns its digest; `None` when there is no store, which approving must not create.
+fn record(store_dir: &Path, force_ack: &Value) -> Result<Option<Digest>, CommandError> {
+    if !store_dir.is_dir() {
+        return Ok(None);
+    }
+    let store = Store::open(store_dir).map_err(|e| CommandError::new(exit::INTERNAL, e))?;
+    pipeline::record_approval(&store, force_ack)
+        .map(Some)
+        .map_err(|e| {
+            CommandError::from(e.context(format!(
+                "recording the approval in the store {}",
+                store_dir.display()
+            )))
+        })
 }
 
 /// Who approves what until when, in one line.

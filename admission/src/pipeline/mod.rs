@@ -31,16 +31,22 @@ use crate::registry::{LaunchPaths, Registry};
 use crate::session::{Session, SessionError};
 use crate::workorder::{self, Loaded, WorkorderError};
 
+mod approvals;
 mod execute;
 mod gate;
 mod next_actions;
 mod records;
 
+pub use approvals::record_approval;
 use records::Ending;
 pub use records::{RunRef, RUNS};
 
 /// The store reference namespace recording each gated plan (read by `approve`, `execute`).
 pub const ADMISSIONS: &str = "admissions";
+
+/// The store reference namespace recording the latest approval of each plan (written by
+/// `approve`, read by `execute`).
+pub const APPROVALS: &str = "approvals";
 
 /// What every command of the pipeline works with.
 pub struct Setup {
@@ -82,6 +88,20 @@ pub struct AdmissionRecord {
     pub run_uid: String,
     /// The execute deadline the gates set, in milliseconds.
     pub deadline_ms: u64,
+}
+
+/// What `admission approve` recorded for a plan, under `approvals/<plan hex>`: the latest
+/// approval, which `execute` uses when no force-ack is given.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ApprovalRecord {
+    /// The signed force-ack, stored as an artifact.
+    pub force_ack: Digest,
+    /// Its approver.
+    pub approver: String,
+    /// When it expires, as the force-ack spells it.
+    pub expires_at: String,
+    /// The AdmissionWitness it approves.
+    pub admission: Digest,
 }
 
 /// How far `run_workorder` goes.
@@ -127,6 +147,8 @@ pub struct Report {
     pub admission_hash: Option<Digest>,
     /// The force-ack used.
     pub force_ack_hash: Option<Digest>,
+    /// Whether that force-ack was the recorded approval (`approvals/<plan hex>`), not given.
+    pub approval_recorded: bool,
     /// The ResultArtifact.
     pub result_hash: Option<Digest>,
     /// The ResultWitness.
@@ -358,7 +380,7 @@ pub fn execute_plan(
     let ending = flow.resume(
         plan_hash,
         &record,
-        force_ack.as_ref(),
+        force_ack,
         &mut report,
         &mut exec,
         progress,
@@ -444,20 +466,25 @@ impl Flow<'_> {
     }
 
     /// `execute_plan` past reading the admission record: the plan gated earlier, executed
-    /// unless it was denied or still needs a force-ack.
+    /// unless it was denied or still needs a force-ack. Without `force_ack`, a plan that needs
+    /// one uses the approval recorded for it, if any.
     fn resume(
         &self,
         plan_hash: &Digest,
         record: &AdmissionRecord,
-        force_ack: Option<&Value>,
+        force_ack: Option<Value>,
         report: &mut Report,
         exec: &mut ExecHandle,
         progress: &mut dyn FnMut(&ProgressParams),
     ) -> Ending {
-        match self.load_plan(plan_hash) {
-            Ok(plan) => report.plan = Some(plan),
+        let needs_ack = match self.load_plan(plan_hash) {
+            Ok(plan) => {
+                let needs_ack = record.force_ack_required || plan.destructive;
+                report.plan = Some(plan);
+                needs_ack
+            }
             Err(e) => return Ending::error(e),
-        }
+        };
         if !record.admitted {
             return Ending::denied(ErrorInfo::new(
                 ErrorCode::AdmissionRequired,
@@ -474,8 +501,23 @@ impl Flow<'_> {
             force_ack_required: record.force_ack_required,
             deadline_ms: record.deadline_ms,
         };
+        let force_ack = match force_ack {
+            Some(given) => Some(given),
+            None if needs_ack => match self.recorded_approval(plan_hash, report, exec) {
+                Ok(recorded) => recorded,
+                Err(e) => return Ending::failed(e),
+            },
+            None => None,
+        };
         let session = || start_session(self.setup, &record.mechanism);
-        self.execute_admitted(session, &admitted, force_ack, report, exec, progress)
+        self.execute_admitted(
+            session,
+            &admitted,
+            force_ack.as_ref(),
+            report,
+            exec,
+            progress,
+        )
     }
 
     /// A workorder made against a context snapshot runs only against that state: its plan

@@ -52,12 +52,12 @@ pub(super) fn next_actions(report: &Report, inv: &Invocation) -> Vec<NextAction>
                 actions.push(action(
                     1,
                     approve(&g, &plan),
-                    "an operator approves this exact destructive plan",
+                    "an operator approves this exact destructive plan; the approval is recorded in the store",
                 ));
                 actions.push(action(
                     2,
-                    execute_with_ack(&g, &plan, inv),
-                    "execute it with the approval",
+                    execute_approved(&g, &plan, inv),
+                    "execute it with the approval recorded in the store",
                 ));
             }
             actions.push(action(
@@ -71,12 +71,12 @@ pub(super) fn next_actions(report: &Report, inv: &Invocation) -> Vec<NextAction>
                 actions.push(action(
                     1,
                     approve(&g, &plan),
-                    "the force-ack was refused (see the error): an operator approves the plan again",
+                    "the force-ack was refused (see the error): an operator approves the plan again; the approval is recorded in the store",
                 ));
                 actions.push(action(
                     2,
-                    execute_with_ack(&g, &plan, inv),
-                    "execute it with the fresh approval",
+                    execute_approved(&g, &plan, inv),
+                    "execute it with the fresh approval recorded in the store",
                 ));
             }
             actions.push(action(
@@ -119,7 +119,8 @@ pub(super) fn next_actions(report: &Report, inv: &Invocation) -> Vec<NextAction>
                 "read what happened, step by step",
             ));
             if let (Some(plan), Some(_)) = (report.plan_hash, report.admission_hash) {
-                let ack = if report.force_ack_hash.is_some() {
+                // A recorded approval is found again; a force-ack given as a file must be.
+                let ack = if report.force_ack_hash.is_some() && !report.approval_recorded {
                     " --force-ack force-ack.json"
                 } else {
                     ""
@@ -148,18 +149,19 @@ pub(super) fn next_actions(report: &Report, inv: &Invocation) -> Vec<NextAction>
     actions
 }
 
-/// `admission approve` of `plan`, with the key and principal to fill in.
+/// `admission approve` of `plan`, with the key and principal to fill in; it records the
+/// approval in the store.
 fn approve(g: &str, plan: &protocol::Digest) -> String {
-    format!("admission{g} approve {plan} --key ~/.ssh/id_ed25519 --approver YOU@EXAMPLE.COM -o force-ack.json")
+    format!("admission{g} approve {plan} --key ~/.ssh/id_ed25519 --approver YOU@EXAMPLE.COM")
 }
 
-/// `admission execute` of `plan` with the force-ack `approve` writes, naming the trusted
-/// signers to fill in when none were given: without them no force-ack is accepted.
-fn execute_with_ack(g: &str, plan: &protocol::Digest, inv: &Invocation) -> String {
+/// `admission execute` of `plan`, which uses the approval `approve` recorded, naming the
+/// trusted signers to fill in when none were given: without them no force-ack is accepted.
+fn execute_approved(g: &str, plan: &protocol::Digest, inv: &Invocation) -> String {
     let signers = if inv.signers_given {
         ""
     } else {
         " --allowed-signers ALLOWED_SIGNERS"
     };
-    format!("admission{g} execute {plan} --force-ack force-ack.json{signers}")
+    format!("admission{g} execute {plan}{signers}")
 }

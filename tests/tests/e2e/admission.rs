@@ -35,7 +35,7 @@ const BROKEN_PROXY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/broken
 
 /// The `admission` CLI run in a test's world: `--store store --workspace ws`, trusting the
 /// operator's key.
-trait Cli {
+pub(crate) trait Cli {
     /// The world the command runs in.
     fn world(&self) -> &World;
 
@@ -253,7 +253,13 @@ fn edit_readme_and_add_file(dir: &Path) {
 
 /// A force-ack refusal: exit 3 with `code`, the branch where it was, nothing deleted, and a
 /// run record that says so.
-fn assert_force_ack_refused(w: &World, report: &Value, code: &str, needle: &str, head: &str) {
+pub(crate) fn assert_force_ack_refused(
+    w: &World,
+    report: &Value,
+    code: &str,
+    needle: &str,
+    head: &str,
+) {
     assert_eq!(report["outcome"], "denied", "{report:#}");
     assert_eq!(report["exit"], 3, "{report:#}");
     assert_eq!(report["error"]["code"], code, "{report:#}");
@@ -270,13 +276,10 @@ fn assert_force_ack_refused(w: &World, report: &Value, code: &str, needle: &str,
         suggests(report, &format!("approve {plan} --key")),
         "{report:#}"
     );
-    assert!(
-        suggests(
-            report,
-            &format!("execute {plan} --force-ack force-ack.json")
-        ),
-        "{report:#}"
-    );
+    // ... recorded in the store, so execute needs no force-ack file.
+    assert!(suggests(report, &format!("execute {plan}")), "{report:#}");
+    assert!(!suggests(report, "--force-ack"), "{report:#}");
+    assert!(!suggests(report, " -o "), "{report:#}");
     assert!(!suggests(report, "run "), "{report:#}");
 }
 
@@ -567,10 +570,9 @@ fn a_destructive_run_waits_for_a_force_ack_and_executes_once_with_it() {
     assert!(w.repo().join("src/old.rs").exists());
     let plan = string(&paused["plan_hash"]);
     assert!(suggests(&paused, &format!("approve {plan}")), "{paused:#}");
-    assert!(
-        suggests(&paused, &format!("execute {plan} --force-ack")),
-        "{paused:#}"
-    );
+    // `approve` records the approval, so the execute suggested needs no force-ack file.
+    assert!(suggests(&paused, &format!("execute {plan}")), "{paused:#}");
+    assert!(!suggests(&paused, "--force-ack"), "{paused:#}");
 
     // Executing it by hash without a force-ack waits too.
     let waiting = w.json(&["execute", &plan], 4);
@@ -771,7 +773,7 @@ fn without_allowed_signers_no_destructive_plan_runs() {
     assert!(
         suggests(
             &report,
-            "--force-ack force-ack.json --allowed-signers ALLOWED_SIGNERS"
+            &format!("execute {plan} --allowed-signers ALLOWED_SIGNERS")
         ),
         "{report:#}"
     );

@@ -13,8 +13,11 @@ use protocol::Digest;
 use serde_json::{json, Value};
 use tests::fixtures::{keygen, Operator, APPROVER};
 use tests::output::stderr as stderr_of;
-use tests::Scratch;
+use tests::output::{exits, json_of, stderr, stdout, string};
+use tests::{Scratch, World};
 use time::{Duration, OffsetDateTime};
+
+use crate::admission::{assert_force_ack_refused, Cli};
 
 fn plan() -> Digest {
     Digest::of_bytes(b"a destructive plan")
@@ -118,7 +121,12 @@ fn a_force_ack_signed_with_a_key_file_verifies_with_ssh_keygen_and_our_verifier(
         stderr.contains(APPROVER) && stderr.contains(&plan().to_string()),
         "{stderr}"
     );
-    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    // One line for the force-ack, one saying it is recorded and how execute uses it.
+    assert_eq!(stderr.lines().count(), 2, "{stderr}");
+    assert!(
+        stderr.contains("recorded") && stderr.contains(&format!("admission execute {}", plan())),
+        "{stderr}"
+    );
 
     let text = std::fs::read_to_string(s.path("force-ack.json")).unwrap();
     assert!(text.ends_with("}\n"), "{text}");
@@ -174,6 +182,22 @@ fn a_force_ack_signed_with_a_key_file_verifies_with_ssh_keygen_and_our_verifier(
     assert_eq!(reply["path"], Value::Null);
     let second = verify(&operator, &reply["force_ack"]);
     assert_ne!(second.nonce, verified.nonce);
+
+    // The latest approval replaces the first as the plan's recorded one.
+    let store = Store::open(s.path(".mechanism")).unwrap();
+    let recorded: Digest = reply["recorded"].as_str().unwrap().parse().unwrap();
+    assert_eq!(
+        store.get_artifact(&recorded).unwrap().value(),
+        &reply["force_ack"]
+    );
+    let record: Value = store.get_ref("approvals", &plan().hex()).unwrap().unwrap();
+    assert_eq!(record["force_ack"], recorded.to_string());
+    assert_eq!(record["admission"], admission().to_string());
+    assert_eq!(record["approver"], APPROVER);
+    assert_eq!(record["expires_at"], reply["force_ack"]["expires_at"]);
+    let provenance = store.provenance(&recorded).unwrap().unwrap();
+    assert_eq!(provenance.producer, "admission approve");
+    assert_eq!(provenance.derived_from, [plan()]);
 }
 
 #[test]
@@ -222,7 +246,8 @@ fn a_payload_signed_with_ssh_keygen_and_attached_is_a_valid_force_ack() {
     );
 
     operator.ssh_keygen_sign(&s.path("payload.json"), "mechanism-force-ack");
-    s.admission()
+    let out = s
+        .admission()
         .args([
             "approve",
             "--attach",
@@ -235,6 +260,13 @@ fn a_payload_signed_with_ssh_keygen_and_attached_is_a_valid_force_ack() {
         .success();
     let ack = read_json(&s.path("force-ack.json"));
     assert_eq!(verify(&operator, &ack).nonce, unsigned["nonce"]);
+    // There is no store here: approve made none, and said it recorded nothing.
+    let stderr = stderr_of(out.get_output());
+    assert!(
+        stderr.contains("not recorded") && stderr.contains("--force-ack"),
+        "{stderr}"
+    );
+    assert!(!s.path(".mechanism").exists());
 
     // A payload changed after signing, even by a final newline, is refused at once.
     let mut edited = payload.clone();
@@ -429,4 +461,211 @@ fn an_approval_execute_would_refuse_is_refused_before_anything_is_written() {
     // What the signers trust, up to the limit, is written.
     approve(&operator.key, APPROVER, "1h").assert().success();
     assert_eq!(read_json(&s.path("force-ack.json"))["approver"], APPROVER);
+}
+
+// Recorded approvals: `approve` records the force-ack, `execute PLAN` uses it.
+
+/// `admission --json approve PLAN --key KEY` in the world, with `extra` arguments: the reply,
+/// whose `recorded` is the digest of the force-ack recorded in the store.
+fn approve_recorded(w: &World, plan: &str, extra: &[&str]) -> (Value, Digest) {
+    let mut cmd = w.admission();
+    cmd.args(["--json", "approve", plan, "--approver", APPROVER, "--key"])
+        .arg(&w.operator.key)
+        .args(extra);
+    let reply = json_of(&exits(&mut cmd, 0));
+    let recorded = string(&reply["recorded"]).parse().unwrap();
+    (reply, recorded)
+}
+
+/// Every journal step label of the run `uid`, in order.
+fn journal_labels(w: &World, uid: &str) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(w.store().join("exec").join(uid))
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn an_approval_recorded_by_approve_is_what_execute_uses_without_a_force_ack() {
+    let w = World::new();
+    let base = w.head();
+    let (plan, _) = w.destructive_plan("drop", "src/old.rs");
+    // Nothing approved yet: execute pauses for a force-ack.
+    let report = w.json(&["execute", &plan], 4);
+    assert_eq!(report["outcome"], "awaiting_force_ack", "{report:#}");
+    assert_eq!(w.head(), base);
+
+    // Approved twice, in text then JSON: the latest approval is the one used.
+    let out = w.text(
+        &[
+            "approve",
+            &plan,
+            "--approver",
+            APPROVER,
+            "--key",
+            w.operator.key.to_str().unwrap(),
+        ],
+        0,
+    );
+    let said = stderr(&out);
+    assert!(
+        said.contains("recorded") && said.contains(&format!("`admission execute {plan}`")),
+        "{said}"
+    );
+    let first = read_json_str(&stdout(&out));
+    let (reply, recorded) = approve_recorded(&w, &plan, &[]);
+    assert_ne!(reply["force_ack"]["nonce"], first["nonce"]);
+
+    let report = w.json(&["execute", &plan], 0);
+    assert_eq!(report["outcome"], "succeeded", "{report:#}");
+    assert_eq!(report["force_ack_hash"], recorded.to_string(), "{report:#}");
+    assert_ne!(w.head(), base, "the commit landed");
+    assert!(!w.repo().join("src/old.rs").exists());
+    let record = w.run_record(&report);
+    assert_eq!(record["force_ack_hash"], recorded.to_string(), "{record:#}");
+    // The journal says which recorded approval the execution used.
+    let labels = journal_labels(&w, &string(&report["run_uid"]));
+    assert!(
+        labels.iter().any(|l| l.ends_with("-approval.json")),
+        "{labels:?}"
+    );
+}
+
+#[test]
+fn an_approval_assembled_with_attach_is_recorded_and_used() {
+    let w = World::new();
+    let base = w.head();
+    let (plan, _) = w.destructive_plan("drop", "src/old.rs");
+    let mut cmd = w.admission();
+    cmd.args(["approve", "--payload", &plan, "--approver", APPROVER])
+        .args(["-o", "payload.json"]);
+    exits(&mut cmd, 0);
+    w.operator
+        .ssh_keygen_sign(&w.s.path("payload.json"), force_ack::NAMESPACE);
+    let mut cmd = w.admission();
+    cmd.args(["--json", "approve", "--attach", "payload.json.sig"])
+        .args(["--payload-file", "payload.json"]);
+    let reply = json_of(&exits(&mut cmd, 0));
+    let recorded = string(&reply["recorded"]);
+    assert!(recorded.starts_with("sha256:"), "{reply:#}");
+
+    let report = w.json(&["execute", &plan], 0);
+    assert_eq!(report["outcome"], "succeeded", "{report:#}");
+    assert_eq!(report["force_ack_hash"], recorded, "{report:#}");
+    assert_ne!(w.head(), base);
+}
+
+#[test]
+fn an_expired_recorded_approval_is_refused_and_a_force_ack_given_wins_over_it() {
+    let w = World::new();
+    let base = w.head();
+    let (plan, admission) = w.destructive_plan("drop", "src/old.rs");
+    let (_, expired) = approve_recorded(&w, &plan, &["--ttl", "1s"]);
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let report = w.json(&["execute", &plan], 3);
+    assert_force_ack_refused(&w, &report, "FORCE_ACK_EXPIRED", "expired", &base);
+
+    // A fresh force-ack kept out of the store (approve names none there) and given to
+    // execute is used instead of the recorded one.
+    let mut cmd = w.s.admission();
+    cmd.args([
+        "--store",
+        "nowhere",
+        "approve",
+        &plan,
+        "--approver",
+        APPROVER,
+    ])
+    .args(["--admission", &admission, "-o", "fresh.json", "--key"])
+    .arg(&w.operator.key);
+    exits(&mut cmd, 0);
+    assert!(!w.s.path("nowhere").exists());
+    let report = w.json(&["execute", &plan, "--force-ack", "fresh.json"], 0);
+    assert_eq!(report["outcome"], "succeeded", "{report:#}");
+    assert_ne!(report["force_ack_hash"], expired.to_string(), "{report:#}");
+    assert!(!w.repo().join("src/old.rs").exists());
+}
+
+#[test]
+fn an_approval_recorded_for_one_plan_is_not_used_for_another() {
+    let w = World::new();
+    let base = w.head();
+    let (plan, _) = w.destructive_plan("drop", "src/old.rs");
+    let (other, _) = w.destructive_plan("drop-guide", "docs/guide.txt");
+    approve_recorded(&w, &plan, &[]);
+
+    let report = w.json(&["execute", &other], 4);
+    assert_eq!(report["outcome"], "awaiting_force_ack", "{report:#}");
+    assert_eq!(report["force_ack_hash"], Value::Null, "{report:#}");
+    assert_eq!(w.head(), base);
+    assert!(w.repo().join("docs/guide.txt").exists());
+
+    let report = w.json(&["execute", &plan], 0);
+    assert_eq!(report["outcome"], "succeeded", "{report:#}");
+    assert!(w.repo().join("docs/guide.txt").exists());
+}
+
+#[test]
+fn a_recorded_force_ack_tampered_in_the_store_fails_its_digest_and_nothing_runs() {
+    let w = World::new();
+    let base = w.head();
+    let (plan, _) = w.destructive_plan("drop", "src/old.rs");
+    let (_, recorded) = approve_recorded(&w, &plan, &[]);
+    let store = Store::open(w.store()).unwrap();
+    let object = store.path_of(&recorded);
+    let mut bytes = std::fs::read(&object).unwrap();
+    let at = bytes.len() - 3;
+    bytes[at] ^= 1;
+    set_writable(&object);
+    std::fs::write(&object, &bytes).unwrap();
+
+    let report = w.json(&["execute", &plan], 5);
+    assert_eq!(report["error"]["code"], "INTEGRITY_MISMATCH", "{report:#}");
+    let message = string(&report["error"]["message"]);
+    assert!(message.contains("recorded approval"), "{message}");
+    assert_eq!(report["force_ack_hash"], Value::Null, "{report:#}");
+    assert_eq!(w.head(), base, "the branch moved");
+    assert!(w.repo().join("src/old.rs").exists(), "the file was deleted");
+}
+
+#[test]
+fn approving_with_an_admission_and_no_store_records_nothing_and_makes_no_store() {
+    let s = Scratch::new();
+    let operator = Operator::new(&s.path("keys"));
+    let approve = |json: bool| {
+        let mut cmd = s.admission();
+        if json {
+            cmd.arg("--json");
+        }
+        cmd.args(["approve", &plan().to_string(), "--approver", APPROVER])
+            .args(["--admission", &admission().to_string(), "--key"])
+            .arg(&operator.key)
+            .args(["-o", "force-ack.json"]);
+        cmd.assert().success()
+    };
+    let out = approve(false);
+    let stderr = stderr_of(out.get_output());
+    assert!(
+        stderr.contains("not recorded") && stderr.contains("no store"),
+        "{stderr}"
+    );
+    verify(&operator, &read_json(&s.path("force-ack.json")));
+    assert!(!s.path(".mechanism").exists());
+
+    let out = approve(true);
+    let reply: Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
+    assert_eq!(reply["recorded"], Value::Null, "{reply:#}");
+    assert_eq!(read_json(&s.path("force-ack.json")), reply["force_ack"]);
+    assert!(!s.path(".mechanism").exists());
+}
+
+fn read_json_str(text: &str) -> Value {
+    canonical::parse(text.as_bytes()).unwrap()
+}
+
+fn set_writable(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o644)).unwrap();
 }

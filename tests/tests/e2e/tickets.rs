@@ -591,8 +591,9 @@ fn a_destructive_ticket_pauses_running_until_approved_and_executed() {
         actions[0].contains(&format!(" approve {plan} ")),
         "first approve: {actions:#?}"
     );
+    // ... which records the approval, so execute needs no force-ack file.
     assert!(
-        actions[1].contains(&format!(" execute {plan} --force-ack ")),
+        actions[1].contains(&format!(" execute {plan}")) && !actions[1].contains("--force-ack"),
         "then execute: {actions:#?}"
     );
 
