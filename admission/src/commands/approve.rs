@@ -435,8 +435,11 @@ fn write_force_ack(
             ),
             None => eprintln!(
                 "not recorded: there is no store at {} (approve never creates one); give \
-                 the force-ack to `admission execute {plan} --force-ack FILE`",
-                store.display()
+                 the force-ack to `admission execute {plan} --force-ack {}`",
+                std::path::absolute(store)
+                    .unwrap_or_else(|_| store.to_path_buf())
+                    .display(),
+                output.map_or("FILE".to_owned(), |p| p.display().to_string())
             ),
         }
     }

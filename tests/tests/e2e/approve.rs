@@ -14,6 +14,7 @@ use serde_json::{json, Value};
 use tests::fixtures::{keygen, Operator, APPROVER};
 use tests::output::stderr as stderr_of;
 use tests::output::{exits, json_of, stderr, stdout, string};
+use tests::repo::git;
 use tests::{Scratch, World};
 use time::{Duration, OffsetDateTime};
 
@@ -531,6 +532,11 @@ fn an_approval_recorded_by_approve_is_what_execute_uses_without_a_force_ack() {
         labels.iter().any(|l| l.ends_with("-approval.json")),
         "{labels:?}"
     );
+
+    // Back at the base, the recorded force-ack is spent like any other.
+    git(&w.repo(), &["reset", "-q", "--hard", &base]);
+    let report = w.json(&["execute", &plan], 3);
+    assert_force_ack_refused(&w, &report, "FORCE_ACK_REPLAYED", "already used", &base);
 }
 
 #[test]
@@ -593,7 +599,13 @@ fn an_approval_recorded_for_one_plan_is_not_used_for_another() {
     let w = World::new();
     let base = w.head();
     let (plan, _) = w.destructive_plan("drop", "src/old.rs");
-    let (other, _) = w.destructive_plan("drop-guide", "docs/guide.txt");
+    let (other, other_admission) = w.destructive_plan("drop-guide", "docs/guide.txt");
+
+    // Recorded for the plan, but approving the other plan's admission: refused.
+    approve_recorded(&w, &plan, &["--admission", &other_admission]);
+    let report = w.json(&["execute", &plan], 3);
+    assert_force_ack_refused(&w, &report, "FORCE_ACK_INVALID", &other_admission, &base);
+
     approve_recorded(&w, &plan, &[]);
 
     let report = w.json(&["execute", &other], 4);
@@ -648,7 +660,9 @@ fn approving_with_an_admission_and_no_store_records_nothing_and_makes_no_store()
     let out = approve(false);
     let stderr = stderr_of(out.get_output());
     assert!(
-        stderr.contains("not recorded") && stderr.contains("no store"),
+        stderr.contains("not recorded")
+            && stderr.contains("no store")
+            && stderr.contains("--force-ack force-ack.json"),
         "{stderr}"
     );
     verify(&operator, &read_json(&s.path("force-ack.json")));
