@@ -165,3 +165,72 @@ fn execute_approved(g: &str, plan: &protocol::Digest, inv: &Invocation) -> Strin
     };
     format!("admission{g} execute {plan}{signers}")
 }
+
+#[cfg(test)]
+mod tests {
+    use protocol::artifact::kinds::RunOutcome;
+    use protocol::Digest;
+
+    use super::{next_actions, Invocation, Report};
+
+    fn commands(report: &Report, signers_given: bool) -> Vec<String> {
+        let inv = Invocation {
+            signers_given,
+            ..Invocation::default()
+        };
+        next_actions(report, &inv)
+            .into_iter()
+            .map(|a| a.command)
+            .collect()
+    }
+
+    #[test]
+    fn a_paused_plan_is_approved_into_the_store_then_executed_by_its_hash() {
+        let plan = Digest::of_bytes(b"plan");
+        let report = Report {
+            outcome: Some(RunOutcome::AwaitingForceAck),
+            plan_hash: Some(plan),
+            ..Report::default()
+        };
+        let with = commands(&report, true);
+        assert_eq!(
+            with[..2],
+            [
+                format!(
+                    "admission approve {plan} --key ~/.ssh/id_ed25519 --approver YOU@EXAMPLE.COM"
+                ),
+                format!("admission execute {plan}"),
+            ]
+        );
+        let without = commands(&report, false);
+        assert_eq!(
+            without[1],
+            format!("admission execute {plan} --allowed-signers ALLOWED_SIGNERS")
+        );
+    }
+
+    #[test]
+    fn a_failed_execution_is_retried_with_the_file_only_when_its_force_ack_was_one() {
+        let plan = Digest::of_bytes(b"plan");
+        let mut report = Report {
+            outcome: Some(RunOutcome::Failed),
+            plan_hash: Some(plan),
+            admission_hash: Some(Digest::of_bytes(b"admission")),
+            force_ack_hash: Some(Digest::of_bytes(b"force-ack")),
+            ..Report::default()
+        };
+        let retry = |report: &Report| {
+            commands(report, true)
+                .into_iter()
+                .find(|c| c.contains(" execute "))
+        };
+        assert_eq!(
+            retry(&report),
+            Some(format!(
+                "admission execute {plan} --force-ack force-ack.json"
+            ))
+        );
+        report.approval_recorded = true;
+        assert_eq!(retry(&report), Some(format!("admission execute {plan}")));
+    }
+}
