@@ -542,6 +542,61 @@ fn every_refusal_over_mcp_is_a_tool_error_with_the_protocols_code() {
     );
     assert_eq!(answer["result"]["isError"], true, "{answer:#}");
 
+    // A gate that denies: a budget the plan's estimate does not fit. The decision and the
+    // failed gate come with the refusal.
+    let denied = client.refused(
+        "plan",
+        json!({
+            "mechanism": "git_apply_patch",
+            "operation": "apply",
+            "params": apply("repo", "agent: no time"),
+            "inputs": {"patch": {"text": patch}},
+            "wall_ms": 1,
+        }),
+        "BUDGET_EXCEEDED",
+    );
+    assert_eq!(denied["decision"], "DENY", "{denied:#}");
+    assert_eq!(denied["outcome"], "denied", "{denied:#}");
+    let failed: Vec<&Value> = denied["gates"]
+        .as_array()
+        .map(|g| g.iter().filter(|g| g["decision"] == "FAIL").collect())
+        .unwrap_or_default();
+    assert_eq!(failed.len(), 1, "{denied:#}");
+    assert_eq!(failed[0]["gate"], "G-BUDGET", "{denied:#}");
+    let denied_plan = denied["plan_hash"].clone();
+    client.refused(
+        "execute",
+        json!({"plan_hash": denied_plan}),
+        "ADMISSION_REQUIRED",
+    );
+
+    // A plan the world moved past: STALE_PLAN, and nothing applied.
+    let planned = client.ok(
+        "plan",
+        json!({
+            "mechanism": "git_apply_patch",
+            "operation": "apply",
+            "params": apply("repo", "agent: too late"),
+            "inputs": {"patch": {"text": patch}},
+        }),
+    );
+    repo::write(&w.repo, "docs/guide.txt", "moved on\n");
+    repo::git(&w.repo, &["commit", "-qam", "someone else"]);
+    let moved = w.head();
+    client.refused(
+        "execute",
+        json!({"plan_hash": planned["plan_hash"]}),
+        "STALE_PLAN",
+    );
+    assert_eq!(w.head(), moved, "a stale plan was applied");
+
+    // verify of something that is not a run record, witness or result.
+    client.refused(
+        "verify",
+        json!({"digest": planned["plan_hash"]}),
+        "INVALID_PARAMS",
+    );
+
     // An unknown tool is the one protocol error.
     let answer = client.request(json!({"op": "call", "name": "approve", "arguments": {}}));
     assert_eq!(answer["error"]["code"], -32602, "{answer:#}");
