@@ -67,16 +67,20 @@ pub fn serve(mut cli: Cli) -> Result<(), CommandError> {
     let server = Server {
         cli: Arc::new(cli),
         tools: Arc::new(tools::all()),
+        running: Arc::new(tokio::sync::RwLock::new(())),
     };
+    let running = Arc::clone(&server.running);
     runtime.block_on(async {
-        let running = server
+        let service = server
             .serve(rmcp::transport::stdio())
             .await
             .map_err(|e| CommandError::internal(ErrorCode::InternalError, e.to_string()))?;
-        running
-            .waiting()
-            .await
-            .map_err(|e| CommandError::internal(ErrorCode::InternalError, e.to_string()))?;
+        let quit = service.waiting().await;
+        // A client gone mid-call has had its calls cancelled; each still ends in a recorded
+        // run (a cancelled execute is refused by the mechanism at its point of no return, or
+        // completes past it), which the process must not exit before.
+        let _idle = running.write().await;
+        quit.map_err(|e| CommandError::internal(ErrorCode::InternalError, e.to_string()))?;
         Ok::<(), CommandError>(())
     })?;
     // stdin may still have a read pending, which nothing can cancel: do not wait for it.
@@ -84,11 +88,13 @@ pub fn serve(mut cli: Cli) -> Result<(), CommandError> {
     Ok(())
 }
 
-/// The MCP server: the command line it was started with, and its tools.
+/// The MCP server: the command line it was started with, its tools, and the calls running.
 #[derive(Clone)]
 struct Server {
     cli: Arc<Cli>,
     tools: Arc<Vec<Tool>>,
+    /// Each call running holds a read guard; the server exits once it can take the write.
+    running: Arc<tokio::sync::RwLock<()>>,
 }
 
 impl ServerHandler for Server {
@@ -151,8 +157,10 @@ impl ServerHandler for Server {
         };
         let cli = Arc::clone(&self.cli);
         let cancel = context.ct.clone();
+        let running = Arc::clone(&self.running).read_owned().await;
         // The pipeline blocks (it drives each mechanism on a runtime of its own).
         let work = tokio::task::spawn_blocking(move || {
+            let _running = running;
             calls::call(&cli, &name, arguments, cancel, &mut |update| {
                 let _ = progress.send(update.clone());
             })

@@ -671,3 +671,90 @@ fn an_mcp_cancellation_stops_an_execute_before_its_point_of_no_return() {
     assert_eq!(repo::rev(&w.repo, "HEAD~1"), base, "applied more than once");
     client.finish();
 }
+
+#[test]
+fn a_client_gone_mid_execute_leaves_a_recorded_run_and_nothing_half_applied() {
+    let w = Setup::new();
+    let base = w.head();
+    let patch = w.patch(|dir| repo::write(dir, "README.md", "# fixture\n\nabandoned\n"));
+    // A bare client over the server's own pipes, which closes its end while an execute is
+    // held (before its point of no return) for longer than the server waits for answers.
+    let mut server = Command::new(bin_path("admission"))
+        .arg("mcp")
+        .args(w.server_args())
+        .env("MECHANISM_FAILPOINT", "git:locked")
+        .env("MECHANISM_FAILPOINT_SLEEP_MS", "7000")
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start admission mcp");
+    let mut stdin = server.stdin.take().expect("stdin");
+    let mut stdout = BufReader::new(server.stdout.take().expect("stdout"));
+    let mut send = |message: Value| {
+        writeln!(stdin, "{message}").expect("send");
+        stdin.flush().expect("flush");
+    };
+    let mut recv = || {
+        let mut line = String::new();
+        stdout.read_line(&mut line).expect("read");
+        serde_json::from_str::<Value>(&line).unwrap_or_else(|e| panic!("{line:?}: {e}"))
+    };
+    send(
+        json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-06-18", "capabilities": {},
+        "clientInfo": {"name": "bare", "version": "0"}}}),
+    );
+    assert_eq!(recv()["id"], 1);
+    send(json!({"jsonrpc": "2.0", "method": "notifications/initialized"}));
+    send(
+        json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {
+        "name": "plan", "arguments": {
+            "mechanism": "git_apply_patch", "operation": "apply",
+            "params": apply("repo", "agent: abandoned"),
+            "inputs": {"patch": {"text": patch}}}}}),
+    );
+    let planned = recv();
+    let plan_hash = planned["result"]["structuredContent"]["plan_hash"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no plan: {planned:#}"))
+        .to_owned();
+    send(
+        json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": {
+        "name": "execute", "arguments": {"plan_hash": plan_hash}}}),
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    drop(send);
+    drop(stdin);
+
+    // The server exits only once the execute it was running is recorded: cancelled at its
+    // point of no return, nothing applied.
+    let status = server.wait().expect("wait for the server");
+    assert!(status.success(), "admission mcp exited with {status}");
+    assert_eq!(w.head(), base, "an abandoned execute applied the patch");
+    let store = Store::open(w.s.path("store")).expect("store");
+    let outcomes: Vec<(Value, Value)> = std::fs::read_dir(w.s.path("store/refs/runs"))
+        .expect("refs/runs")
+        .filter_map(|entry| {
+            let bytes = std::fs::read(entry.ok()?.path()).ok()?;
+            let reference: Value = serde_json::from_slice(&bytes).ok()?;
+            let record = store.get_artifact(&digest(&reference["run_record"])).ok()?;
+            let record = record.value();
+            Some((record["outcome"].clone(), record["error"]["code"].clone()))
+        })
+        .collect();
+    assert!(
+        outcomes.contains(&(json!("failed"), json!("CANCELLED"))),
+        "no recorded cancelled execute: {outcomes:?}"
+    );
+
+    // The plan is still good: the next execute applies it, once.
+    let mut execute = w.s.admission();
+    execute
+        .args(["--json", "execute", &plan_hash])
+        .args(w.server_args());
+    let report = tests::output::json_of(&execute.assert().success().get_output().clone());
+    assert_eq!(report["outcome"], "succeeded", "{report:#}");
+    assert_eq!(repo::rev(&w.repo, "HEAD~1"), base);
+}
