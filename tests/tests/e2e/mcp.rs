@@ -725,7 +725,6 @@ fn a_client_gone_mid_execute_leaves_a_recorded_run_and_nothing_half_applied() {
         "name": "execute", "arguments": {"plan_hash": plan_hash}}}),
     );
     std::thread::sleep(Duration::from_millis(500));
-    drop(send);
     drop(stdin);
 
     // The server exits only once the execute it was running is recorded: cancelled at its
