@@ -757,3 +757,34 @@ fn a_client_gone_mid_execute_leaves_a_recorded_run_and_nothing_half_applied() {
     assert_eq!(report["outcome"], "succeeded", "{report:#}");
     assert_eq!(repo::rev(&w.repo, "HEAD~1"), base);
 }
+
+#[test]
+fn a_bad_configuration_is_refused_before_serving() {
+    let s = Scratch::new();
+    let garbage = s.write("allowed_signers", "not a signers line\n");
+    for (args, names) in [
+        (
+            vec![
+                "--workspace".to_owned(),
+                s.path("absent").display().to_string(),
+            ],
+            "is not a directory",
+        ),
+        (
+            vec![
+                "--workspace".to_owned(),
+                s.root().display().to_string(),
+                "--allowed-signers".to_owned(),
+                garbage.display().to_string(),
+            ],
+            "--allowed-signers",
+        ),
+    ] {
+        let mut cmd = s.admission();
+        cmd.arg("mcp").args(&args).write_stdin("");
+        let out = tests::output::exits(&mut cmd, 2);
+        let stderr = tests::output::stderr(&out);
+        assert!(stderr.contains(names), "{args:?}: {stderr}");
+        assert!(out.stdout.is_empty(), "stdout is the protocol: {out:?}");
+    }
+}
