@@ -140,9 +140,8 @@ impl ServerHandler for Server {
         let forward = async move {
             let mut last = None;
             while let Some(update) = updates.recv().await {
-                let (Some(token), done) = (&token, update.done as f64) else {
-                    continue;
-                };
+                let Some(token) = &token else { continue };
+                let done = update.done as f64;
                 if last.is_some_and(|last| done <= last) {
                     continue;
                 }
