@@ -116,6 +116,41 @@ fn workspace_dir(cli: &Cli) -> Result<(), CommandError> {
     ))
 }
 
+/// The store a mechanism started only to be described is given.
+pub(crate) enum DescribeStore<'a> {
+    /// The store in use, which exists.
+    Existing(&'a Path),
+    /// A throw-away one, where there is no store: describing reads nothing stored, and must
+    /// not leave an empty `.mechanism` behind.
+    ThrowAway(tempfile::TempDir),
+}
+
+impl DescribeStore<'_> {
+    /// Its directory.
+    pub(crate) fn path(&self) -> &Path {
+        match self {
+            DescribeStore::Existing(path) => path,
+            DescribeStore::ThrowAway(dir) => dir.path(),
+        }
+    }
+}
+
+/// The store to describe mechanisms with: the one `--store` names if it exists, else a
+/// throw-away one.
+pub(crate) fn describe_store(cli: &Cli) -> Result<DescribeStore<'_>, CommandError> {
+    if cli.store.is_dir() {
+        return Ok(DescribeStore::Existing(&cli.store));
+    }
+    tempfile::tempdir()
+        .map(DescribeStore::ThrowAway)
+        .map_err(|e| {
+            CommandError::internal(
+                ErrorCode::InternalError,
+                format!("cannot make a temporary store: {e}"),
+            )
+        })
+}
+
 /// `admission describe MECHANISM`.
 pub fn describe(cli: &Cli, out: Output, mechanism: &str) -> Result<u8, CommandError> {
     let registry = Registry::load(cli.registry.as_deref())
@@ -124,26 +159,12 @@ pub fn describe(cli: &Cli, out: Output, mechanism: &str) -> Result<u8, CommandEr
         .entry(mechanism)
         .map_err(|e| CommandError::bad_input(ErrorCode::InvalidParams, e.to_string()))?;
     workspace_dir(cli)?;
-    // Describing reads nothing stored: where there is no store, the mechanism gets a
-    // throw-away one rather than an empty `.mechanism` being left behind.
-    let throw_away = if cli.store.is_dir() {
-        None
-    } else {
-        Some(tempfile::tempdir().map_err(|e| {
-            CommandError::internal(
-                ErrorCode::InternalError,
-                format!("cannot make a temporary store: {e}"),
-            )
-        })?)
-    };
-    let store_dir = throw_away
-        .as_ref()
-        .map_or(cli.store.as_path(), |t| t.path());
+    let store = describe_store(cli)?;
     let session = Session::start(
         entry,
         &LaunchPaths {
             workspace: &cli.workspace,
-            store: store_dir,
+            store: store.path(),
             allowed_signers: cli.allowed_signers.as_deref(),
         },
     )

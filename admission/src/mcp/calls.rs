@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::tools;
 use crate::cli::{Cli, Rendered};
-use crate::commands::pipeline::{existing_store, quote, render, setup};
+use crate::commands::pipeline::{describe_store, existing_store, quote, render, setup};
 use crate::commands::{journal, tickets, verify};
 use crate::pipeline::{self, Invocation, Mode, Report, WorkorderSource};
 use crate::registry::{LaunchPaths, Registry};
@@ -157,23 +157,10 @@ struct PlanArgs {
 fn list_mechanisms(cli: &Cli) -> Result<Outcome, ErrorInfo> {
     let registry = Registry::load(cli.registry.as_deref())
         .map_err(|e| ErrorInfo::new(ErrorCode::InvalidParams, e.to_string()))?;
-    // Describing reads nothing stored: without a store, the mechanisms get a throw-away one.
-    let throw_away = if cli.store.is_dir() {
-        None
-    } else {
-        Some(tempfile::tempdir().map_err(|e| {
-            ErrorInfo::new(
-                ErrorCode::InternalError,
-                format!("cannot make a temporary store: {e}"),
-            )
-        })?)
-    };
-    let store = throw_away
-        .as_ref()
-        .map_or(cli.store.as_path(), |t| t.path());
+    let store = describe_store(cli).map_err(|e| e.error)?;
     let paths = LaunchPaths {
         workspace: &cli.workspace,
-        store,
+        store: store.path(),
         allowed_signers: cli.allowed_signers.as_deref(),
     };
     let mut text = String::new();

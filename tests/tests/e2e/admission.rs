@@ -167,6 +167,18 @@ pub(crate) trait Cli {
         file.to_owned()
     }
 
+    /// `admission approve --payload PLAN -o payload.json`, then `ssh-keygen -Y sign` of it in
+    /// `namespace` with the operator's key, which leaves `payload.json.sig`; returns the
+    /// signature.
+    fn payload_signed_by_ssh_keygen(&self, plan: &str, namespace: &str) -> String {
+        let mut cmd = self.admission();
+        cmd.args(["approve", "--payload", plan, "--approver", APPROVER])
+            .args(["-o", "payload.json"]);
+        exits(&mut cmd, 0);
+        let payload = self.world().s.path("payload.json");
+        self.world().operator.ssh_keygen_sign(&payload, namespace)
+    }
+
     /// Writes a force-ack made of `unsigned`'s canonical bytes signed by the real `ssh-keygen`
     /// in `namespace` with the operator's key, bypassing `admission approve`'s checks.
     fn force_ack_by_ssh_keygen(&self, name: &str, unsigned: &Value, namespace: &str) -> String {
@@ -718,12 +730,8 @@ fn a_force_ack_signed_in_another_namespace_is_refused() {
     let w = World::new();
     let base = w.head();
     let (plan, _) = w.destructive_plan("drop", "src/old.rs");
-    let mut cmd = w.admission();
-    cmd.args(["approve", "--payload", &plan, "--approver", APPROVER])
-        .args(["-o", "payload.json"]);
-    exits(&mut cmd, 0);
+    let signature = w.payload_signed_by_ssh_keygen(&plan, "something-else");
     let payload = w.s.path("payload.json");
-    let signature = w.operator.ssh_keygen_sign(&payload, "something-else");
 
     // `approve --attach` refuses it at once ...
     let mut cmd = w.admission();

@@ -544,12 +544,7 @@ fn an_approval_assembled_with_attach_is_recorded_and_used() {
     let w = World::new();
     let base = w.head();
     let (plan, _) = w.destructive_plan("drop", "src/old.rs");
-    let mut cmd = w.admission();
-    cmd.args(["approve", "--payload", &plan, "--approver", APPROVER])
-        .args(["-o", "payload.json"]);
-    exits(&mut cmd, 0);
-    w.operator
-        .ssh_keygen_sign(&w.s.path("payload.json"), force_ack::NAMESPACE);
+    w.payload_signed_by_ssh_keygen(&plan, force_ack::NAMESPACE);
     let mut cmd = w.admission();
     cmd.args(["--json", "approve", "--attach", "payload.json.sig"])
         .args(["--payload-file", "payload.json"]);

@@ -166,6 +166,28 @@ fn apply(repo: &str, message: &str) -> Value {
     })
 }
 
+/// The arguments of a `plan` of a git `apply` in the workspace's repository `repo`, with
+/// `patch` as its one input.
+fn plan_args(repo: &str, message: &str, patch: Value) -> Value {
+    json!({
+        "mechanism": "git_apply_patch",
+        "operation": "apply",
+        "params": apply(repo, message),
+        "inputs": {"patch": patch},
+    })
+}
+
+/// An input given as text.
+fn text(content: &str) -> Value {
+    json!({ "text": content })
+}
+
+/// `arguments` with one more member.
+fn with(mut arguments: Value, name: &str, value: Value) -> Value {
+    arguments[name] = value;
+    arguments
+}
+
 /// A workspace with a repository `repo`, an operator whose key the server trusts, and the
 /// server's arguments.
 struct Setup {
@@ -279,13 +301,11 @@ fn an_mcp_client_plans_executes_is_refused_a_destructive_plan_until_approved_and
     let patch = w.patch(|dir| repo::write(dir, "README.md", "# fixture\n\nEdited by an agent.\n"));
     let planned = client.ok(
         "plan",
-        json!({
-            "mechanism": "git_apply_patch",
-            "operation": "apply",
-            "params": apply("repo", "agent: edit the README"),
-            "inputs": {"patch": {"text": patch}},
-            "work_order_id": "agent-edit",
-        }),
+        with(
+            plan_args("repo", "agent: edit the README", text(&patch)),
+            "work_order_id",
+            json!("agent-edit"),
+        ),
     );
     assert_eq!(planned["decision"], "ADMIT", "{planned:#}");
     assert_eq!(planned["outcome"], "admitted", "{planned:#}");
@@ -355,12 +375,7 @@ fn an_mcp_client_plans_executes_is_refused_a_destructive_plan_until_approved_and
     let delete = w.patch(|dir| std::fs::remove_file(dir.join("src/old.rs")).expect("rm"));
     let planned = client.ok(
         "plan",
-        json!({
-            "mechanism": "git_apply_patch",
-            "operation": "apply",
-            "params": apply("repo", "agent: delete old.rs"),
-            "inputs": {"patch": {"text": delete}},
-        }),
+        plan_args("repo", "agent: delete old.rs", text(&delete)),
     );
     assert_eq!(planned["destructive"], true, "{planned:#}");
     assert_eq!(planned["force_ack_required"], true, "{planned:#}");
@@ -440,12 +455,7 @@ fn every_refusal_over_mcp_is_a_tool_error_with_the_protocols_code() {
     for repo in ["../outside", outside.to_str().expect("UTF-8 path")] {
         let refused = client.refused(
             "plan",
-            json!({
-                "mechanism": "git_apply_patch",
-                "operation": "apply",
-                "params": apply(repo, "agent: escape"),
-                "inputs": {"patch": {"text": patch}},
-            }),
+            plan_args(repo, "agent: escape", text(&patch)),
             "CAPABILITY_DENIED",
         );
         assert!(
@@ -461,12 +471,7 @@ fn every_refusal_over_mcp_is_a_tool_error_with_the_protocols_code() {
     w.s.write("ws/patch.diff", &patch);
     let refused = client.refused(
         "plan",
-        json!({
-            "mechanism": "git_apply_patch",
-            "operation": "apply",
-            "params": apply("repo", "agent: from a file"),
-            "inputs": {"patch": "patch.diff"},
-        }),
+        plan_args("repo", "agent: from a file", json!("patch.diff")),
         "INVALID_PARAMS",
     );
     assert!(
@@ -480,12 +485,7 @@ fn every_refusal_over_mcp_is_a_tool_error_with_the_protocols_code() {
     let huge = "x".repeat(9 * 1024 * 1024);
     let refused = client.refused(
         "plan",
-        json!({
-            "mechanism": "git_apply_patch",
-            "operation": "apply",
-            "params": apply("repo", "agent: huge"),
-            "inputs": {"patch": {"text": huge}},
-        }),
+        plan_args("repo", "agent: huge", text(&huge)),
         "MESSAGE_TOO_LARGE",
     );
     assert!(
@@ -499,12 +499,7 @@ fn every_refusal_over_mcp_is_a_tool_error_with_the_protocols_code() {
     let absent = Digest::of_bytes(b"never stored");
     client.refused(
         "plan",
-        json!({
-            "mechanism": "git_apply_patch",
-            "operation": "apply",
-            "params": apply("repo", "agent: absent input"),
-            "inputs": {"patch": absent.to_string()},
-        }),
+        plan_args("repo", "agent: absent input", json!(absent.to_string())),
         "UNKNOWN_ARTIFACT",
     );
     client.refused(
@@ -533,12 +528,7 @@ fn every_refusal_over_mcp_is_a_tool_error_with_the_protocols_code() {
         "diff --git a/none.txt b/none.txt\n--- a/none.txt\n+++ b/none.txt\n@@ -1 +1 @@\n-a\n+b\n";
     let answer = client.call(
         "plan",
-        json!({
-            "mechanism": "git_apply_patch",
-            "operation": "apply",
-            "params": apply("repo", "agent: does not apply"),
-            "inputs": {"patch": {"text": stale}},
-        }),
+        plan_args("repo", "agent: does not apply", text(stale)),
     );
     assert_eq!(answer["result"]["isError"], true, "{answer:#}");
 
@@ -546,13 +536,11 @@ fn every_refusal_over_mcp_is_a_tool_error_with_the_protocols_code() {
     // failed gate come with the refusal.
     let denied = client.refused(
         "plan",
-        json!({
-            "mechanism": "git_apply_patch",
-            "operation": "apply",
-            "params": apply("repo", "agent: no time"),
-            "inputs": {"patch": {"text": patch}},
-            "wall_ms": 1,
-        }),
+        with(
+            plan_args("repo", "agent: no time", text(&patch)),
+            "wall_ms",
+            json!(1),
+        ),
         "BUDGET_EXCEEDED",
     );
     assert_eq!(denied["decision"], "DENY", "{denied:#}");
@@ -571,15 +559,7 @@ fn every_refusal_over_mcp_is_a_tool_error_with_the_protocols_code() {
     );
 
     // A plan the world moved past: STALE_PLAN, and nothing applied.
-    let planned = client.ok(
-        "plan",
-        json!({
-            "mechanism": "git_apply_patch",
-            "operation": "apply",
-            "params": apply("repo", "agent: too late"),
-            "inputs": {"patch": {"text": patch}},
-        }),
-    );
+    let planned = client.ok("plan", plan_args("repo", "agent: too late", text(&patch)));
     repo::write(&w.repo, "docs/guide.txt", "moved on\n");
     repo::git(&w.repo, &["commit", "-qam", "someone else"]);
     let moved = w.head();
@@ -614,15 +594,7 @@ fn an_mcp_cancellation_stops_an_execute_before_its_point_of_no_return() {
     ]);
     let base = w.head();
     let patch = w.patch(|dir| repo::write(dir, "README.md", "# fixture\n\ncancelled?\n"));
-    let planned = client.ok(
-        "plan",
-        json!({
-            "mechanism": "git_apply_patch",
-            "operation": "apply",
-            "params": apply("repo", "agent: cancelled"),
-            "inputs": {"patch": {"text": patch}},
-        }),
-    );
+    let planned = client.ok("plan", plan_args("repo", "agent: cancelled", text(&patch)));
     let plan_hash = planned["plan_hash"].clone();
     let answer = client.request(json!({
         "op": "call",
